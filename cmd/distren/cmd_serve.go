@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/distren/distren/internal/farm"
+	"github.com/distren/distren/internal/server"
+)
+
+type serveOptions struct {
+	data, listen, name string
+	workers            int
+	leaseTTL           time.Duration
+	maxPackage         int64
+	maxFrames          int64
+	maxManifest        int64
+}
+
+func newServeCommand() *cobra.Command {
+	var o serveOptions
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a server: accept jobs, schedule frames, run local worker slots",
+		Long: `Run a distren server. It keeps its state in --data (SQLite in WAL mode and a
+content-addressed vault); it can be killed at any moment and restarts where it stood.
+--workers N runs N local worker slots (default: the number of cores; 0 for none).`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return runServe(c.Context(), o) },
+	}
+	f := c.Flags()
+	f.StringVar(&o.data, "data", "distren-data", "data directory")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:7878", "address to listen on")
+	f.StringVar(&o.name, "name", "local", "server name ([a-z0-9][a-z0-9-]*), constant for the server's life")
+	f.IntVar(&o.workers, "workers", defaultSlots(), "local worker slots (0: none)")
+	f.DurationVar(&o.leaseTTL, "lease", 30*time.Second, "frame lease length; workers heartbeat at a third of it")
+	f.Int64Var(&o.maxPackage, "max-package-bytes", 8<<30, "largest job package accepted (uncompressed bytes)")
+	f.Int64Var(&o.maxFrames, "max-frames", 1_000_000, "most frames in one job")
+	f.Int64Var(&o.maxManifest, "max-manifest-bytes", 16<<20, "largest distrenjob.xml accepted")
+	return c
+}
+
+func runServe(ctx context.Context, o serveOptions) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if o.workers < 0 {
+		return usageError{fmt.Errorf("--workers %d: must be 0 or more", o.workers)}
+	}
+	return farm.Run(ctx, farm.Config{Data: o.data, Listen: o.listen, Name: o.name, Workers: o.workers,
+		LeaseTTL: o.leaseTTL, Log: log,
+		Limits: server.Limits{MaxPackageBytes: o.maxPackage, MaxFrames: o.maxFrames, MaxManifestBytes: o.maxManifest}})
+}

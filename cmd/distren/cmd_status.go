@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/client"
+)
+
+type statusOptions struct {
+	server      string
+	watch, json bool
+	interval    time.Duration
+}
+
+func newStatusCommand() *cobra.Command {
+	var o statusOptions
+	c := &cobra.Command{
+		Use:   "status [JOB]",
+		Short: "Show the server's jobs, or one job and its frames",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			ref := ""
+			if len(args) == 1 {
+				ref = args[0]
+			}
+			return runStatus(c.Context(), o, ref, c.OutOrStdout())
+		},
+	}
+	serverFlag(c, &o.server)
+	c.Flags().BoolVarP(&o.watch, "watch", "w", false, "redraw until the job ends (or until interrupted)")
+	c.Flags().BoolVar(&o.json, "json", false, "print JSON for scripts")
+	c.Flags().DurationVar(&o.interval, "interval", time.Second, "redraw interval with --watch")
+	return c
+}
+
+func runStatus(ctx context.Context, o statusOptions, ref string, out io.Writer) error {
+	var c *client.Client
+	var id int64
+	var err error
+	if ref != "" {
+		c, id, err = jobClient(ctx, o.server, ref)
+	} else {
+		c, err = client.New(o.server)
+		if err != nil {
+			err = usageError{err}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	tty := o.watch && !o.json && out == os.Stdout && isTerminal(os.Stdout)
+	for {
+		var buf strings.Builder
+		ended, err := statusOnce(ctx, c, id, o.json, &buf)
+		if err != nil {
+			return err
+		}
+		if tty {
+			fmt.Fprint(out, "\x1b[H\x1b[2J") // home, clear
+		}
+		fmt.Fprint(out, buf.String())
+		if !o.watch || (id != 0 && ended) {
+			return nil
+		}
+		select {
+		case <-time.After(o.interval):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// statusOnce writes one report and says whether the job (if one) has ended.
+func statusOnce(ctx context.Context, c *client.Client, id int64, asJSON bool, out io.Writer) (bool, error) {
+	if id == 0 {
+		jobs, err := c.Jobs(ctx)
+		if err != nil {
+			return false, err
+		}
+		if asJSON {
+			return false, json.NewEncoder(out).Encode(jobs)
+		}
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "JOB\tNAME\tSTATE\tDONE\tRUNNING\tFAILED\tSUBMITTED\tURL")
+		for _, j := range jobs {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%d\t%s\t%s\n", j.ID, j.Name, j.State, j.Counts[api.StateDone], j.Frames,
+				j.Counts[api.StateRunning], j.Counts[api.StateFailed], j.Submitted.Local().Format("2006-01-02 15:04:05"), j.URL)
+		}
+		return false, tw.Flush()
+	}
+	j, err := c.Job(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	frames, err := c.Frames(ctx, id, "")
+	if err != nil {
+		return false, err
+	}
+	ended := j.State == api.JobDone || j.State == api.JobFailed || j.State == api.JobCanceled
+	if asJSON {
+		return ended, json.NewEncoder(out).Encode(struct {
+			Job    api.Job     `json:"job"`
+			Frames []api.Frame `json:"frames"`
+		}{j, frames})
+	}
+	fmt.Fprintf(out, "%s  %s  %s\n", j.URL, j.Name, strings.ToUpper(j.State))
+	fmt.Fprintf(out, "priority %d", j.Priority)
+	if j.Deadline != nil {
+		fmt.Fprintf(out, ", deadline %s", j.Deadline.Local().Format(time.RFC3339))
+	}
+	fmt.Fprintf(out, ", submitted %s\n", j.Submitted.Local().Format("2006-01-02 15:04:05"))
+	fmt.Fprintf(out, "frames: %d", j.Frames)
+	for _, st := range []string{api.StateDone, api.StateRunning, api.StateReady, api.StateWaiting, api.StateFailed, api.StateCanceled} {
+		if n := j.Counts[st]; n > 0 {
+			fmt.Fprintf(out, ", %d %s", n, st)
+		}
+	}
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	shown := 0
+	for _, f := range frames {
+		if f.State != api.StateRunning && f.State != api.StateFailed && !(f.Attempts > 1 && f.State != api.StateDone) {
+			continue
+		}
+		if shown == 0 {
+			fmt.Fprintln(tw, "FRAME\tSTATE\tATTEMPTS\tWORKER\tPROGRESS\tMESSAGE")
+		}
+		if shown++; shown > 40 {
+			continue
+		}
+		prog := ""
+		if f.State == api.StateRunning && f.Progress > 0 {
+			prog = fmt.Sprintf("%.0f%%", f.Progress*100)
+		}
+		msg, _, _ := strings.Cut(f.Error, "\n")
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", f.ID, f.State, f.Attempts, f.Worker, prog, msg)
+	}
+	if err := tw.Flush(); err != nil {
+		return ended, err
+	}
+	if shown > 40 {
+		fmt.Fprintf(out, "… and %d more\n", shown-40)
+	}
+	return ended, nil
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/client"
+	"github.com/distren/distren/internal/jobpkg"
+)
+
+type submitOptions struct {
+	server string
+	wait   bool
+	quiet  bool
+}
+
+func newSubmitCommand() *cobra.Command {
+	var o submitOptions
+	c := &cobra.Command{
+		Use:   "submit JOB",
+		Short: "Upload a job package (directory, .tar, .tar.gz or .tar.zst) and print its URL",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			return runSubmit(c.Context(), o, args[0], c.OutOrStdout(), os.Stderr)
+		},
+	}
+	serverFlag(c, &o.server)
+	c.Flags().BoolVar(&o.wait, "wait", false, "wait until the job ends; exit 3 if a frame failed")
+	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "no progress bars")
+	return c
+}
+
+func runSubmit(ctx context.Context, o submitOptions, pkg string, stdout io.Writer, stderr *os.File) error {
+	c, err := client.New(o.server)
+	if err != nil {
+		return usageError{err}
+	}
+	sub, err := upload(ctx, c, pkg, stderr, !o.quiet && isTerminal(stderr))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, sub.URL)
+	if !o.wait {
+		return nil
+	}
+	return waitJob(ctx, c, sub.ID, stderr, !o.quiet && isTerminal(stderr))
+}
+
+// upload sends a package, with a progress bar on stderr if bar is set.
+func upload(ctx context.Context, c *client.Client, pkg string, stderr io.Writer, bar bool) (api.Submitted, error) {
+	rc, size, err := jobpkg.Open(pkg)
+	if err != nil {
+		return api.Submitted{}, fmt.Errorf("job package %s: %w", pkg, err)
+	}
+	defer rc.Close()
+	var body io.Reader = rc
+	if bar {
+		pb := progressbar.NewOptions64(size, progressbar.OptionSetWriter(stderr), progressbar.OptionShowBytes(true),
+			progressbar.OptionSetDescription("uploading"), progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100*time.Millisecond))
+		r := progressbar.NewReader(rc, pb)
+		body = &r
+		defer pb.Finish()
+	}
+	sub, err := c.Submit(ctx, body, size)
+	if err != nil {
+		return sub, fmt.Errorf("submitting %s: %w", pkg, err)
+	}
+	return sub, nil
+}
+
+// waitJob follows a job until it ends, with a progress bar of frames if bar
+// is set. A job that ends with failed or canceled frames is an error.
+func waitJob(ctx context.Context, c *client.Client, id int64, stderr io.Writer, bar bool) error {
+	var pb *progressbar.ProgressBar
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		j, err := c.Job(ctx, id)
+		if err != nil {
+			return err
+		}
+		if bar {
+			if pb == nil {
+				pb = progressbar.NewOptions(j.Frames, progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription("frames"),
+					progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish(),
+					progressbar.OptionThrottle(100*time.Millisecond))
+			}
+			pb.Set(j.Counts[api.StateDone])
+		}
+		switch j.State {
+		case api.JobDone:
+			if pb != nil {
+				pb.Finish()
+			}
+			return nil
+		case api.JobFailed, api.JobCanceled:
+			if pb != nil {
+				pb.Exit()
+				fmt.Fprintln(stderr)
+			}
+			msg := fmt.Sprintf("job %s %s: %d of %d frames done", j.URL, j.State, j.Counts[api.StateDone], j.Frames)
+			if j.Error != "" {
+				msg += "; " + j.Error
+			}
+			return jobFailedError{msg}
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

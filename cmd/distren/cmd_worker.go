@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/distren/distren/internal/client"
+	"github.com/distren/distren/internal/worker"
+)
+
+type workerOptions struct {
+	server, dir, name string
+	slots, prefetch   int
+}
+
+func newWorkerCommand() *cobra.Command {
+	var o workerOptions
+	c := &cobra.Command{
+		Use:   "worker",
+		Short: "Run worker slots that pull frames from a server",
+		Args:  cobra.NoArgs,
+		RunE:  func(c *cobra.Command, _ []string) error { return runWorker(c.Context(), o) },
+	}
+	serverFlag(c, &o.server)
+	f := c.Flags()
+	f.IntVar(&o.slots, "slots", defaultSlots(), "frames rendered at once")
+	f.IntVar(&o.prefetch, "prefetch", 0, "frames claimed ahead of free slots (default: --slots)")
+	f.StringVar(&o.dir, "dir", "", "cache and scratch directory (default: the user cache directory)")
+	f.StringVar(&o.name, "name", "", "worker name (default: host-pid-random)")
+	return c
+}
+
+func runWorker(ctx context.Context, o workerOptions) error {
+	if o.slots < 1 {
+		return usageError{fmt.Errorf("--slots %d: must be at least 1", o.slots)}
+	}
+	c, err := client.New(o.server)
+	if err != nil {
+		return usageError{err}
+	}
+	if o.dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			base = os.TempDir()
+		}
+		o.dir = filepath.Join(base, "distren", "worker")
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	w, err := worker.New(worker.Config{Client: c, Name: o.name, Slots: o.slots, Prefetch: o.prefetch, Dir: o.dir, Log: log})
+	if err != nil {
+		return err
+	}
+	log.Info("worker started", "name", w.Name(), "server", o.server, "slots", o.slots, "dir", o.dir)
+	return w.Run(ctx)
+}

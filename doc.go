@@ -1,0 +1,15 @@
+// Package distren is a distributed render farm.
+//
+// The binary is cmd/distren. Everything else lives under internal/, in the
+// layers of docs/architecture.md:
+//
+//   - Stage (interaction): cmd/distren (CLI), internal/server (HTTP API),
+//     internal/client (typed API client used by the CLI, workers and tests).
+//   - Steam (processing): internal/session (commands, dispatcher, scheduler),
+//     internal/store (durable state in SQLite), internal/manifest (distrenjob.xml).
+//   - Vault (data and execution): internal/vault (content-addressed blobs),
+//     internal/jobpkg (tar safety), internal/worker (slots, scratch directories),
+//     internal/backend (renderers), internal/raster (the built-in renderer).
+//
+// internal/lifecycle starts and stops the subsystems in order.
+package distren

@@ -1,0 +1,172 @@
+// Package api owns the wire types of distren's HTTP API (/v1/...): the JSON
+// bodies exchanged by the server, its clients, its workers and its tests.
+// docs/api.md describes the endpoints that carry them.
+package api
+
+import "time"
+
+// Frame states as reported by the API.
+const (
+	StateWaiting  = "waiting"  // dependencies not complete
+	StateReady    = "ready"    // queued for a worker
+	StateRunning  = "running"  // leased to a worker
+	StateDone     = "done"     // output stored
+	StateFailed   = "failed"   // attempts exhausted
+	StateCanceled = "canceled" // job canceled before the frame completed
+)
+
+// Job states as reported by the API.
+const (
+	JobQueued   = "queued"   // no frame running yet
+	JobRunning  = "running"  // frames running or ready
+	JobDone     = "done"     // every frame done
+	JobFailed   = "failed"   // a frame failed and nothing else can run
+	JobCanceled = "canceled" // canceled by a user
+)
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Server describes the server (GET /v1/server).
+type Server struct {
+	Name    string `json:"name"`
+	URL     string `json:"url"`
+	Version string `json:"version"`
+	Workers int    `json:"workers"` // workers seen within a lease period
+}
+
+// Job is a job's summary (GET /v1/jobs, GET /v1/jobs/{job}).
+type Job struct {
+	ID        int64          `json:"id"`
+	URL       string         `json:"url"`
+	Name      string         `json:"name"`
+	State     string         `json:"state"`
+	Priority  int            `json:"priority"`
+	Deadline  *time.Time     `json:"deadline,omitempty"`
+	Submitted time.Time      `json:"submitted"`
+	Frames    int            `json:"frames"`
+	Counts    map[string]int `json:"counts"`          // frame state → frames
+	Error     string         `json:"error,omitempty"` // the first failed frame's message
+}
+
+// Frame is one frame's state (GET /v1/jobs/{job}/frames).
+type Frame struct {
+	ID       int64   `json:"id"`
+	URL      string  `json:"url"`
+	State    string  `json:"state"`
+	Attempts int     `json:"attempts"`
+	Worker   string  `json:"worker,omitempty"`
+	Error    string  `json:"error,omitempty"`
+	Progress float64 `json:"progress,omitempty"` // 0..1 while running, where the renderer reports it
+	Output   string  `json:"output,omitempty"`   // vault name of the output tarball
+	Size     int64   `json:"size,omitempty"`
+	RenderMS int64   `json:"render_ms,omitempty"`
+	Files    []int64 `json:"files,omitempty"` // numbers of the frame's output files
+}
+
+// File is one numbered file of a job (GET /v1/jobs/{job}/files).
+type File struct {
+	N     int64  `json:"n"`
+	URL   string `json:"url"`
+	Path  string `json:"path"`
+	Size  int64  `json:"size"`
+	Frame *int64 `json:"frame,omitempty"` // the frame that produced it; absent for inputs
+}
+
+// Submitted answers a package upload (POST /v1/jobs).
+type Submitted struct {
+	ID     int64  `json:"id"`
+	URL    string `json:"url"`
+	Name   string `json:"name"`
+	Frames int    `json:"frames"`
+}
+
+// InputFile is one file of a job's package as workers fetch it.
+type InputFile struct {
+	Path string `json:"path"`
+	Mode uint32 `json:"mode"`
+	Size int64  `json:"size"`
+	Hash string `json:"hash"` // vault object name
+}
+
+// JobSpec is what a worker needs to render a job's frames (GET /v1/jobs/{job}/spec).
+type JobSpec struct {
+	ID       int64       `json:"id"`
+	Manifest string      `json:"manifest"`
+	Inputs   []InputFile `json:"inputs"`
+}
+
+// ClaimRequest asks for up to Max frames, waiting up to WaitMS for some to be ready.
+type ClaimRequest struct {
+	Worker   string   `json:"worker"`
+	Max      int      `json:"max"`
+	WaitMS   int      `json:"wait_ms"`
+	Backends []string `json:"backends,omitempty"` // backends this worker can run
+}
+
+// DepOutput is the output of a frame a leased frame depends on.
+type DepOutput struct {
+	Job    int64  `json:"job"`
+	Frame  int64  `json:"frame"`
+	Output string `json:"output"` // vault name of its output tarball
+	Size   int64  `json:"size"`
+}
+
+// Lease is a frame leased to a worker until it reports or the lease expires.
+type Lease struct {
+	Job   int64       `json:"job"`
+	Frame int64       `json:"frame"`
+	Epoch uint64      `json:"epoch"`
+	TTLMS int64       `json:"ttl_ms"`
+	Deps  []DepOutput `json:"deps,omitempty"`
+}
+
+// ClaimResponse carries the leased frames (possibly none after the wait).
+type ClaimResponse struct {
+	Leases []Lease `json:"leases"`
+}
+
+// LeaseRef names a lease.
+type LeaseRef struct {
+	Job   int64  `json:"job"`
+	Frame int64  `json:"frame"`
+	Epoch uint64 `json:"epoch"`
+}
+
+// LeaseProgress reports a lease still being worked on.
+type LeaseProgress struct {
+	LeaseRef
+	Progress float64 `json:"progress,omitempty"`
+}
+
+// Heartbeat extends a worker's leases (POST /v1/heartbeat).
+type Heartbeat struct {
+	Worker string          `json:"worker"`
+	Leases []LeaseProgress `json:"leases"`
+}
+
+// HeartbeatResponse lists the leases the worker must abandon (canceled,
+// expired or superseded): it stops rendering them and reports nothing.
+type HeartbeatResponse struct {
+	Stop []LeaseRef `json:"stop,omitempty"`
+}
+
+// Failure reports a failed attempt (POST /v1/jobs/{job}/frames/{frame}/fail).
+type Failure struct {
+	Worker string `json:"worker"`
+	Epoch  uint64 `json:"epoch"`
+	Error  string `json:"error"`
+}
+
+// Retry asks to render frames again (POST /v1/jobs/{job}/retry). Frames is a
+// frame set ("1-10,20"); empty means every failed or canceled frame.
+type Retry struct {
+	Frames string `json:"frames,omitempty"`
+}
+
+// Changed answers cancel and retry: how many frames changed state.
+type Changed struct {
+	Frames int `json:"frames"`
+}

@@ -1,0 +1,203 @@
+// Package farm assembles a distren server from its subsystems — vault,
+// engine (local worker slots), session, net (the HTTP API) — and runs them
+// under the lifecycle runner. `distren serve` and `distren render` both use it.
+package farm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/distren/distren/internal/backend"
+	"github.com/distren/distren/internal/client"
+	"github.com/distren/distren/internal/durl"
+	"github.com/distren/distren/internal/lifecycle"
+	"github.com/distren/distren/internal/server"
+	"github.com/distren/distren/internal/session"
+	"github.com/distren/distren/internal/store"
+	"github.com/distren/distren/internal/vault"
+	"github.com/distren/distren/internal/worker"
+)
+
+// Config configures a server.
+type Config struct {
+	Data     string // data directory: state.db, vault/, tmp/, worker/
+	Listen   string // address to listen on, e.g. 127.0.0.1:7878 (":0" for any free port)
+	Name     string // server name, [a-z0-9][a-z0-9-]*
+	Workers  int    // local worker slots (0: none)
+	LeaseTTL time.Duration
+	Limits   server.Limits
+	Backends backend.Registry
+	Log      *slog.Logger
+	// Ready, if set, is called with the server's URL once it serves.
+	Ready func(url string)
+	// Runner hooks, e.g. to stop the farm from outside: see lifecycle.Runner.On.
+	Hooks map[lifecycle.Event][]func()
+}
+
+// Run runs the server until ctx ends or a subsystem fails.
+func Run(ctx context.Context, cfg Config) error {
+	if !durl.ValidServer(cfg.Name) {
+		return fmt.Errorf("server name %q: must match [a-z0-9][a-z0-9-]* (at most 63 characters)", cfg.Name)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Backends == nil {
+		cfg.Backends = backend.Default()
+	}
+	log := cfg.Log
+	var (
+		unlock func()
+		v      *vault.Vault
+		st     *store.SQLite
+		sess   *session.Session
+		ln     net.Listener
+		srv    *http.Server
+		url    string
+		urlSet = make(chan struct{})
+		once   sync.Once
+	)
+	r := &lifecycle.Runner{Session: "session", Log: log}
+	for e, hs := range cfg.Hooks {
+		for _, h := range hs {
+			r.On(e, h)
+		}
+	}
+	r.Add(lifecycle.Subsystem{
+		Name: "vault",
+		Start: func(context.Context) error {
+			if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+				return err
+			}
+			var err error
+			if unlock, err = lockDir(cfg.Data); err != nil {
+				return err
+			}
+			tmp := filepath.Join(cfg.Data, "tmp")
+			if err := os.RemoveAll(tmp); err != nil { // upload leftovers
+				return err
+			}
+			if err := os.MkdirAll(tmp, 0o755); err != nil {
+				return err
+			}
+			v, err = vault.Open(filepath.Join(cfg.Data, "vault"), vault.Options{})
+			return err
+		},
+		Stop: func(context.Context) error { unlock(); return nil },
+	})
+	if cfg.Workers > 0 {
+		var w *worker.Worker
+		r.Add(lifecycle.Subsystem{
+			Name: "engine",
+			Start: func(context.Context) error {
+				var err error
+				w, err = worker.New(worker.Config{Name: cfg.Name + "-local", Slots: cfg.Workers,
+					Dir: filepath.Join(cfg.Data, "worker"), Backends: cfg.Backends, Log: log.With("worker", "local")})
+				return err
+			},
+			Run: func(ctx context.Context) error {
+				select { // the slots talk to the API, which opens after the engine starts
+				case <-urlSet:
+				case <-ctx.Done():
+					return nil
+				}
+				c, err := client.New(localURL(url))
+				if err != nil {
+					return err
+				}
+				w.SetClient(c)
+				if err := w.Run(ctx); err != nil && ctx.Err() == nil {
+					return err
+				}
+				return ctx.Err()
+			},
+		})
+	}
+	r.Add(lifecycle.Subsystem{
+		Name: "session",
+		Start: func(ctx context.Context) error {
+			var err error
+			if st, err = store.OpenSQLite(filepath.Join(cfg.Data, "state.db")); err != nil {
+				return err
+			}
+			sess, err = session.Open(ctx, st, session.Options{Name: cfg.Name, LeaseTTL: cfg.LeaseTTL})
+			return err
+		},
+		Stop: func(context.Context) error {
+			if sess != nil {
+				sess.Close()
+			}
+			return st.Close()
+		},
+	})
+	r.Add(lifecycle.Subsystem{
+		Name: "net",
+		Start: func(context.Context) error {
+			var err error
+			if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+				return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+			}
+			url = "http://" + ln.Addr().String()
+			h := server.New(server.Config{Session: sess, Vault: v, Backends: cfg.Backends, TmpDir: filepath.Join(cfg.Data, "tmp"),
+				Limits: cfg.Limits, URL: url, Log: log})
+			srv = &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+			once.Do(func() { close(urlSet) })
+			return nil
+		},
+		Run: func(ctx context.Context) error {
+			log.Info("serving", "name", cfg.Name, "url", url, "data", cfg.Data, "local_slots", cfg.Workers)
+			if cfg.Ready != nil {
+				cfg.Ready(url)
+			}
+			return server.Serve(ctx, srv, func() error {
+				if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+					return err
+				}
+				return nil
+			})
+		},
+		Stop: func(context.Context) error {
+			if srv != nil {
+				srv.Close()
+			}
+			return nil
+		},
+	})
+	return r.Run(ctx)
+}
+
+// localURL turns a listen URL on a wildcard address into one that reaches it locally.
+func localURL(u string) string {
+	for _, w := range []string{"http://0.0.0.0:", "http://[::]:"} {
+		if strings.HasPrefix(u, w) {
+			return "http://127.0.0.1:" + strings.TrimPrefix(u, w)
+		}
+	}
+	return u
+}
+
+// lockDir takes an exclusive lock on the data directory, so two servers
+// never share one. The kernel releases it when the process dies.
+func lockDir(dir string) (func(), error) {
+	p := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data directory %s is in use by another distren server (%s is locked)", dir, p)
+	}
+	return func() { f.Close() }, nil
+}

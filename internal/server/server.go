@@ -1,0 +1,622 @@
+// Package server owns distren's HTTP API: the /v1/ handlers that clients,
+// workers and tests call. Handlers are thin: they decode a request, call the
+// session or the vault, and encode the answer; one wrapper maps errors to
+// status codes. docs/api.md documents every endpoint.
+package server
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/backend"
+	"github.com/distren/distren/internal/jobpkg"
+	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/session"
+	"github.com/distren/distren/internal/vault"
+)
+
+// Limits bound what a request may make the server do.
+type Limits struct {
+	MaxPackageBytes  int64 // uploaded package, uncompressed (default 8 GiB)
+	MaxPackageFiles  int   // files in a package (default 100,000)
+	MaxManifestBytes int64 // distrenjob.xml (default 16 MiB)
+	MaxFrames        int64 // frames per job (default 1,000,000)
+	MaxOutputBytes   int64 // one frame's output tarball (default 4 GiB)
+	MaxClaimWait     time.Duration
+}
+
+func (l *Limits) defaults() {
+	if l.MaxPackageBytes <= 0 {
+		l.MaxPackageBytes = 8 << 30
+	}
+	if l.MaxPackageFiles <= 0 {
+		l.MaxPackageFiles = 100_000
+	}
+	if l.MaxManifestBytes <= 0 {
+		l.MaxManifestBytes = manifest.DefaultMaxBytes
+	}
+	if l.MaxFrames <= 0 {
+		l.MaxFrames = manifest.DefaultMaxFrames
+	}
+	if l.MaxOutputBytes <= 0 {
+		l.MaxOutputBytes = 4 << 30
+	}
+	if l.MaxClaimWait <= 0 {
+		l.MaxClaimWait = time.Minute
+	}
+}
+
+// Server serves the API.
+type Server struct {
+	sess     *session.Session
+	vault    *vault.Vault
+	backends backend.Registry
+	tmp      string
+	lim      Limits
+	url      string
+	log      *slog.Logger
+	mux      *http.ServeMux
+}
+
+// Config assembles a server.
+type Config struct {
+	Session  *session.Session
+	Vault    *vault.Vault
+	Backends backend.Registry
+	TmpDir   string // uploads are unpacked here; must exist
+	Limits   Limits
+	URL      string // how clients reach this server, for GET /v1/server
+	Log      *slog.Logger
+}
+
+// New returns the API handler.
+func New(cfg Config) *Server {
+	cfg.Limits.defaults()
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	s := &Server{sess: cfg.Session, vault: cfg.Vault, backends: cfg.Backends, tmp: cfg.TmpDir, lim: cfg.Limits,
+		url: cfg.URL, log: cfg.Log, mux: http.NewServeMux()}
+	h := func(pattern string, f func(*http.Request) (any, error)) { s.mux.Handle(pattern, s.json(f)) }
+	h("GET /v1/server", s.getServer)
+	h("POST /v1/jobs", s.postJob)
+	h("GET /v1/jobs", func(*http.Request) (any, error) { return s.sess.Jobs(), nil })
+	h("GET /v1/jobs/{job}", s.getJob)
+	h("GET /v1/jobs/{job}/frames", s.getFrames)
+	h("GET /v1/jobs/{job}/frames/{frame}", s.getFrame)
+	h("GET /v1/jobs/{job}/files", s.getFiles)
+	h("GET /v1/jobs/{job}/spec", s.getSpec)
+	h("POST /v1/jobs/{job}/cancel", s.postCancel)
+	h("POST /v1/jobs/{job}/retry", s.postRetry)
+	h("POST /v1/claim", s.postClaim)
+	h("POST /v1/heartbeat", s.postHeartbeat)
+	h("POST /v1/jobs/{job}/frames/{frame}/output", s.postOutput)
+	h("POST /v1/jobs/{job}/frames/{frame}/fail", s.postFail)
+	s.mux.Handle("GET /v1/jobs/{job}/result", s.stream(s.getResult))
+	s.mux.Handle("GET /v1/jobs/{job}/frames/{frame}/output", s.stream(s.getFrameOutput))
+	s.mux.Handle("GET /v1/jobs/{job}/files/{n}", s.stream(s.getFile))
+	s.mux.Handle("GET /v1/blobs/{hash}", s.stream(s.getBlob))
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// httpError carries a status chosen by a handler.
+type httpError struct {
+	status int
+	err    error
+}
+
+func (e *httpError) Error() string { return e.err.Error() }
+func (e *httpError) Unwrap() error { return e.err }
+
+func badRequest(format string, args ...any) error {
+	return &httpError{http.StatusBadRequest, fmt.Errorf(format, args...)}
+}
+
+// status maps an error to an HTTP status code.
+func status(err error) int {
+	var he *httpError
+	var ml manifest.ErrorList
+	var me *manifest.Error
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &he):
+		return he.status
+	case errors.As(err, &mbe), errors.Is(err, jobpkg.ErrTooLarge), errors.Is(err, jobpkg.ErrTooMany):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, session.ErrNotFound), errors.Is(err, vault.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, session.ErrStaleLease):
+		return http.StatusConflict
+	case errors.Is(err, session.ErrInvalid), errors.As(err, &ml), errors.As(err, &me), errors.Is(err, jobpkg.ErrUnsafe):
+		return http.StatusBadRequest
+	case errors.Is(err, session.ErrNotSaved), errors.Is(err, session.ErrClosed):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	code := status(err)
+	if code >= 500 {
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(api.Error{Error: err.Error()})
+}
+
+// json wraps a handler that returns (value, error).
+func (s *Server) json(f func(*http.Request) (any, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := f(r)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(v)
+	})
+}
+
+// stream wraps a handler that writes a body itself; it may return an error
+// only before writing anything.
+func (s *Server) stream(f func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := f(w, r); err != nil {
+			writeError(w, r, s.log, err)
+		}
+	})
+}
+
+func pathInt(r *http.Request, name string, min int64) (int64, error) {
+	v := r.PathValue(name)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < min {
+		return 0, badRequest("%s %q: expected a number >= %d", name, v, min)
+	}
+	return n, nil
+}
+
+func frameSet(r *http.Request) ([]manifest.Range, error) {
+	v := r.URL.Query().Get("frames")
+	if v == "" {
+		return nil, nil
+	}
+	rs, err := manifest.ParseFrameSet(v)
+	if err != nil {
+		return nil, badRequest("frames %q: %w", v, err)
+	}
+	return rs, nil
+}
+
+func decode(r *http.Request, v any) error {
+	d := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return badRequest("%s %s: request body: %w", r.Method, r.URL.Path, err)
+	}
+	return nil
+}
+
+func (s *Server) getServer(*http.Request) (any, error) {
+	return api.Server{Name: s.sess.Name(), URL: s.url, Version: Version, Workers: s.sess.Workers()}, nil
+}
+
+// Version is distren's version, reported by GET /v1/server.
+var Version = "0.1.0-dev"
+
+// postJob receives a package upload: the tar stream is unpacked as it
+// arrives, checked, its files stored in the vault, and the job recorded.
+func (s *Server) postJob(r *http.Request) (any, error) {
+	body := http.MaxBytesReader(nil, r.Body, s.lim.MaxPackageBytes+1<<20) // compressed form, tar overhead
+	dir, err := os.MkdirTemp(s.tmp, "upload-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	files, err := jobpkg.Extract(bufio.NewReaderSize(body, 256<<10), dir,
+		jobpkg.Limits{MaxBytes: s.lim.MaxPackageBytes, MaxEntries: s.lim.MaxPackageFiles})
+	if err != nil {
+		return nil, fmt.Errorf("package: %w", err)
+	}
+	raw, err := readLimited(filepath.Join(dir, manifest.FileName), s.lim.MaxManifestBytes)
+	if err != nil {
+		return nil, err
+	}
+	m, err := manifest.Parse(bytesReader(raw), manifest.FileName, manifest.Options{
+		MaxBytes: s.lim.MaxManifestBytes, MaxFrames: s.lim.MaxFrames, Backends: s.backends.Known})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.backends.CheckManifest(m); err != nil {
+		return nil, err
+	}
+	have := make(map[string]bool, len(files))
+	for _, f := range files {
+		have[f.Path] = true
+	}
+	var missing manifest.ErrorList
+	for _, in := range m.Inputs {
+		if !have[in.Path] {
+			missing = append(missing, &manifest.Error{File: manifest.FileName, Line: in.Line, Element: "file",
+				Msg: fmt.Sprintf("the package has no file %q", in.Path)})
+		}
+	}
+	if len(missing) > 0 {
+		return nil, missing
+	}
+	inputs := make([]api.InputFile, 0, len(files))
+	for _, f := range files {
+		if f.Path == manifest.FileName {
+			continue
+		}
+		ref, err := s.vault.PutFile(filepath.Join(dir, filepath.FromSlash(f.Path)))
+		if err != nil {
+			return nil, fmt.Errorf("storing %s: %w", f.Path, err)
+		}
+		inputs = append(inputs, api.InputFile{Path: f.Path, Mode: uint32(f.Mode.Perm()), Size: ref.Size, Hash: ref.Hash})
+	}
+	sub, err := s.sess.Submit(r.Context(), session.Submission{Manifest: m, Raw: raw, Inputs: inputs})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("job submitted", "job", sub.URL, "name", sub.Name, "frames", sub.Frames, "files", len(inputs))
+	return sub, nil
+}
+
+func readLimited(p string, limit int64) ([]byte, error) {
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, badRequest("package: no %s at the package's root", manifest.FileName)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, &httpError{http.StatusRequestEntityTooLarge,
+			fmt.Errorf("%s: larger than the limit of %d bytes", manifest.FileName, limit)}
+	}
+	return b, nil
+}
+
+func (s *Server) getJob(r *http.Request) (any, error) {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return nil, err
+	}
+	return s.sess.Job(id)
+}
+
+func (s *Server) getFrames(r *http.Request) (any, error) {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := frameSet(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.sess.Frames(id, rs)
+}
+
+func (s *Server) getFrame(r *http.Request) (any, error) {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return nil, err
+	}
+	fr, err := pathInt(r, "frame", 0)
+	if err != nil {
+		return nil, err
+	}
+	return s.sess.Frame(id, fr)
+}
+
+func (s *Server) getFiles(r *http.Request) (any, error) {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return nil, err
+	}
+	return s.sess.Files(id)
+}
+
+func (s *Server) getSpec(r *http.Request) (any, error) {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return nil, err
+	}
+	return s.sess.Spec(id)
+}
+
+func (s *Server) postCancel(r *http.Request) (any, error) {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.sess.Cancel(r.Context(), id)
+	return api.Changed{Frames: n}, err
+}
+
+func (s *Server) postRetry(r *http.Request) (any, error) {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return nil, err
+	}
+	var req api.Retry
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	var rs []manifest.Range
+	if req.Frames != "" {
+		if rs, err = manifest.ParseFrameSet(req.Frames); err != nil {
+			return nil, badRequest("frames %q: %w", req.Frames, err)
+		}
+	}
+	n, err := s.sess.Retry(r.Context(), id, rs)
+	return api.Changed{Frames: n}, err
+}
+
+func (s *Server) postClaim(r *http.Request) (any, error) {
+	var req api.ClaimRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Max < 1 || req.Max > 1024 {
+		return nil, badRequest("claim: max %d out of range 1..1024", req.Max)
+	}
+	wait := min(time.Duration(max(req.WaitMS, 0))*time.Millisecond, s.lim.MaxClaimWait)
+	leases, err := s.sess.ClaimWait(r.Context(), req, wait)
+	if err != nil {
+		return nil, err
+	}
+	if leases == nil {
+		leases = []api.Lease{}
+	}
+	return api.ClaimResponse{Leases: leases}, nil
+}
+
+func (s *Server) postHeartbeat(r *http.Request) (any, error) {
+	var hb api.Heartbeat
+	if err := decode(r, &hb); err != nil {
+		return nil, err
+	}
+	return s.sess.Heartbeat(r.Context(), hb)
+}
+
+func leaseOf(r *http.Request) (worker string, l api.LeaseRef, err error) {
+	if l.Job, err = pathInt(r, "job", 1); err != nil {
+		return
+	}
+	if l.Frame, err = pathInt(r, "frame", 0); err != nil {
+		return
+	}
+	q := r.URL.Query()
+	if l.Epoch, err = strconv.ParseUint(q.Get("epoch"), 10, 64); err != nil {
+		return "", l, badRequest("epoch %q: expected a number", q.Get("epoch"))
+	}
+	if worker = q.Get("worker"); worker == "" {
+		return "", l, badRequest("worker is missing")
+	}
+	return worker, l, nil
+}
+
+// postOutput receives a frame's output tarball, checks and stores it, and
+// completes the frame.
+func (s *Server) postOutput(r *http.Request) (any, error) {
+	worker, l, err := leaseOf(r)
+	if err != nil {
+		return nil, err
+	}
+	renderMS, _ := strconv.ParseInt(r.URL.Query().Get("render_ms"), 10, 64)
+	if err := s.sess.CheckLease(worker, l.Job, l.Frame, l.Epoch); err != nil {
+		return nil, err
+	}
+	body := http.MaxBytesReader(nil, r.Body, s.lim.MaxOutputBytes)
+	// The tarball is stored as it arrives while a second reader checks and
+	// indexes it.
+	pr, pw := io.Pipe()
+	var files []session.OutFile
+	scanned := make(chan error, 1)
+	go func() {
+		err := jobpkg.Scan(pr, jobpkg.Limits{MaxBytes: s.lim.MaxOutputBytes}, func(f jobpkg.File, _ io.Reader) error {
+			files = append(files, session.OutFile{Path: f.Path, Size: f.Size})
+			return nil
+		})
+		io.Copy(io.Discard, pr)
+		scanned <- err
+	}()
+	ref, err := s.vault.Put(io.TeeReader(body, pw), "")
+	pw.CloseWithError(err)
+	serr := <-scanned
+	if err != nil {
+		return nil, fmt.Errorf("frame %d output: %w", l.Frame, err)
+	}
+	if serr != nil {
+		return nil, fmt.Errorf("frame %d output: %w", l.Frame, serr)
+	}
+	if len(files) == 0 {
+		return nil, badRequest("frame %d output: the tarball holds no file", l.Frame)
+	}
+	err = s.sess.Complete(r.Context(), session.Completion{Worker: worker, Job: l.Job, Frame: l.Frame, Epoch: l.Epoch,
+		Output: ref.Hash, Size: ref.Size, Files: files, Render: time.Duration(renderMS) * time.Millisecond})
+	if err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+func (s *Server) postFail(r *http.Request) (any, error) {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return nil, err
+	}
+	fr, err := pathInt(r, "frame", 0)
+	if err != nil {
+		return nil, err
+	}
+	var f api.Failure
+	if err := decode(r, &f); err != nil {
+		return nil, err
+	}
+	if len(f.Error) > 64<<10 {
+		f.Error = f.Error[len(f.Error)-64<<10:]
+	}
+	return struct{}{}, s.sess.Fail(r.Context(), f.Worker, id, fr, f.Epoch, f.Error)
+}
+
+// getResult streams the result bundle: the done frames' outputs, in frame
+// order, as one tar, without building it anywhere.
+func (s *Server) getResult(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return err
+	}
+	rs, err := frameSet(r)
+	if err != nil {
+		return err
+	}
+	outs, err := s.sess.Outputs(id, rs)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.Header().Set("X-Distren-Frames", strconv.Itoa(len(outs)))
+	bw := bufio.NewWriterSize(w, 256<<10)
+	tw := tar.NewWriter(bw)
+	for _, o := range outs {
+		f, err := s.vault.Open(o.Hash)
+		if err != nil {
+			return s.abort(w, r, fmt.Errorf("frame %d output: %w", o.Frame, err))
+		}
+		err = jobpkg.CopyEntries(tw, bufio.NewReaderSize(f, 64<<10), jobpkg.Limits{MaxBytes: s.lim.MaxOutputBytes}, nil)
+		f.Close()
+		if err != nil {
+			return s.abort(w, r, fmt.Errorf("frame %d output: %w", o.Frame, err))
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil // the client went away
+	}
+	bw.Flush()
+	return nil
+}
+
+// abort ends a streamed response that cannot be completed: the connection is
+// cut, so the client sees a truncated tar, never a complete-looking one.
+func (s *Server) abort(w http.ResponseWriter, r *http.Request, err error) error {
+	s.log.Error("aborting stream", "path", r.URL.Path, "err", err)
+	panic(http.ErrAbortHandler)
+}
+
+func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, hash, ctype string) error {
+	f, err := s.vault.Open(hash)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", ctype)
+	http.ServeContent(w, r, "", time.Time{}, f)
+	return nil
+}
+
+func (s *Server) getFrameOutput(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return err
+	}
+	fr, err := pathInt(r, "frame", 0)
+	if err != nil {
+		return err
+	}
+	f, err := s.sess.Frame(id, fr)
+	if err != nil {
+		return err
+	}
+	if f.State != api.StateDone {
+		return &httpError{http.StatusNotFound, fmt.Errorf("frame %s is %s: it has no output yet", f.URL, f.State)}
+	}
+	return s.serveObject(w, r, f.Output, "application/x-tar")
+}
+
+func (s *Server) getFile(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return err
+	}
+	n, err := pathInt(r, "n", 1)
+	if err != nil {
+		return err
+	}
+	loc, err := s.sess.File(id, n)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", path.Base(loc.Path)))
+	if !loc.InTar {
+		return s.serveObject(w, r, loc.Hash, "application/octet-stream")
+	}
+	f, err := s.vault.Open(loc.Hash)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	found := errors.New("found")
+	err = jobpkg.Scan(bufio.NewReader(f), jobpkg.Limits{MaxBytes: s.lim.MaxOutputBytes}, func(e jobpkg.File, c io.Reader) error {
+		if e.Path != loc.Path {
+			return nil
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.FormatInt(e.Size, 10))
+		io.Copy(w, c)
+		return found
+	})
+	if errors.Is(err, found) {
+		return nil
+	}
+	if err == nil {
+		err = fmt.Errorf("file %d (%s) is missing from its frame output", n, loc.Path)
+	}
+	return err
+}
+
+func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
+	return s.serveObject(w, r, r.PathValue("hash"), "application/octet-stream")
+}
+
+// Serve runs srv until ctx ends, then shuts it down gracefully.
+func Serve(ctx context.Context, srv *http.Server, serve func() error) error {
+	errc := make(chan error, 1)
+	go func() { errc <- serve() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		return nil
+	}
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -1,0 +1,508 @@
+package session
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/store"
+)
+
+// Submission is a validated job ready to be recorded.
+type Submission struct {
+	Manifest *manifest.Manifest
+	Raw      []byte          // the manifest as submitted
+	Inputs   []api.InputFile // the package's files, stored in the vault, sorted by path
+}
+
+// Submit records a job and returns its summary. The job id is issued when the
+// job is durable and never again.
+func (s *Session) Submit(ctx context.Context, sub Submission) (api.Submitted, error) {
+	inputs, err := encodeInputs(sub.Inputs)
+	if err != nil {
+		return api.Submitted{}, err
+	}
+	r, err := s.do(ctx, func(tx store.Tx) (any, error) {
+		rec := store.Job{
+			ID: s.nextJob, Name: sub.Manifest.Name, Submitted: time.Now().UTC(),
+			Manifest: sub.Raw, Inputs: inputs, NextFile: int64(len(sub.Inputs)) + 1,
+		}
+		j := newJob(rec, sub.Manifest, sub.Inputs)
+		// Check cross-job dependencies before touching anything.
+		for i := range sub.Manifest.Frames {
+			for _, d := range sub.Manifest.Frames[i].Deps {
+				if _, _, err := s.resolve(j, d); err != nil {
+					return nil, fmt.Errorf("%w: frame %d: %w", ErrInvalid, j.frames[i].id, err)
+				}
+			}
+		}
+		if err := tx.SetCounter("next_job", s.nextJob+1); err != nil {
+			return nil, err
+		}
+		if err := tx.PutJob(&j.rec); err != nil {
+			return nil, err
+		}
+		s.nextJob++
+		s.jobs[rec.ID] = j
+		if err := s.link(j); err != nil { // cannot fail: dependencies resolved above
+			return nil, err
+		}
+		s.addActive(j)
+		s.notify = true
+		return api.Submitted{ID: rec.ID, URL: jobURL(s.name, rec.ID), Name: rec.Name, Frames: len(j.frames)}, nil
+	})
+	if err != nil {
+		return api.Submitted{}, err
+	}
+	return r.(api.Submitted), nil
+}
+
+// ReadySignal returns a channel closed when frames next become ready. Take it
+// before a Claim that found nothing, then wait on it.
+func (s *Session) ReadySignal() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.readyCh
+}
+
+// Claim leases up to req.Max ready frames to req.Worker, at once: it does not
+// wait (see ClaimWait). Leases are not durable: after a restart every running
+// frame is ready again and the new incarnation's epochs refuse old leases.
+func (s *Session) Claim(ctx context.Context, req api.ClaimRequest) ([]api.Lease, error) {
+	if req.Worker == "" {
+		return nil, fmt.Errorf("%w: claim without a worker name", ErrInvalid)
+	}
+	r, err := s.do(ctx, func(store.Tx) (any, error) { return s.claim(req), nil })
+	if err != nil {
+		return nil, err
+	}
+	return r.([]api.Lease), nil
+}
+
+// ClaimWait claims, waiting up to wait for frames to become ready.
+func (s *Session) ClaimWait(ctx context.Context, req api.ClaimRequest, wait time.Duration) ([]api.Lease, error) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		sig := s.ReadySignal()
+		leases, err := s.Claim(ctx, req)
+		if err != nil || len(leases) > 0 {
+			return leases, err
+		}
+		select {
+		case <-sig:
+		case <-timer.C:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.stop:
+			return nil, ErrClosed
+		}
+	}
+}
+
+func (s *Session) claim(req api.ClaimRequest) []api.Lease {
+	now := time.Now()
+	w := req.Worker
+	s.workers[w] = now
+	max := min(max(req.Max, 1), 1024)
+	var out []api.Lease
+	keep := s.active[:0]
+	for _, j := range s.active {
+		if j.finished() {
+			continue // leaves the active list; retry brings it back
+		}
+		keep = append(keep, j)
+		if len(out) >= max || j.rec.Canceled || j.ready.Len() == 0 {
+			continue
+		}
+		if j.failures[w] >= s.opt.BlocklistAfter && s.otherWorker(now, w, func(v string) bool {
+			return j.failures[v] < s.opt.BlocklistAfter
+		}) {
+			continue
+		}
+		var skipped []int32
+		for len(out) < max && j.ready.Len() > 0 {
+			i := heap.Pop(&j.ready).(int32)
+			f := &j.frames[i]
+			f.queued = false
+			if f.state != fsReady {
+				continue
+			}
+			if slices.Contains(f.failedOn, w) && len(skipped) < 64 && s.otherWorker(now, w, func(v string) bool {
+				return !slices.Contains(f.failedOn, v) && j.failures[v] < s.opt.BlocklistAfter
+			}) {
+				skipped = append(skipped, i)
+				continue
+			}
+			f.epoch = s.nextEpoch()
+			f.worker, f.started, f.expires, f.progress = w, now, now.Add(s.opt.LeaseTTL), 0
+			j.setState(i, fsRunning)
+			s.running[frameKey{j.rec.ID, f.id}] = struct{}{}
+			out = append(out, s.lease(j, i))
+		}
+		for _, i := range skipped {
+			j.frames[i].queued = true
+			heap.Push(&j.ready, i)
+		}
+	}
+	clear(s.active[len(keep):])
+	s.active = keep
+	return out
+}
+
+// otherWorker reports whether a live worker other than w satisfies ok.
+func (s *Session) otherWorker(now time.Time, w string, ok func(string) bool) bool {
+	for v, seen := range s.workers {
+		if v != w && now.Sub(seen) < s.opt.LeaseTTL && ok(v) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Session) lease(j *job, i int32) api.Lease {
+	f := &j.frames[i]
+	l := api.Lease{Job: j.rec.ID, Frame: f.id, Epoch: f.epoch, TTLMS: s.opt.LeaseTTL.Milliseconds()}
+	for _, d := range j.m.Frames[i].Deps {
+		t, ti, err := s.resolve(j, d)
+		if err != nil {
+			continue // resolved at submit; jobs are not deleted while depended on
+		}
+		tf := &t.frames[ti]
+		l.Deps = append(l.Deps, api.DepOutput{Job: t.rec.ID, Frame: tf.id, Output: tf.output, Size: tf.size})
+	}
+	return l
+}
+
+// held finds the running frame a lease names, if the lease is still current.
+func (s *Session) held(worker string, jobID, frameID int64, epoch uint64) (*job, int32, error) {
+	j := s.jobs[jobID]
+	if j == nil {
+		return nil, 0, fmt.Errorf("job %d: %w", jobID, ErrNotFound)
+	}
+	i, ok := j.frameIndex(frameID)
+	if !ok {
+		return nil, 0, fmt.Errorf("job %d has no frame %d: %w", jobID, frameID, ErrNotFound)
+	}
+	f := &j.frames[i]
+	if f.state != fsRunning || f.epoch != epoch || f.worker != worker {
+		return nil, 0, fmt.Errorf("frame %s, epoch %d, worker %q: %w (the frame was canceled, re-leased or the server restarted)",
+			frameURL(s.name, jobID, frameID), epoch, worker, ErrStaleLease)
+	}
+	return j, i, nil
+}
+
+// CheckLease reports whether worker holds the lease, without changing anything.
+func (s *Session) CheckLease(worker string, job, frame int64, epoch uint64) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, _, err := s.held(worker, job, frame, epoch)
+	return err
+}
+
+// Heartbeat extends the worker's current leases and returns those it must abandon.
+func (s *Session) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatResponse, error) {
+	r, err := s.do(ctx, func(store.Tx) (any, error) {
+		now := time.Now()
+		s.workers[hb.Worker] = now
+		var resp api.HeartbeatResponse
+		for _, l := range hb.Leases {
+			j, i, err := s.held(hb.Worker, l.Job, l.Frame, l.Epoch)
+			if err != nil {
+				resp.Stop = append(resp.Stop, l.LeaseRef)
+				continue
+			}
+			f := &j.frames[i]
+			f.expires = now.Add(s.opt.LeaseTTL)
+			f.progress = min(max(l.Progress, 0), 1)
+		}
+		return resp, nil
+	})
+	if err != nil {
+		return api.HeartbeatResponse{}, err
+	}
+	return r.(api.HeartbeatResponse), nil
+}
+
+// OutFile is one file of a frame's output tarball.
+type OutFile struct {
+	Path string
+	Size int64
+}
+
+// Completion reports a rendered frame whose output is already stored.
+type Completion struct {
+	Worker string
+	Job    int64
+	Frame  int64
+	Epoch  uint64
+	Output string // vault name of the output tarball
+	Size   int64
+	Files  []OutFile
+	Render time.Duration
+}
+
+// Complete records a frame as done. A stale lease is refused with ErrStaleLease,
+// so a frame is never completed twice.
+func (s *Session) Complete(ctx context.Context, c Completion) error {
+	_, err := s.do(ctx, func(tx store.Tx) (any, error) {
+		j, i, err := s.held(c.Worker, c.Job, c.Frame, c.Epoch)
+		if err != nil {
+			return nil, err
+		}
+		f := &j.frames[i]
+		files := make([]store.File, len(c.Files))
+		nums := make([]int64, len(c.Files))
+		for k, of := range c.Files {
+			nums[k] = j.rec.NextFile + int64(k)
+			files[k] = store.File{Job: j.rec.ID, N: nums[k], Frame: f.id, Path: of.Path, Size: of.Size, Tar: c.Output}
+		}
+		rec := store.Frame{Job: j.rec.ID, ID: f.id, State: store.FrameDone, Attempts: f.attempts + 1, Worker: c.Worker,
+			Output: c.Output, Size: c.Size, Render: c.Render, Finished: time.Now().UTC()}
+		upd := j.rec
+		upd.NextFile += int64(len(files))
+		if err := tx.PutFrame(&rec); err != nil {
+			return nil, err
+		}
+		if len(files) > 0 {
+			if err := tx.PutFiles(files); err != nil {
+				return nil, err
+			}
+			if err := tx.PutJob(&upd); err != nil {
+				return nil, err
+			}
+		}
+		j.rec.NextFile = upd.NextFile
+		j.files = append(j.files, files...)
+		f.attempts++
+		f.output, f.size, f.render, f.files, f.err = c.Output, c.Size, c.Render, nums, ""
+		delete(s.running, frameKey{j.rec.ID, f.id})
+		j.setState(i, fsDone)
+		for _, d := range f.dependents {
+			df := &d.job.frames[d.idx]
+			if df.state == fsWaiting || df.state == fsReady {
+				df.unmet--
+				if df.unmet == 0 && df.state == fsWaiting {
+					d.job.setState(d.idx, fsReady)
+					s.notify = true
+				}
+			}
+		}
+		return nil, nil
+	})
+	return err
+}
+
+// Fail records a failed attempt: the frame is retried, preferably on another
+// worker, until the job's retry limit, then fails.
+func (s *Session) Fail(ctx context.Context, worker string, jobID, frameID int64, epoch uint64, msg string) error {
+	_, err := s.do(ctx, func(tx store.Tx) (any, error) {
+		j, i, err := s.held(worker, jobID, frameID, epoch)
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.AddFailure(jobID, worker); err != nil {
+			return nil, err
+		}
+		j.failures[worker]++
+		return nil, s.failAttempt(tx, j, i, msg)
+	})
+	return err
+}
+
+func (s *Session) failAttempt(tx store.Tx, j *job, i int32, msg string) error {
+	f := &j.frames[i]
+	rec := store.Frame{Job: j.rec.ID, ID: f.id, State: store.FramePending, Attempts: f.attempts + 1, Worker: f.worker,
+		Error: msg, Finished: time.Now().UTC()}
+	next := fsReady
+	if rec.Attempts > j.m.Retries {
+		rec.State, next = store.FrameFailed, fsFailed
+	}
+	if err := tx.PutFrame(&rec); err != nil {
+		return err
+	}
+	f.attempts, f.err = rec.Attempts, msg
+	if !slices.Contains(f.failedOn, f.worker) {
+		f.failedOn = append(f.failedOn, f.worker)
+	}
+	f.epoch = 0
+	delete(s.running, frameKey{j.rec.ID, f.id})
+	j.setState(i, next)
+	if next == fsFailed && j.firstErr == "" {
+		j.firstErr = fmt.Sprintf("frame %d: %s", f.id, msg)
+	}
+	s.notify = true
+	return nil
+}
+
+// expire requeues frames whose leases ran out: their workers are lost.
+func (s *Session) expire(ctx context.Context) error {
+	_, err := s.do(ctx, func(tx store.Tx) (any, error) {
+		now := time.Now()
+		for k := range s.running {
+			j := s.jobs[k.job]
+			i, _ := j.frameIndex(k.frame)
+			f := &j.frames[i]
+			if now.Before(f.expires) {
+				continue
+			}
+			msg := fmt.Sprintf("lease expired: no word from worker %q for %s", f.worker, s.opt.LeaseTTL)
+			if err := s.failAttempt(tx, j, i, msg); err != nil {
+				return nil, err
+			}
+		}
+		for w, seen := range s.workers {
+			if now.Sub(seen) > 10*s.opt.LeaseTTL {
+				delete(s.workers, w)
+			}
+		}
+		return nil, nil
+	})
+	return err
+}
+
+func (s *Session) expireLoop() {
+	t := time.NewTicker(max(s.opt.LeaseTTL/4, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.expire(context.Background()) // failures are retried on the next tick
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// Cancel stops a job: ready frames are withdrawn and running ones abandoned
+// (their workers learn it at their next heartbeat). Returns the frames affected.
+func (s *Session) Cancel(ctx context.Context, jobID int64) (int, error) {
+	r, err := s.do(ctx, func(tx store.Tx) (any, error) {
+		j := s.jobs[jobID]
+		if j == nil {
+			return 0, fmt.Errorf("job %d: %w", jobID, ErrNotFound)
+		}
+		if j.rec.Canceled {
+			return 0, nil
+		}
+		upd := j.rec
+		upd.Canceled = true
+		if err := tx.PutJob(&upd); err != nil {
+			return 0, err
+		}
+		j.rec.Canceled = true
+		n := 0
+		for i := range j.frames {
+			f := &j.frames[i]
+			switch f.state {
+			case fsRunning:
+				delete(s.running, frameKey{j.rec.ID, f.id})
+				f.epoch = 0
+				j.setState(int32(i), fsReady)
+				n++
+			case fsReady, fsWaiting:
+				n++
+			}
+		}
+		return n, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return r.(int), nil
+}
+
+// Retry renders frames again. With no ranges: every failed frame, and every
+// unfinished frame of a canceled job. With ranges: the frames they name that
+// are failed, canceled, or done (done frames are rendered again; frames that
+// depend on them and have not started wait for the new output).
+func (s *Session) Retry(ctx context.Context, jobID int64, ranges []manifest.Range) (int, error) {
+	r, err := s.do(ctx, func(tx store.Tx) (any, error) {
+		j := s.jobs[jobID]
+		if j == nil {
+			return 0, fmt.Errorf("job %d: %w", jobID, ErrNotFound)
+		}
+		if ranges != nil {
+			found := false
+			for i := range j.frames {
+				if manifest.Contains(ranges, j.frames[i].id) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				return 0, fmt.Errorf("%w: job %d has no frame in the set given", ErrInvalid, jobID)
+			}
+		}
+		wasCanceled := j.rec.Canceled
+		upd := j.rec
+		upd.Canceled = false
+		if err := tx.PutJob(&upd); err != nil {
+			return 0, err
+		}
+		if err := tx.ClearFailures(jobID); err != nil {
+			return 0, err
+		}
+		n := 0
+		for i := range j.frames {
+			f := &j.frames[i]
+			if ranges != nil && !manifest.Contains(ranges, f.id) {
+				continue
+			}
+			switch {
+			case f.state == fsFailed, f.state == fsDone && ranges != nil:
+			case wasCanceled && f.state != fsDone:
+				n++
+				continue // back in the queue below, attempts kept
+			default:
+				continue
+			}
+			rec := store.Frame{Job: jobID, ID: f.id, State: store.FramePending}
+			if err := tx.PutFrame(&rec); err != nil {
+				return 0, err
+			}
+			if f.state == fsDone {
+				for _, d := range f.dependents {
+					df := &d.job.frames[d.idx]
+					if df.state == fsWaiting || df.state == fsReady {
+						df.unmet++
+						if df.state == fsReady {
+							d.job.setState(d.idx, fsWaiting)
+						}
+					}
+				}
+			}
+			f.attempts, f.err, f.failedOn, f.output, f.size, f.files, f.render = 0, "", nil, "", 0, nil, 0
+			if f.unmet == 0 {
+				j.setState(int32(i), fsReady)
+			} else {
+				j.setState(int32(i), fsWaiting)
+			}
+			n++
+		}
+		j.rec.Canceled = false
+		clear(j.failures)
+		j.firstErr = ""
+		for i := range j.frames {
+			if j.frames[i].state == fsFailed && j.firstErr == "" {
+				j.firstErr = fmt.Sprintf("frame %d: %s", j.frames[i].id, j.frames[i].err)
+			}
+			if j.frames[i].state == fsReady && !j.frames[i].queued {
+				j.frames[i].queued = true
+				heap.Push(&j.ready, int32(i))
+			}
+		}
+		s.addActive(j)
+		s.notify = true
+		return n, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return r.(int), nil
+}

@@ -1,0 +1,414 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/durl"
+	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/store"
+)
+
+// Errors the session returns, for errors.Is; the messages around them name
+// the job, frame or lease at fault.
+var (
+	ErrNotFound   = errors.New("not found")
+	ErrStaleLease = errors.New("lease is not held")
+	ErrInvalid    = errors.New("invalid request")
+	ErrClosed     = errors.New("session is closed")
+	ErrNotSaved   = errors.New("state could not be saved")
+)
+
+// Options configure a session.
+type Options struct {
+	Name           string        // the server's name, for URLs and cross-job dependencies
+	LeaseTTL       time.Duration // lease length; heartbeats extend it (default 30s)
+	BlocklistAfter int           // failed attempts after which a worker stops getting a job's frames (default 3)
+	MaxBatch       int           // commands grouped into one transaction at most (default 512)
+}
+
+// Session is the farm's state. All changes go through its dispatcher.
+type Session struct {
+	opt   Options
+	name  string
+	store store.Store
+
+	cmds   chan *command
+	stop   chan struct{}
+	done   chan struct{}
+	closed sync.Once
+
+	mu       sync.RWMutex // guards everything below; the dispatcher writes, readers read
+	jobs     map[int64]*job
+	active   []*job // jobs that may have ready frames, in scheduling order
+	running  map[frameKey]struct{}
+	workers  map[string]time.Time // worker → last seen
+	nextJob  int64
+	boot     int64
+	epochSeq uint64
+	readyCh  chan struct{} // closed and replaced when frames become ready
+	notify   bool          // the batch being applied made frames ready
+}
+
+type frameKey struct{ job, frame int64 }
+
+type command struct {
+	apply func(tx store.Tx) (any, error)
+	res   any
+	err   error
+	done  chan struct{}
+}
+
+// Open loads the state from st, records a new incarnation (so that leases of
+// an earlier process are never mistaken for current ones) and starts the
+// dispatcher. Frames that were running when the last process stopped are
+// ready again; frames that completed stay complete.
+func Open(ctx context.Context, st store.Store, opt Options) (*Session, error) {
+	if opt.LeaseTTL <= 0 {
+		opt.LeaseTTL = 30 * time.Second
+	}
+	if opt.BlocklistAfter <= 0 {
+		opt.BlocklistAfter = 3
+	}
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 512
+	}
+	s := &Session{
+		opt: opt, name: opt.Name, store: st,
+		cmds: make(chan *command, 4096), stop: make(chan struct{}), done: make(chan struct{}),
+		readyCh: make(chan struct{}),
+	}
+	snap, err := st.Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading state: %w", err)
+	}
+	if err := s.rebuild(snap); err != nil {
+		return nil, err
+	}
+	s.boot = snap.Counters["boot"] + 1
+	tx, err := st.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.SetCounter("boot", s.boot); err != nil {
+		tx.Rollback()
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	go s.dispatch()
+	go s.expireLoop()
+	return s, nil
+}
+
+// Close stops the dispatcher. Commands after Close fail with ErrClosed.
+func (s *Session) Close() {
+	s.closed.Do(func() { close(s.stop) })
+	<-s.done
+}
+
+// Name returns the server name the session was opened with.
+func (s *Session) Name() string { return s.name }
+
+// do sends a command to the dispatcher and waits for its acknowledgement.
+func (s *Session) do(ctx context.Context, apply func(tx store.Tx) (any, error)) (any, error) {
+	c := &command{apply: apply, done: make(chan struct{})}
+	select {
+	case s.cmds <- c:
+	case <-s.stop:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case <-c.done:
+		return c.res, c.err
+	case <-s.done:
+		return nil, ErrClosed
+	}
+	// Once queued, a command is applied even if ctx ends: its outcome must
+	// not depend on whether the caller still listens.
+}
+
+// lazyTx begins the store transaction at its first write, so batches that
+// change nothing durable (claims, heartbeats) cost no commit.
+type lazyTx struct {
+	s   *Session
+	tx  store.Tx
+	err error
+}
+
+func (l *lazyTx) get() store.Tx {
+	if l.tx == nil && l.err == nil {
+		l.tx, l.err = l.s.store.Begin(context.Background())
+	}
+	return l.tx
+}
+
+func (l *lazyTx) call(f func(store.Tx) error) error {
+	if tx := l.get(); tx != nil && l.err == nil {
+		l.err = f(tx)
+	}
+	return l.err
+}
+
+func (l *lazyTx) SetCounter(n string, v int64) error {
+	return l.call(func(t store.Tx) error { return t.SetCounter(n, v) })
+}
+func (l *lazyTx) PutJob(j *store.Job) error {
+	return l.call(func(t store.Tx) error { return t.PutJob(j) })
+}
+func (l *lazyTx) PutFrame(f *store.Frame) error {
+	return l.call(func(t store.Tx) error { return t.PutFrame(f) })
+}
+func (l *lazyTx) PutFiles(f []store.File) error {
+	return l.call(func(t store.Tx) error { return t.PutFiles(f) })
+}
+func (l *lazyTx) AddFailure(job int64, w string) error {
+	return l.call(func(t store.Tx) error { return t.AddFailure(job, w) })
+}
+func (l *lazyTx) ClearFailures(job int64) error {
+	return l.call(func(t store.Tx) error { return t.ClearFailures(job) })
+}
+func (l *lazyTx) Commit() error   { return errors.New("the dispatcher commits") }
+func (l *lazyTx) Rollback() error { return errors.New("the dispatcher rolls back") }
+
+// dispatch applies commands in order, grouping those that arrive while a
+// commit is under way into the next transaction.
+func (s *Session) dispatch() {
+	defer close(s.done)
+	batch := make([]*command, 0, s.opt.MaxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case c := <-s.cmds:
+			batch = append(batch, c)
+		case <-s.stop:
+			return
+		}
+	drain:
+		for len(batch) < s.opt.MaxBatch {
+			select {
+			case c := <-s.cmds:
+				batch = append(batch, c)
+			default:
+				break drain
+			}
+		}
+		s.apply(batch)
+	}
+}
+
+func (s *Session) apply(batch []*command) {
+	ltx := &lazyTx{s: s}
+	s.mu.Lock()
+	for _, c := range batch {
+		c.res, c.err = c.apply(ltx)
+		if ltx.err != nil {
+			break
+		}
+	}
+	notify := s.notify
+	s.notify = false
+	s.mu.Unlock()
+
+	err := ltx.err
+	if ltx.tx != nil {
+		if err != nil {
+			ltx.tx.Rollback()
+		} else {
+			err = ltx.tx.Commit()
+		}
+	}
+	if err != nil {
+		// Memory is ahead of the store: rebuild it from what is durable and
+		// fail every command of the batch. Nothing unsaved was acknowledged.
+		s.mu.Lock()
+		snap, lerr := s.store.Load(context.Background())
+		if lerr == nil {
+			lerr = s.rebuild(snap)
+		}
+		s.mu.Unlock()
+		if lerr != nil {
+			err = fmt.Errorf("%w (and reloading failed: %v)", err, lerr)
+		}
+		for _, c := range batch {
+			c.res, c.err = nil, fmt.Errorf("%w: %w", ErrNotSaved, err)
+		}
+		notify = true
+	}
+	if notify {
+		s.mu.Lock()
+		close(s.readyCh)
+		s.readyCh = make(chan struct{})
+		s.mu.Unlock()
+	}
+	for _, c := range batch {
+		close(c.done)
+	}
+}
+
+// rebuild replaces the in-memory state with snap. Frames that were running
+// are ready again.
+func (s *Session) rebuild(snap *store.Snapshot) error {
+	s.jobs = make(map[int64]*job, len(snap.Jobs))
+	s.active = s.active[:0]
+	s.running = map[frameKey]struct{}{}
+	if s.workers == nil {
+		s.workers = map[string]time.Time{}
+	}
+	s.nextJob = max(snap.Counters["next_job"], 1)
+	var order []*job
+	for _, rec := range snap.Jobs {
+		if rec.Deleted {
+			continue
+		}
+		m, err := manifest.Parse(bytes.NewReader(rec.Manifest), fmt.Sprintf("job %d: %s", rec.ID, manifest.FileName),
+			manifest.Options{MaxBytes: int64(len(rec.Manifest)) + 1, MaxFrames: 1 << 30})
+		if err != nil {
+			return fmt.Errorf("stored job %d no longer parses: %w", rec.ID, err)
+		}
+		inputs, err := decodeInputs(rec.Inputs)
+		if err != nil {
+			return fmt.Errorf("stored job %d: %w", rec.ID, err)
+		}
+		j := newJob(rec, m, inputs)
+		s.jobs[rec.ID] = j
+		order = append(order, j)
+	}
+	for _, fr := range snap.Frames {
+		j := s.jobs[fr.Job]
+		if j == nil {
+			continue
+		}
+		i, ok := j.frameIndex(fr.ID)
+		if !ok {
+			continue
+		}
+		f := &j.frames[i]
+		f.attempts, f.err, f.worker = fr.Attempts, fr.Error, fr.Worker
+		switch fr.State {
+		case store.FrameDone:
+			f.output, f.size, f.render = fr.Output, fr.Size, fr.Render
+			j.counts[f.state]--
+			f.state = fsDone
+			j.counts[fsDone]++
+		case store.FrameFailed:
+			j.counts[f.state]--
+			f.state = fsFailed
+			j.counts[fsFailed]++
+			if j.firstErr == "" {
+				j.firstErr = fmt.Sprintf("frame %d: %s", f.id, f.err)
+			}
+		}
+	}
+	for _, fl := range snap.Files {
+		if j := s.jobs[fl.Job]; j != nil {
+			j.files = append(j.files, fl)
+			if i, ok := j.frameIndex(fl.Frame); ok && j.frames[i].output == fl.Tar {
+				j.frames[i].files = append(j.frames[i].files, fl.N)
+			}
+		}
+	}
+	for k, n := range snap.Failures {
+		var id int64
+		fmt.Sscan(k[0], &id)
+		if j := s.jobs[id]; j != nil {
+			j.failures[k[1]] = n
+		}
+	}
+	for _, j := range order {
+		if err := s.link(j); err != nil {
+			return fmt.Errorf("stored job %d: %w", j.rec.ID, err)
+		}
+		s.addActive(j)
+	}
+	s.notify = true
+	return nil
+}
+
+func newJob(rec store.Job, m *manifest.Manifest, inputs []api.InputFile) *job {
+	j := &job{rec: rec, m: m, inputs: inputs, frames: make([]frame, len(m.Frames)), failures: map[string]int{}}
+	for i := range m.Frames {
+		j.frames[i].id = m.Frames[i].ID
+	}
+	j.counts[fsWaiting] = len(j.frames)
+	return j
+}
+
+// resolve finds the frame a dependency names.
+func (s *Session) resolve(j *job, d manifest.Dep) (*job, int32, error) {
+	t := j
+	if !d.Local() {
+		if d.Server != s.name {
+			return nil, 0, fmt.Errorf("depends on %s: unknown server %q (this server is %q)",
+				durl.Frame(d.Server, d.Job, d.Frame), d.Server, s.name)
+		}
+		if t = s.jobs[d.Job]; t == nil || d.Job == j.rec.ID {
+			return nil, 0, fmt.Errorf("depends on %s: job %d does not exist", durl.Frame(d.Server, d.Job, d.Frame), d.Job)
+		}
+	}
+	i, ok := t.frameIndex(d.Frame)
+	if !ok {
+		return nil, 0, fmt.Errorf("depends on %s: job %d has no frame %d", durl.Frame(s.name, t.rec.ID, d.Frame), t.rec.ID, d.Frame)
+	}
+	return t, i, nil
+}
+
+// link counts each frame's unmet dependencies, registers it with the frames
+// it waits for, and makes frames with none ready.
+func (s *Session) link(j *job) error {
+	for i := range j.m.Frames {
+		f := &j.frames[i]
+		for _, d := range j.m.Frames[i].Deps {
+			t, ti, err := s.resolve(j, d)
+			if err != nil {
+				return fmt.Errorf("frame %d: %w", f.id, err)
+			}
+			if f.state == fsDone {
+				continue
+			}
+			t.frames[ti].dependents = append(t.frames[ti].dependents, frameRef{j, int32(i)})
+			if t.frames[ti].state != fsDone {
+				f.unmet++
+			}
+		}
+	}
+	for i := range j.frames {
+		if j.frames[i].state == fsWaiting && j.frames[i].unmet == 0 {
+			j.setState(int32(i), fsReady)
+		}
+	}
+	return nil
+}
+
+func (s *Session) addActive(j *job) {
+	if slices.Contains(s.active, j) {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(s.active, j, func(a, b *job) int {
+		if a.less(b) {
+			return -1
+		}
+		if b.less(a) {
+			return 1
+		}
+		return 0
+	})
+	s.active = slices.Insert(s.active, i, j)
+}
+
+func (s *Session) nextEpoch() uint64 {
+	s.epochSeq++
+	return uint64(s.boot)<<32 | s.epochSeq&0xffffffff
+}
+
+func jobURL(server string, id int64) string      { return durl.Job(server, id) }
+func frameURL(server string, id, f int64) string { return durl.Frame(server, id, f) }

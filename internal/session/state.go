@@ -1,0 +1,212 @@
+// Package session owns the farm's state and every change to it: jobs, frames,
+// workers and their leases, changed only by commands that one dispatcher
+// applies in order, groups into one store transaction and acknowledges after
+// commit. It holds the scheduler: dependency counters, ready queues ordered by
+// priority, deadline and submission, leases with epochs, retries and
+// blocklists. It is pure logic over the store.Store interface: no transport,
+// no files.
+package session
+
+import (
+	"container/heap"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/durl"
+	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/store"
+)
+
+type frameState uint8
+
+const (
+	fsWaiting frameState = iota
+	fsReady
+	fsRunning
+	fsDone
+	fsFailed
+	nStates
+)
+
+var stateNames = [nStates]string{api.StateWaiting, api.StateReady, api.StateRunning, api.StateDone, api.StateFailed}
+
+// frameRef points at a frame of any job.
+type frameRef struct {
+	job *job
+	idx int32
+}
+
+type frame struct {
+	id         int64
+	state      frameState
+	queued     bool // in the job's ready heap (entries are removed lazily)
+	unmet      int32
+	attempts   int
+	epoch      uint64
+	worker     string
+	expires    time.Time
+	started    time.Time
+	progress   float64
+	dependents []frameRef
+	failedOn   []string // workers whose attempts failed, for retrying elsewhere
+	output     string
+	size       int64
+	render     time.Duration
+	err        string
+	files      []int64
+}
+
+type job struct {
+	rec      store.Job
+	m        *manifest.Manifest
+	inputs   []api.InputFile
+	frames   []frame // in m.Frames order (by id)
+	ready    readyHeap
+	counts   [nStates]int
+	failures map[string]int // worker → failed attempts
+	files    []store.File   // numbered output files, by N
+	firstErr string
+}
+
+func (j *job) frameIndex(id int64) (int32, bool) {
+	lo, hi := 0, len(j.frames)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if j.frames[mid].id < id {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo < len(j.frames) && j.frames[lo].id == id {
+		return int32(lo), true
+	}
+	return 0, false
+}
+
+func (j *job) setState(i int32, s frameState) {
+	f := &j.frames[i]
+	j.counts[f.state]--
+	j.counts[s]++
+	f.state = s
+	if s == fsReady && !f.queued {
+		f.queued = true
+		heap.Push(&j.ready, i)
+	}
+}
+
+// state reports the job's state from its counters.
+func (j *job) state() string {
+	switch {
+	case j.rec.Canceled:
+		return api.JobCanceled
+	case j.counts[fsDone] == len(j.frames):
+		return api.JobDone
+	case j.counts[fsRunning] > 0:
+		return api.JobRunning
+	case j.counts[fsFailed] > 0 && j.counts[fsReady] == 0:
+		return api.JobFailed
+	case j.counts[fsDone] > 0 || j.counts[fsFailed] > 0:
+		return api.JobRunning
+	}
+	return api.JobQueued
+}
+
+// finished reports whether nothing more will happen to the job by itself.
+func (j *job) finished() bool {
+	s := j.state()
+	return s == api.JobDone || s == api.JobFailed || s == api.JobCanceled
+}
+
+// less orders jobs for scheduling: priority (higher first), then deadline
+// (earlier first, none last), then submission (job id).
+func (j *job) less(o *job) bool {
+	if j.m.Priority != o.m.Priority {
+		return j.m.Priority > o.m.Priority
+	}
+	jd, od := j.m.Deadline, o.m.Deadline
+	if !jd.Equal(od) {
+		switch {
+		case jd.IsZero():
+			return false
+		case od.IsZero():
+			return true
+		}
+		return jd.Before(od)
+	}
+	return j.rec.ID < o.rec.ID
+}
+
+// readyHeap holds frame indexes; lower index (lower frame id) first.
+type readyHeap []int32
+
+func (h readyHeap) Len() int           { return len(h) }
+func (h readyHeap) Less(a, b int) bool { return h[a] < h[b] }
+func (h readyHeap) Swap(a, b int)      { h[a], h[b] = h[b], h[a] }
+func (h *readyHeap) Push(x any)        { *h = append(*h, x.(int32)) }
+func (h *readyHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// frameInfo renders a frame for the API.
+func (s *Session) frameInfo(j *job, i int32) api.Frame {
+	f := &j.frames[i]
+	st := stateNames[f.state]
+	if j.rec.Canceled && f.state != fsDone {
+		st = api.StateCanceled
+	}
+	out := api.Frame{
+		ID: f.id, URL: frameURL(s.name, j.rec.ID, f.id), State: st, Attempts: f.attempts,
+		Worker: f.worker, Error: f.err, Output: f.output, Size: f.size,
+		RenderMS: f.render.Milliseconds(), Files: f.files,
+	}
+	if f.state == fsRunning {
+		out.Progress = f.progress
+	}
+	return out
+}
+
+func (s *Session) jobInfo(j *job) api.Job {
+	out := api.Job{
+		ID: j.rec.ID, URL: jobURL(s.name, j.rec.ID), Name: j.rec.Name, State: j.state(),
+		Priority: j.m.Priority, Submitted: j.rec.Submitted, Frames: len(j.frames),
+		Counts: map[string]int{}, Error: j.firstErr,
+	}
+	if !j.m.Deadline.IsZero() {
+		d := j.m.Deadline
+		out.Deadline = &d
+	}
+	for st, n := range j.counts {
+		if n == 0 {
+			continue
+		}
+		name := stateNames[st]
+		if j.rec.Canceled && frameState(st) != fsDone {
+			name = api.StateCanceled
+		}
+		out.Counts[name] += n
+	}
+	return out
+}
+
+func encodeInputs(in []api.InputFile) ([]byte, error) { return json.Marshal(in) }
+
+func decodeInputs(b []byte) ([]api.InputFile, error) {
+	var in []api.InputFile
+	if err := json.Unmarshal(b, &in); err != nil {
+		return nil, fmt.Errorf("decoding input tree: %w", err)
+	}
+	return in, nil
+}
+
+func fileURL(server string, id, n int64) string { return durl.File(server, id, n) }
+
+func slicesSortJobs(js []api.Job) {
+	slices.SortFunc(js, func(a, b api.Job) int { return int(b.ID - a.ID) })
+}

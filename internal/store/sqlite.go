@@ -1,0 +1,278 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"time"
+
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver
+)
+
+// migrations bring the schema to the version of their index + 1
+// (PRAGMA user_version). Append; never edit a released one.
+var migrations = []string{
+	`CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+	CREATE TABLE jobs (
+		id INTEGER PRIMARY KEY,
+		name TEXT NOT NULL,
+		submitted INTEGER NOT NULL,
+		manifest BLOB NOT NULL,
+		inputs BLOB NOT NULL,
+		canceled INTEGER NOT NULL DEFAULT 0,
+		next_file INTEGER NOT NULL,
+		deleted INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE frames (
+		job INTEGER NOT NULL,
+		id INTEGER NOT NULL,
+		state TEXT NOT NULL,
+		attempts INTEGER NOT NULL,
+		worker TEXT NOT NULL,
+		output TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		error TEXT NOT NULL,
+		render_ns INTEGER NOT NULL,
+		finished INTEGER NOT NULL,
+		PRIMARY KEY (job, id)
+	) WITHOUT ROWID;
+	CREATE TABLE files (
+		job INTEGER NOT NULL,
+		n INTEGER NOT NULL,
+		frame INTEGER NOT NULL,
+		path TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		tar TEXT NOT NULL,
+		PRIMARY KEY (job, n)
+	) WITHOUT ROWID;
+	CREATE TABLE failures (
+		job INTEGER NOT NULL,
+		worker TEXT NOT NULL,
+		count INTEGER NOT NULL,
+		PRIMARY KEY (job, worker)
+	) WITHOUT ROWID;`,
+}
+
+// SQLite is the embedded Store.
+type SQLite struct {
+	db *sql.DB
+}
+
+// OpenSQLite opens (creating and migrating) the database at path, in WAL mode
+// with full synchronous commits: a commit is on disk when it returns.
+func OpenSQLite(path string) (*SQLite, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
+		"&_pragma=busy_timeout(10000)&_pragma=foreign_keys(OFF)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("opening state database %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1) // one writer (the dispatcher); reads come from memory
+	s := &SQLite{db: db}
+	if err := s.migrate(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *SQLite) migrate() error {
+	var v int
+	if err := s.db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this distren knows (%d)", v, len(migrations))
+	}
+	for ; v < len(migrations); v++ {
+		tx, err := s.db.Begin()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v+1, err)
+		}
+		if _, err := tx.Exec(`PRAGMA user_version = ` + strconv.Itoa(v+1)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *SQLite) Close() error { return s.db.Close() }
+
+// Load reads the whole state.
+func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
+	snap := &Snapshot{Counters: map[string]int64{}, Failures: map[[2]string]int{}}
+	rows, err := s.db.QueryContext(ctx, `SELECT name, value FROM counters`)
+	if err != nil {
+		return nil, fmt.Errorf("loading counters: %w", err)
+	}
+	for rows.Next() {
+		var n string
+		var v int64
+		if err := rows.Scan(&n, &v); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		snap.Counters[n] = v
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT id, name, submitted, manifest, inputs, canceled, next_file, deleted FROM jobs ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("loading jobs: %w", err)
+	}
+	for rows.Next() {
+		var j Job
+		var sub int64
+		if err := rows.Scan(&j.ID, &j.Name, &sub, &j.Manifest, &j.Inputs, &j.Canceled, &j.NextFile, &j.Deleted); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("loading jobs: %w", err)
+		}
+		j.Submitted = time.Unix(0, sub).UTC()
+		snap.Jobs = append(snap.Jobs, j)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT job, id, state, attempts, worker, output, size, error, render_ns, finished FROM frames ORDER BY job, id`)
+	if err != nil {
+		return nil, fmt.Errorf("loading frames: %w", err)
+	}
+	for rows.Next() {
+		var f Frame
+		var rn, fin int64
+		if err := rows.Scan(&f.Job, &f.ID, &f.State, &f.Attempts, &f.Worker, &f.Output, &f.Size, &f.Error, &rn, &fin); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("loading frames: %w", err)
+		}
+		f.Render = time.Duration(rn)
+		f.Finished = time.Unix(0, fin).UTC()
+		snap.Frames = append(snap.Frames, f)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT job, n, frame, path, size, tar FROM files ORDER BY job, n`)
+	if err != nil {
+		return nil, fmt.Errorf("loading files: %w", err)
+	}
+	for rows.Next() {
+		var f File
+		if err := rows.Scan(&f.Job, &f.N, &f.Frame, &f.Path, &f.Size, &f.Tar); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("loading files: %w", err)
+		}
+		snap.Files = append(snap.Files, f)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT job, worker, count FROM failures`)
+	if err != nil {
+		return nil, fmt.Errorf("loading failures: %w", err)
+	}
+	for rows.Next() {
+		var job int64
+		var w string
+		var c int
+		if err := rows.Scan(&job, &w, &c); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		snap.Failures[[2]string{strconv.FormatInt(job, 10), w}] = c
+	}
+	return snap, rows.Close()
+}
+
+type sqliteTx struct {
+	ctx   context.Context
+	tx    *sql.Tx
+	frame *sql.Stmt
+	file  *sql.Stmt
+}
+
+// Begin starts a write transaction.
+func (s *SQLite) Begin(ctx context.Context) (Tx, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("state database: %w", err)
+	}
+	return &sqliteTx{ctx: ctx, tx: tx}, nil
+}
+
+func (t *sqliteTx) SetCounter(name string, v int64) error {
+	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO counters(name, value) VALUES(?, ?)
+		ON CONFLICT(name) DO UPDATE SET value = excluded.value`, name, v)
+	return err
+}
+
+func (t *sqliteTx) PutJob(j *Job) error {
+	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO jobs(id, name, submitted, manifest, inputs, canceled, next_file, deleted)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET canceled = excluded.canceled, next_file = excluded.next_file, deleted = excluded.deleted`,
+		j.ID, j.Name, j.Submitted.UnixNano(), j.Manifest, j.Inputs, j.Canceled, j.NextFile, j.Deleted)
+	return err
+}
+
+func (t *sqliteTx) PutFrame(f *Frame) error {
+	if t.frame == nil {
+		st, err := t.tx.PrepareContext(t.ctx, `INSERT INTO frames(job, id, state, attempts, worker, output, size, error, render_ns, finished)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(job, id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
+			worker = excluded.worker, output = excluded.output, size = excluded.size, error = excluded.error,
+			render_ns = excluded.render_ns, finished = excluded.finished`)
+		if err != nil {
+			return err
+		}
+		t.frame = st
+	}
+	_, err := t.frame.ExecContext(t.ctx, f.Job, f.ID, f.State, f.Attempts, f.Worker, f.Output, f.Size, f.Error,
+		int64(f.Render), f.Finished.UnixNano())
+	return err
+}
+
+func (t *sqliteTx) PutFiles(files []File) error {
+	if t.file == nil {
+		st, err := t.tx.PrepareContext(t.ctx, `INSERT INTO files(job, n, frame, path, size, tar) VALUES(?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		t.file = st
+	}
+	for _, f := range files {
+		if _, err := t.file.ExecContext(t.ctx, f.Job, f.N, f.Frame, f.Path, f.Size, f.Tar); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *sqliteTx) AddFailure(job int64, worker string) error {
+	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO failures(job, worker, count) VALUES(?, ?, 1)
+		ON CONFLICT(job, worker) DO UPDATE SET count = count + 1`, job, worker)
+	return err
+}
+
+func (t *sqliteTx) ClearFailures(job int64) error {
+	_, err := t.tx.ExecContext(t.ctx, `DELETE FROM failures WHERE job = ?`, job)
+	return err
+}
+
+func (t *sqliteTx) Commit() error {
+	if err := t.tx.Commit(); err != nil {
+		return fmt.Errorf("state database commit: %w", err)
+	}
+	return nil
+}
+
+func (t *sqliteTx) Rollback() error { return t.tx.Rollback() }

@@ -1,0 +1,101 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// conformance runs the contract every Store must keep against one opened by open.
+// reopen returns the same store after a close (for durable stores) or the same value.
+func conformance(t *testing.T, s Store, reopen func() Store) {
+	ctx := context.Background()
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1700000000, 0).UTC()
+	steps := []error{
+		tx.SetCounter("next_job", 3),
+		tx.PutJob(&Job{ID: 1, Name: "a", Submitted: now, Manifest: []byte("<m/>"), Inputs: []byte("[]"), NextFile: 1}),
+		tx.PutJob(&Job{ID: 2, Name: "b", Submitted: now, Manifest: []byte("<m/>"), Inputs: []byte("[]"), NextFile: 4}),
+		tx.PutFrame(&Frame{Job: 1, ID: 5, State: FrameDone, Attempts: 1, Worker: "w", Output: "h", Size: 9, Render: time.Second, Finished: now}),
+		tx.PutFiles([]File{{Job: 1, N: 1, Frame: 5, Path: "f.png", Size: 3, Tar: "h"}}),
+		tx.AddFailure(1, "w"),
+		tx.AddFailure(1, "w"),
+	}
+	for i, err := range steps {
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	// A rolled-back transaction changes nothing.
+	tx, _ = s.Begin(ctx)
+	tx.SetCounter("next_job", 99)
+	tx.PutFrame(&Frame{Job: 1, ID: 6, State: FrameFailed})
+	tx.Rollback()
+	// Updates replace.
+	tx, _ = s.Begin(ctx)
+	tx.PutJob(&Job{ID: 1, Name: "a", Submitted: now, Manifest: []byte("<m/>"), Inputs: []byte("[]"), NextFile: 2, Canceled: true})
+	tx.PutFrame(&Frame{Job: 1, ID: 5, State: FrameFailed, Attempts: 3, Error: "boom", Finished: now})
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen()
+	snap, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Counters["next_job"] != 3 {
+		t.Errorf("next_job = %d", snap.Counters["next_job"])
+	}
+	if len(snap.Jobs) != 2 || snap.Jobs[0].ID != 1 || !snap.Jobs[0].Canceled || snap.Jobs[0].NextFile != 2 || snap.Jobs[1].Name != "b" {
+		t.Errorf("jobs = %+v", snap.Jobs)
+	}
+	if !snap.Jobs[1].Submitted.Equal(now) || string(snap.Jobs[1].Manifest) != "<m/>" {
+		t.Errorf("job 2 = %+v", snap.Jobs[1])
+	}
+	if len(snap.Frames) != 1 || snap.Frames[0].State != FrameFailed || snap.Frames[0].Attempts != 3 || snap.Frames[0].Error != "boom" {
+		t.Errorf("frames = %+v", snap.Frames)
+	}
+	if len(snap.Files) != 1 || snap.Files[0].Path != "f.png" {
+		t.Errorf("files = %+v", snap.Files)
+	}
+	if snap.Failures[[2]string{"1", "w"}] != 2 {
+		t.Errorf("failures = %v", snap.Failures)
+	}
+	tx, _ = s.Begin(ctx)
+	tx.ClearFailures(1)
+	tx.Commit()
+	snap, _ = s.Load(ctx)
+	if len(snap.Failures) != 0 {
+		t.Errorf("failures after clear = %v", snap.Failures)
+	}
+}
+
+func TestMem(t *testing.T) {
+	m := NewMem()
+	conformance(t, m, func() Store { return m })
+}
+
+func TestSQLite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conformance(t, s, func() Store {
+		s.Close()
+		s2, err := OpenSQLite(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = s2
+		return s2
+	})
+	s.Close()
+}

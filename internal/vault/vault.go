@@ -1,0 +1,210 @@
+// Package vault owns distren's stored bytes: a content-addressed object store
+// in which every job input file and every frame output lives under the
+// SHA-256 of its content. An object becomes visible only when written whole
+// (temporary file, fsync, rename), so a crash never leaves a half-written
+// object under a valid name, and reads verify nothing is missing.
+package vault
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// ErrNotFound is returned for an object the vault does not hold.
+var ErrNotFound = errors.New("object not found")
+
+// Ref names an object by the hex SHA-256 of its content, with its size.
+type Ref struct {
+	Hash string `json:"hash"`
+	Size int64  `json:"size"`
+}
+
+// Vault is a content-addressed object store in a directory.
+type Vault struct {
+	dir     string // objects live in dir/objects/ab/abcdef...
+	tmp     string // partial writes, removed at Open
+	noSync  bool
+	bufPool sync.Pool
+}
+
+// Options configure a vault.
+type Options struct {
+	// NoSync skips fsync of written objects: for caches whose loss is harmless.
+	NoSync bool
+}
+
+// Open opens (creating if needed) the vault in dir and removes partial writes
+// left by an earlier process.
+func Open(dir string, opt Options) (*Vault, error) {
+	v := &Vault{dir: filepath.Join(dir, "objects"), tmp: filepath.Join(dir, "tmp"), noSync: opt.NoSync}
+	v.bufPool.New = func() any { b := make([]byte, 128<<10); return &b }
+	if err := os.RemoveAll(v.tmp); err != nil {
+		return nil, fmt.Errorf("vault: clearing partial writes in %s: %w", v.tmp, err)
+	}
+	for _, d := range []string{v.dir, v.tmp} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+	}
+	return v, nil
+}
+
+// ValidHash reports whether h looks like a hex SHA-256.
+func ValidHash(h string) bool {
+	if len(h) != 64 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *Vault) path(hash string) string { return filepath.Join(v.dir, hash[:2], hash) }
+
+// Path returns the file holding an object, for callers that link or copy it.
+func (v *Vault) Path(hash string) (string, error) {
+	if !ValidHash(hash) {
+		return "", fmt.Errorf("vault: invalid object name %q", hash)
+	}
+	return v.path(hash), nil
+}
+
+// Has reports whether the vault holds the object.
+func (v *Vault) Has(hash string) bool {
+	if !ValidHash(hash) {
+		return false
+	}
+	_, err := os.Stat(v.path(hash))
+	return err == nil
+}
+
+// Open opens an object for reading.
+func (v *Vault) Open(hash string) (*os.File, error) {
+	if !ValidHash(hash) {
+		return nil, fmt.Errorf("vault: invalid object name %q: %w", hash, ErrNotFound)
+	}
+	f, err := os.Open(v.path(hash))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("vault: object %s: %w", hash, ErrNotFound)
+	}
+	return f, err
+}
+
+// Put stores the content of r and returns its name. If want is not empty,
+// the content must hash to it, or Put fails and stores nothing.
+func (v *Vault) Put(r io.Reader, want string) (Ref, error) {
+	f, err := os.CreateTemp(v.tmp, "put-*")
+	if err != nil {
+		return Ref{}, fmt.Errorf("vault: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	h := sha256.New()
+	bp := v.bufPool.Get().(*[]byte)
+	n, err := io.CopyBuffer(io.MultiWriter(f, h), r, *bp)
+	v.bufPool.Put(bp)
+	if err != nil {
+		return Ref{}, fmt.Errorf("vault: writing object: %w", err)
+	}
+	ref := Ref{Hash: hex.EncodeToString(h.Sum(nil)), Size: n}
+	if want != "" && want != ref.Hash {
+		return Ref{}, fmt.Errorf("vault: content hashes to %s, expected %s", ref.Hash, want)
+	}
+	if !v.noSync {
+		if err := f.Sync(); err != nil {
+			return Ref{}, fmt.Errorf("vault: syncing object %s: %w", ref.Hash, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return Ref{}, fmt.Errorf("vault: writing object %s: %w", ref.Hash, err)
+	}
+	dst := v.path(ref.Hash)
+	if _, err := os.Stat(dst); err == nil {
+		os.Remove(f.Name()) // already stored: content addressing deduplicates
+		done = true
+		return ref, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return Ref{}, fmt.Errorf("vault: %w", err)
+	}
+	if err := os.Rename(f.Name(), dst); err != nil {
+		return Ref{}, fmt.Errorf("vault: storing object %s: %w", ref.Hash, err)
+	}
+	done = true
+	return ref, nil
+}
+
+// PutFile stores a file's content.
+func (v *Vault) PutFile(path string) (Ref, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Ref{}, fmt.Errorf("vault: %w", err)
+	}
+	defer f.Close()
+	return v.Put(f, "")
+}
+
+// Hasher returns a new hash of the kind that names objects.
+func Hasher() hash.Hash { return sha256.New() }
+
+// CopyTo materializes an object as the file dst (mode perm), by hard link
+// when link is true and the filesystem allows it, otherwise by copying.
+func (v *Vault) CopyTo(hash, dst string, perm fs.FileMode, link bool) error {
+	src, err := v.Path(hash)
+	if err != nil {
+		return err
+	}
+	if link {
+		if err := os.Link(src, dst); err == nil {
+			return nil
+		}
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("vault: object %s: %w", hash, ErrNotFound)
+		}
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	bp := v.bufPool.Get().(*[]byte)
+	_, err = io.CopyBuffer(out, in, *bp)
+	v.bufPool.Put(bp)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Remove deletes an object (for caches and collection).
+func (v *Vault) Remove(hash string) error {
+	if !ValidHash(hash) {
+		return fmt.Errorf("vault: invalid object name %q", hash)
+	}
+	return os.Remove(v.path(hash))
+}
+
+// Dir returns the vault's directory, for messages.
+func (v *Vault) Dir() string { return strings.TrimSuffix(v.dir, string(filepath.Separator)+"objects") }

@@ -1,0 +1,623 @@
+// Package worker owns the execution of frames: a worker claims frames from a
+// server (long-polling), prepares each in a scratch directory of its own
+// (the job's inputs from a local object cache, the outputs of the frames it
+// depends on), runs the frame's backend with the job's timeout, packs the
+// files matching the output globs into the frame's tarball, uploads it, and
+// removes the scratch directory. While slots render, the next claimed
+// frames' inputs are already being fetched.
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/backend"
+	"github.com/distren/distren/internal/client"
+	"github.com/distren/distren/internal/jobpkg"
+	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/vault"
+)
+
+// Config configures a worker.
+type Config struct {
+	Client   *client.Client
+	Name     string // unique worker name; default host-pid-random
+	Slots    int    // frames rendered at once (default 1)
+	Prefetch int    // frames claimed ahead of free slots (default Slots)
+	Dir      string // cache/ and scratch/ live here
+	Backends backend.Registry
+	Log      *slog.Logger
+	// ClaimWait is how long a claim waits on the server for work (default 30s).
+	ClaimWait time.Duration
+}
+
+// Worker renders frames for one server.
+type Worker struct {
+	cfg   Config
+	cache *vault.Vault
+	scr   string
+
+	mu     sync.Mutex
+	held   map[api.LeaseRef]*task
+	specs  map[int64]*jobSpec
+	fetch  map[string]chan struct{} // objects being downloaded
+	tokens chan struct{}
+}
+
+type jobSpec struct {
+	ready chan struct{}
+	m     *manifest.Manifest
+	in    []api.InputFile
+	err   error
+}
+
+type task struct {
+	lease    api.Lease
+	spec     *jobSpec
+	dir      string
+	depFiles []string
+	before   map[string]fileStamp // files placed before rendering
+	ctx      context.Context
+	cancel   context.CancelFunc
+	progress float64
+	err      error // preparation failure
+}
+
+type fileStamp struct {
+	size  int64
+	mtime time.Time
+}
+
+// New prepares a worker: its cache and an empty scratch directory.
+func New(cfg Config) (*Worker, error) {
+	if cfg.Slots <= 0 {
+		cfg.Slots = 1
+	}
+	if cfg.Prefetch < 0 {
+		cfg.Prefetch = 0
+	} else if cfg.Prefetch == 0 {
+		cfg.Prefetch = cfg.Slots
+	}
+	if cfg.ClaimWait <= 0 {
+		cfg.ClaimWait = 30 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Backends == nil {
+		cfg.Backends = backend.Default()
+	}
+	if cfg.Name == "" {
+		cfg.Name = DefaultName()
+	}
+	cache, err := vault.Open(filepath.Join(cfg.Dir, "cache"), vault.Options{NoSync: true})
+	if err != nil {
+		return nil, fmt.Errorf("worker cache: %w", err)
+	}
+	scr := filepath.Join(cfg.Dir, "scratch")
+	if err := os.RemoveAll(scr); err != nil { // leftovers of an earlier run
+		return nil, fmt.Errorf("worker scratch: %w", err)
+	}
+	if err := os.MkdirAll(scr, 0o755); err != nil {
+		return nil, fmt.Errorf("worker scratch: %w", err)
+	}
+	return &Worker{cfg: cfg, cache: cache, scr: scr, held: map[api.LeaseRef]*task{}, specs: map[int64]*jobSpec{},
+		fetch: map[string]chan struct{}{}, tokens: make(chan struct{}, cfg.Slots+cfg.Prefetch)}, nil
+}
+
+// DefaultName returns host-pid-random.
+func DefaultName() string {
+	h, _ := os.Hostname()
+	var b [3]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", h, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// Name returns the worker's name.
+func (w *Worker) Name() string { return w.cfg.Name }
+
+// Run works until ctx ends. Frames being rendered then are abandoned: their
+// leases expire on the server and they are rendered again elsewhere.
+func (w *Worker) Run(ctx context.Context) error {
+	claimed := make(chan *task, w.cfg.Slots+w.cfg.Prefetch)
+	prepared := make(chan *task, w.cfg.Prefetch)
+	var wg sync.WaitGroup
+	wg.Go(func() { w.heartbeats(ctx) })
+	for range w.cfg.Slots {
+		wg.Go(func() { // preparers: fetch inputs ahead of the slots
+			for {
+				select {
+				case t := <-claimed:
+					w.prepare(ctx, t)
+					select {
+					case prepared <- t:
+					case <-ctx.Done():
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+		wg.Go(func() { // slots
+			for {
+				select {
+				case t := <-prepared:
+					w.run(ctx, t)
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	w.claimLoop(ctx, claimed)
+	wg.Wait()
+	return nil
+}
+
+func (w *Worker) claimLoop(ctx context.Context, claimed chan<- *task) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		// One token per frame held, from claim to report.
+		select {
+		case w.tokens <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		n := 1
+		for n < cap(w.tokens) {
+			select {
+			case w.tokens <- struct{}{}:
+				n++
+				continue
+			default:
+			}
+			break
+		}
+		resp, err := w.cfg.Client.Claim(ctx, api.ClaimRequest{Worker: w.cfg.Name, Max: n,
+			WaitMS: int(w.cfg.ClaimWait.Milliseconds()), Backends: w.cfg.Backends.Names()})
+		for range n - len(resp.Leases) {
+			<-w.tokens
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.cfg.Log.Warn("claim failed", "server", w.cfg.Client.Base(), "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			backoff = min(backoff*2, 10*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		for _, l := range resp.Leases {
+			tctx, cancel := context.WithCancel(ctx)
+			t := &task{lease: l, ctx: tctx, cancel: cancel}
+			w.mu.Lock()
+			w.held[ref(l)] = t
+			w.mu.Unlock()
+			claimed <- t // capacity covers every token
+		}
+	}
+}
+
+func ref(l api.Lease) api.LeaseRef { return api.LeaseRef{Job: l.Job, Frame: l.Frame, Epoch: l.Epoch} }
+
+// release forgets a task and frees its token and scratch directory.
+func (w *Worker) release(t *task) {
+	t.cancel()
+	w.mu.Lock()
+	delete(w.held, ref(t.lease))
+	w.mu.Unlock()
+	if t.dir != "" {
+		os.RemoveAll(t.dir)
+	}
+	<-w.tokens
+}
+
+func (w *Worker) heartbeats(ctx context.Context) {
+	period := 5 * time.Second
+	for {
+		select {
+		case <-time.After(period):
+		case <-ctx.Done():
+			return
+		}
+		w.mu.Lock()
+		hb := api.Heartbeat{Worker: w.cfg.Name}
+		for r, t := range w.held {
+			hb.Leases = append(hb.Leases, api.LeaseProgress{LeaseRef: r, Progress: t.progress})
+			if ttl := time.Duration(t.lease.TTLMS) * time.Millisecond; ttl > 0 {
+				period = min(max(ttl/3, 50*time.Millisecond), 5*time.Second)
+			}
+		}
+		w.mu.Unlock()
+		if len(hb.Leases) == 0 {
+			continue
+		}
+		resp, err := w.cfg.Client.Heartbeat(ctx, hb)
+		if err != nil {
+			w.cfg.Log.Warn("heartbeat failed", "err", err)
+			continue
+		}
+		w.mu.Lock()
+		for _, r := range resp.Stop {
+			if t := w.held[r]; t != nil {
+				w.cfg.Log.Info("abandoning frame", "job", r.Job, "frame", r.Frame, "reason", "lease no longer held")
+				t.cancel()
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
+// spec returns the job's spec, fetching and parsing it once per job.
+func (w *Worker) spec(ctx context.Context, job int64) *jobSpec {
+	w.mu.Lock()
+	s := w.specs[job]
+	if s == nil {
+		s = &jobSpec{ready: make(chan struct{})}
+		if len(w.specs) > 256 {
+			clear(w.specs)
+		}
+		w.specs[job] = s
+		w.mu.Unlock()
+		js, err := w.cfg.Client.Spec(ctx, job)
+		if err == nil {
+			s.in = js.Inputs
+			s.m, err = manifest.Parse(strings.NewReader(js.Manifest), fmt.Sprintf("job %d: %s", job, manifest.FileName),
+				manifest.Options{MaxBytes: int64(len(js.Manifest)) + 1, MaxFrames: 1 << 30})
+		}
+		s.err = err
+		if err != nil {
+			w.mu.Lock()
+			delete(w.specs, job) // fetch again next time
+			w.mu.Unlock()
+		}
+		close(s.ready)
+		return s
+	}
+	w.mu.Unlock()
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return &jobSpec{err: ctx.Err()}
+	}
+	return s
+}
+
+// object makes sure the cache holds an object, downloading it once.
+func (w *Worker) object(ctx context.Context, hash string) error {
+	for {
+		if w.cache.Has(hash) {
+			return nil
+		}
+		w.mu.Lock()
+		ch, busy := w.fetch[hash]
+		if !busy {
+			ch = make(chan struct{})
+			w.fetch[hash] = ch
+		}
+		w.mu.Unlock()
+		if busy {
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		err := w.download(ctx, hash)
+		w.mu.Lock()
+		delete(w.fetch, hash)
+		close(ch)
+		w.mu.Unlock()
+		return err
+	}
+}
+
+func (w *Worker) download(ctx context.Context, hash string) error {
+	rc, err := w.cfg.Client.Blob(ctx, hash)
+	if err != nil {
+		return fmt.Errorf("fetching object %s: %w", hash, err)
+	}
+	defer rc.Close()
+	if _, err := w.cache.Put(rc, hash); err != nil {
+		return fmt.Errorf("fetching object %s: %w", hash, err)
+	}
+	return nil
+}
+
+// prepare fills the task's scratch directory.
+func (w *Worker) prepare(ctx context.Context, t *task) {
+	t.spec = w.spec(t.ctx, t.lease.Job)
+	if t.err = t.spec.err; t.err != nil {
+		t.err = fmt.Errorf("job %d spec: %w", t.lease.Job, t.err)
+		return
+	}
+	t.dir = filepath.Join(w.scr, fmt.Sprintf("%d-%d-%d", t.lease.Job, t.lease.Frame, t.lease.Epoch))
+	if t.err = os.Mkdir(t.dir, 0o755); t.err != nil {
+		return
+	}
+	root, err := os.OpenRoot(t.dir)
+	if err != nil {
+		t.err = err
+		return
+	}
+	defer root.Close()
+	t.before = map[string]fileStamp{}
+	for _, in := range t.spec.in {
+		if t.err = w.object(t.ctx, in.Hash); t.err != nil {
+			return
+		}
+		dst := filepath.Join(t.dir, filepath.FromSlash(in.Path))
+		if dir := path.Dir(in.Path); dir != "." {
+			if t.err = root.MkdirAll(dir, 0o755); t.err != nil {
+				return
+			}
+		}
+		if t.err = w.cache.CopyTo(in.Hash, dst, fs.FileMode(in.Mode)&0o755|0o600, false); t.err != nil {
+			t.err = fmt.Errorf("input %s: %w", in.Path, t.err)
+			return
+		}
+	}
+	for _, d := range t.lease.Deps {
+		if t.err = w.object(t.ctx, d.Output); t.err != nil {
+			t.err = fmt.Errorf("output of frame %d of job %d: %w", d.Frame, d.Job, t.err)
+			return
+		}
+		if t.err = w.unpack(root, d, t); t.err != nil {
+			return
+		}
+	}
+	t.err = filepath.WalkDir(t.dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return err
+		}
+		info, err := de.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(t.dir, p)
+		t.before[filepath.ToSlash(rel)] = fileStamp{info.Size(), info.ModTime()}
+		return nil
+	})
+}
+
+// unpack writes a dependency's output files into the scratch directory.
+func (w *Worker) unpack(root *os.Root, d api.DepOutput, t *task) error {
+	p, err := w.cache.Path(d.Output)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return jobpkg.Scan(f, jobpkg.Limits{}, func(e jobpkg.File, c io.Reader) error {
+		if dir := path.Dir(e.Path); dir != "." {
+			if err := root.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+		}
+		out, err := root.OpenFile(e.Path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, e.Mode|0o600)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(out, c)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil && !slices.Contains(t.depFiles, e.Path) {
+			t.depFiles = append(t.depFiles, e.Path)
+		}
+		return err
+	})
+}
+
+// run renders a prepared task and reports the outcome.
+func (w *Worker) run(ctx context.Context, t *task) {
+	defer w.release(t)
+	l := t.lease
+	log := w.cfg.Log.With("job", l.Job, "frame", l.Frame)
+	err := t.err
+	var out []string
+	var took time.Duration
+	if err == nil {
+		out, took, err = w.render(t)
+	}
+	if t.ctx.Err() != nil && ctx.Err() == nil && err != nil && errors.Is(err, context.Canceled) {
+		log.Info("frame abandoned")
+		return
+	}
+	if ctx.Err() != nil {
+		return // shutting down: the lease expires and the frame is rendered again
+	}
+	if err != nil {
+		log.Warn("frame failed", "err", err)
+		w.report(ctx, log, func(c context.Context) error {
+			return w.cfg.Client.Fail(c, ref(l), api.Failure{Worker: w.cfg.Name, Epoch: l.Epoch, Error: err.Error()})
+		})
+		return
+	}
+	w.report(ctx, log, func(c context.Context) error {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(jobpkg.WriteFiles(pw, t.dir, out)) }()
+		err := w.cfg.Client.Complete(c, w.cfg.Name, ref(l), took, pr, -1)
+		pr.CloseWithError(errors.New("upload ended"))
+		return err
+	})
+}
+
+// report sends a result, retrying while the server is unreachable; a refused
+// lease (409) or a rejected report ends it.
+func (w *Worker) report(ctx context.Context, log *slog.Logger, send func(context.Context) error) {
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := send(ctx)
+		var ce *client.Error
+		switch {
+		case err == nil:
+			return
+		case client.IsStatus(err, http.StatusConflict):
+			log.Info("result refused: lease no longer held", "err", err)
+			return
+		case errors.As(err, &ce) && ce.Status < 500:
+			log.Error("result rejected", "err", err)
+			return
+		case ctx.Err() != nil || attempt >= 20:
+			log.Error("result not delivered", "err", err)
+			return
+		}
+		log.Warn("reporting failed, retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// render runs the backend and collects the outputs.
+func (w *Worker) render(t *task) ([]string, time.Duration, error) {
+	m := t.spec.m
+	idx, ok := m.FrameIndex(t.lease.Frame)
+	if !ok {
+		return nil, 0, fmt.Errorf("frame %d is not in job %d's manifest", t.lease.Frame, t.lease.Job)
+	}
+	spec := &m.Backend
+	if b := m.Frames[idx].Backend; b != nil {
+		spec = b
+	}
+	be, ok := w.cfg.Backends[spec.Name]
+	if !ok {
+		return nil, 0, fmt.Errorf("backend %q is not available on worker %s", spec.Name, w.cfg.Name)
+	}
+	ctx := t.ctx
+	if m.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, m.Timeout, errTimeout)
+		defer cancel()
+	}
+	tail := &tailBuffer{max: 4 << 10}
+	task := &backend.Task{Job: t.lease.Job, Frame: t.lease.Frame, Dir: t.dir, Spec: spec, DepFiles: t.depFiles,
+		Stderr: tail, Progress: func(p float64) {
+			w.mu.Lock()
+			t.progress = p
+			w.mu.Unlock()
+		}}
+	start := time.Now()
+	err := be.Render(ctx, task)
+	took := time.Since(start)
+	if err != nil {
+		if errors.Is(context.Cause(ctx), errTimeout) {
+			err = fmt.Errorf("timed out after %s (the job's <timeout>); renderer killed", m.Timeout)
+		}
+		return nil, took, withTail(err, tail)
+	}
+	out, err := collect(t.dir, m.Outputs, t.before)
+	if err != nil {
+		return nil, took, withTail(err, tail)
+	}
+	return out, took, nil
+}
+
+var errTimeout = errors.New("frame timeout")
+
+func withTail(err error, tail *tailBuffer) error {
+	if s := strings.TrimSpace(tail.String()); s != "" {
+		return fmt.Errorf("%w; renderer output ends with:\n%s", err, s)
+	}
+	return err
+}
+
+// collect returns the files under dir matching the globs that the render
+// produced or changed, sorted. Symbolic links and special files are refused.
+func collect(dir string, globs []string, before map[string]fileStamp) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if de.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		matched := false
+		for _, g := range globs {
+			if ok, _ := path.Match(g, rel); ok {
+				matched = true
+				break
+			}
+		}
+		if !matched {
+			return nil
+		}
+		if !de.Type().IsRegular() {
+			return fmt.Errorf("output %s is not a regular file (%s)", rel, de.Type())
+		}
+		info, err := de.Info()
+		if err != nil {
+			return err
+		}
+		if b, ok := before[rel]; ok && b.size == info.Size() && b.mtime.Equal(info.ModTime()) {
+			return nil // an input or a dependency's output, untouched
+		}
+		out = append(out, rel)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no output matches %s", strings.Join(globs, " "))
+	}
+	return out, nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
+
+// SetClient sets the server the worker talks to, before Run.
+func (w *Worker) SetClient(c *client.Client) { w.cfg.Client = c }

@@ -1,0 +1,82 @@
+package distren
+
+import (
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// packages returns the directories of the module's packages.
+func packages(t *testing.T) []string {
+	var dirs []string
+	err := filepath.WalkDir(".", func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && p != "." {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
+			if dir := filepath.Dir(p); !slices.Contains(dirs, dir) {
+				dirs = append(dirs, dir)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dirs
+}
+
+// TestPackageDocs checks that every package says what it owns.
+func TestPackageDocs(t *testing.T) {
+	for _, dir := range packages(t) {
+		pkgs, err := parser.ParseDir(token.NewFileSet(), dir, func(fi os.FileInfo) bool {
+			return !strings.HasSuffix(fi.Name(), "_test.go")
+		}, parser.ParseComments|parser.PackageClauseOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, p := range pkgs {
+			documented := false
+			for _, f := range p.Files {
+				documented = documented || (f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "")
+			}
+			if !documented {
+				t.Errorf("package %s (%s) has no doc comment", name, dir)
+			}
+		}
+	}
+}
+
+// TestLayering keeps transport out of the processing and data layers: the
+// session, store, scheduler and manifest know nothing of HTTP.
+func TestLayering(t *testing.T) {
+	pure := []string{"internal/session", "internal/store", "internal/manifest", "internal/raster", "internal/jobpkg", "internal/vault"}
+	forbidden := []string{"net/http", "github.com/distren/distren/internal/server", "github.com/distren/distren/internal/client",
+		"github.com/distren/distren/internal/worker"}
+	for _, dir := range pure {
+		pkgs, err := parser.ParseDir(token.NewFileSet(), dir, func(fi os.FileInfo) bool {
+			return !strings.HasSuffix(fi.Name(), "_test.go")
+		}, parser.ImportsOnly)
+		if err != nil {
+			t.Fatalf("%s: %v", dir, err)
+		}
+		for _, p := range pkgs {
+			for fname, f := range p.Files {
+				for _, imp := range f.Imports {
+					path, _ := strconv.Unquote(imp.Path.Value)
+					if slices.Contains(forbidden, path) {
+						t.Errorf("%s imports %s: this layer must not know the transport", fname, path)
+					}
+				}
+			}
+		}
+	}
+}
