@@ -126,7 +126,7 @@ func specError(spec *manifest.Backend, line int, elem, format string, args ...an
 }
 
 // Expand substitutes {frame}, {frame:N} (zero-padded to N digits), {job} and
-// {dir} in s.
+// {dir} in s; {{ is a literal {.
 func Expand(s string, job, frame int64, dir string) (string, error) {
 	if !strings.Contains(s, "{") {
 		return s, nil
@@ -139,9 +139,14 @@ func Expand(s string, job, frame int64, dir string) (string, error) {
 			return b.String(), nil
 		}
 		b.WriteString(s[:i])
+		if strings.HasPrefix(s[i:], "{{") { // a literal brace
+			b.WriteByte('{')
+			s = s[i+2:]
+			continue
+		}
 		j := strings.IndexByte(s[i:], '}')
 		if j < 0 {
-			return "", fmt.Errorf("unclosed { in %q", s)
+			return "", fmt.Errorf("unclosed { in %q (write {{ for a literal {)", s)
 		}
 		key := s[i+1 : i+j]
 		s = s[i+j+1:]
@@ -159,7 +164,7 @@ func Expand(s string, job, frame int64, dir string) (string, error) {
 			}
 			fmt.Fprintf(&b, "%0*d", w, frame)
 		default:
-			return "", fmt.Errorf("unknown substitution {%s} (known: {frame}, {frame:N}, {job}, {dir})", key)
+			return "", fmt.Errorf("unknown substitution {%s} (known: {frame}, {frame:N}, {job}, {dir}; write {{ for a literal {)", key)
 		}
 	}
 }

@@ -81,7 +81,7 @@ func parseBuiltin(spec *manifest.Backend) (builtinSpec, error) {
 	if v, line, ok := spec.Get("output"); ok {
 		if _, err := Expand(v, 1, 1, "."); err != nil {
 			errs = append(errs, specError(spec, line, "output", "%v", err))
-		} else if strings.Contains(v, "/") || strings.Contains(v, `\`) || v == "" {
+		} else if strings.Contains(v, "/") || strings.Contains(v, `\`) || strings.Contains(v, "{dir}") || v == "" {
 			errs = append(errs, specError(spec, line, "output", "output %q must be a plain file name", v))
 		}
 		bs.output = v

@@ -93,7 +93,13 @@ func Run(ctx context.Context, cfg Config) error {
 			v, err = vault.Open(filepath.Join(cfg.Data, "vault"), vault.Options{})
 			return err
 		},
-		Stop: func(context.Context) error { unlock(); return nil },
+		Stop: func(context.Context) error {
+			if v != nil {
+				v.Close()
+			}
+			unlock()
+			return nil
+		},
 	})
 	if cfg.Workers > 0 {
 		var w *worker.Worker

@@ -8,6 +8,7 @@ import (
 	"image/png"
 	"io"
 	"math"
+	"sync"
 )
 
 // errSize is wrapped by Blend when its inputs differ in size.
@@ -171,9 +172,22 @@ func EncodePNG(w io.Writer, img image.Image) error {
 	if img == nil {
 		return errors.New("encode png: no image")
 	}
-	enc := png.Encoder{CompressionLevel: png.BestSpeed}
+	enc := png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: encoderPool{}}
 	if err := enc.Encode(w, img); err != nil {
 		return fmt.Errorf("encode png: %w", err)
 	}
 	return nil
 }
+
+// encoderPool reuses the PNG encoder's buffers and compressor between frames:
+// allocating a compressor costs more than encoding a small image.
+type encoderPool struct{}
+
+var encoderBuffers sync.Pool
+
+func (encoderPool) Get() *png.EncoderBuffer {
+	b, _ := encoderBuffers.Get().(*png.EncoderBuffer)
+	return b
+}
+
+func (encoderPool) Put(b *png.EncoderBuffer) { encoderBuffers.Put(b) }

@@ -34,6 +34,7 @@ type Vault struct {
 	tmp     string // partial writes, removed at Open
 	noSync  bool
 	bufPool sync.Pool
+	shards  sync.Map // "ab" → *os.File of dir/objects/ab
 }
 
 // Options configure a vault.
@@ -128,6 +129,13 @@ func (v *Vault) Put(r io.Reader, want string) (Ref, error) {
 	if want != "" && want != ref.Hash {
 		return Ref{}, fmt.Errorf("vault: content hashes to %s, expected %s", ref.Hash, want)
 	}
+	dst := v.path(ref.Hash)
+	if _, err := os.Stat(dst); err == nil {
+		f.Close()
+		os.Remove(f.Name()) // already stored: content addressing deduplicates
+		done = true
+		return ref, nil
+	}
 	if !v.noSync {
 		if err := f.Sync(); err != nil {
 			return Ref{}, fmt.Errorf("vault: syncing object %s: %w", ref.Hash, err)
@@ -136,20 +144,52 @@ func (v *Vault) Put(r io.Reader, want string) (Ref, error) {
 	if err := f.Close(); err != nil {
 		return Ref{}, fmt.Errorf("vault: writing object %s: %w", ref.Hash, err)
 	}
-	dst := v.path(ref.Hash)
-	if _, err := os.Stat(dst); err == nil {
-		os.Remove(f.Name()) // already stored: content addressing deduplicates
-		done = true
-		return ref, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return Ref{}, fmt.Errorf("vault: %w", err)
+	shard, err := v.shard(ref.Hash)
+	if err != nil {
+		return Ref{}, err
 	}
 	if err := os.Rename(f.Name(), dst); err != nil {
 		return Ref{}, fmt.Errorf("vault: storing object %s: %w", ref.Hash, err)
 	}
 	done = true
+	if !v.noSync {
+		// The new name must survive a crash before anyone records it.
+		if err := shard.Sync(); err != nil {
+			return Ref{}, fmt.Errorf("vault: syncing object %s: %w", ref.Hash, err)
+		}
+	}
 	return ref, nil
+}
+
+// shard returns the open directory that holds objects starting like hash,
+// creating it on first use. The directories stay open for fsync.
+func (v *Vault) shard(hash string) (*os.File, error) {
+	if d, ok := v.shards.Load(hash[:2]); ok {
+		return d.(*os.File), nil
+	}
+	p := filepath.Join(v.dir, hash[:2])
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	d, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	if prev, loaded := v.shards.LoadOrStore(hash[:2], d); loaded {
+		d.Close()
+		return prev.(*os.File), nil
+	}
+	return d, nil
+}
+
+// Close releases the directories the vault keeps open.
+func (v *Vault) Close() error {
+	v.shards.Range(func(k, d any) bool {
+		d.(*os.File).Close()
+		v.shards.Delete(k)
+		return true
+	})
+	return nil
 }
 
 // PutFile stores a file's content.
