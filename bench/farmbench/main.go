@@ -263,7 +263,14 @@ func (b *bench) submitAndRestart(n int, restart bool) error {
 		peak, _ := rss(srv.Process.Pid)
 		fmt.Printf("submit: %d frames (%s): %.0fms to upload, validate and persist; server peak RSS %.0f MiB (%.0f MiB before the first job)\n",
 			n, form, ms(took), mib(peak), mib(before))
-		if !explicit || !restart {
+		if !explicit {
+			// Only the explicit job is rendered for the restart figure.
+			if _, err := c.Cancel(ctx, sub.ID); err != nil {
+				return err
+			}
+			continue
+		}
+		if !restart {
 			continue
 		}
 		// Render half of the explicit job, then kill everything.
@@ -289,8 +296,8 @@ func (b *bench) submitAndRestart(n int, restart bool) error {
 			return err
 		}
 		answered := time.Since(t0)
-		fmt.Printf("restart: %d of %d frames done (of 2 jobs, %d frames): %.0fms from exec to listening, %.0fms to the first answer about the job\n",
-			j.Counts[api.StateDone], n, 2*n, ms(logged), ms(answered))
+		fmt.Printf("restart: job of %d frames with %d done (and a canceled job of %d frames): %.0fms from exec to listening, %.0fms to the first answer about the job\n",
+			n, j.Counts[api.StateDone], n, ms(logged), ms(answered))
 		if j.Counts[api.StateDone] < n/2 {
 			return errors.New("restart lost completed frames")
 		}

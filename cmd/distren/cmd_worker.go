@@ -55,6 +55,7 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	if err != nil {
 		return err
 	}
+	defer w.Close()
 	log.Info("worker started", "name", w.Name(), "server", o.server, "slots", o.slots, "dir", o.dir)
 	return w.Run(ctx)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/distren/distren/internal/dirlock"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,7 +15,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/distren/distren/internal/backend"
@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg Config) error {
 				return err
 			}
 			var err error
-			if unlock, err = lockDir(cfg.Data); err != nil {
+			if unlock, err = dirlock.Lock(cfg.Data, "data directory"); err != nil {
 				return err
 			}
 			tmp := filepath.Join(cfg.Data, "tmp")
@@ -126,6 +126,12 @@ func Run(ctx context.Context, cfg Config) error {
 					return err
 				}
 				return ctx.Err()
+			},
+			Stop: func(context.Context) error {
+				if w != nil {
+					w.Close()
+				}
+				return nil
 			},
 		})
 	}
@@ -191,19 +197,4 @@ func localURL(u string) string {
 		}
 	}
 	return u
-}
-
-// lockDir takes an exclusive lock on the data directory, so two servers
-// never share one. The kernel releases it when the process dies.
-func lockDir(dir string) (func(), error) {
-	p := filepath.Join(dir, "lock")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("data directory %s is in use by another distren server (%s is locked)", dir, p)
-	}
-	return func() { f.Close() }, nil
 }

@@ -154,6 +154,9 @@ func status(err error) int {
 
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code := status(err)
+	if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
+		return // the client went away (or the server is stopping): nobody to answer
+	}
 	if code >= 500 {
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}

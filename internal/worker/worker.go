@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/distren/distren/internal/dirlock"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -48,9 +49,10 @@ type Config struct {
 
 // Worker renders frames for one server.
 type Worker struct {
-	cfg   Config
-	cache *vault.Vault
-	scr   string
+	cfg    Config
+	cache  *vault.Vault
+	unlock func()
+	scr    string
 
 	mu     sync.Mutex
 	held   map[api.LeaseRef]*task
@@ -105,19 +107,30 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Name == "" {
 		cfg.Name = DefaultName()
 	}
+	unlock, err := dirlock.Lock(cfg.Dir, "worker directory")
+	if err != nil {
+		return nil, fmt.Errorf("%w; give each worker process its own --dir", err)
+	}
+	fail := func(err error) (*Worker, error) { unlock(); return nil, err }
 	cache, err := vault.Open(filepath.Join(cfg.Dir, "cache"), vault.Options{NoSync: true})
 	if err != nil {
-		return nil, fmt.Errorf("worker cache: %w", err)
+		return fail(fmt.Errorf("worker cache: %w", err))
 	}
 	scr := filepath.Join(cfg.Dir, "scratch")
 	if err := os.RemoveAll(scr); err != nil { // leftovers of an earlier run
-		return nil, fmt.Errorf("worker scratch: %w", err)
+		return fail(fmt.Errorf("worker scratch: %w", err))
 	}
 	if err := os.MkdirAll(scr, 0o755); err != nil {
-		return nil, fmt.Errorf("worker scratch: %w", err)
+		return fail(fmt.Errorf("worker scratch: %w", err))
 	}
-	return &Worker{cfg: cfg, cache: cache, scr: scr, held: map[api.LeaseRef]*task{}, specs: map[int64]*jobSpec{},
+	return &Worker{cfg: cfg, cache: cache, scr: scr, unlock: unlock, held: map[api.LeaseRef]*task{}, specs: map[int64]*jobSpec{},
 		fetch: map[string]chan struct{}{}, tokens: make(chan struct{}, cfg.Slots+cfg.Prefetch)}, nil
+}
+
+// Close releases the worker's directory. Call it after Run returns.
+func (w *Worker) Close() {
+	w.cache.Close()
+	w.unlock()
 }
 
 // DefaultName returns host-pid-random.
