@@ -1,10 +1,16 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/distren/distren/internal/api"
 )
 
 // TestRejections submits bad packages to a live server: each is refused with
@@ -83,5 +89,89 @@ func TestCommandJobAndFailures(t *testing.T) {
 	timeout = strings.Replace(timeout, "<retries>1</retries>", "<retries>0</retries><timeout>300ms</timeout>", 1)
 	if msg := runStderr(t, 3, "render", writeJob(t, timeout, nil), "-o", t.TempDir(), "--workers", "1"); !strings.Contains(msg, "timed out after 300ms") {
 		t.Errorf("failure message %q does not report the timeout", msg)
+	}
+}
+
+// TestCancelAndRetry cancels a job while its frames render (the renderers
+// are killed), retries it, then re-renders one done frame with --frames.
+func TestCancelAndRetry(t *testing.T) {
+	_, url := serve(t, "--data", t.TempDir(), "--name", "undo", "--workers", "2")
+	marks := t.TempDir()
+	pkg := writeJob(t, `<distrenjob version="1"><name>slow</name>
+<backend name="command"><program>sh</program><arg>-c</arg>
+<arg>echo $$ > `+marks+`/pid-{frame}; echo x >> `+marks+`/runs-{frame}; [ -e `+marks+`/go ] || sleep 120; echo {frame} > f-{frame}.txt</arg></backend>
+<frames><range first="1" last="4"/></frames><outputs><output>*.txt</output></outputs></distrenjob>`, nil)
+	job := strings.TrimSpace(run(t, 0, "submit", pkg, "--server", url))
+
+	// Two frames start (two slots) and block.
+	var pids []int
+	waitFor(t, "two renders to start", func() bool {
+		pids = pids[:0]
+		for i := 1; i <= 4; i++ {
+			if b, err := os.ReadFile(filepath.Join(marks, fmt.Sprintf("pid-%d", i))); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+					pids = append(pids, pid)
+				}
+			}
+		}
+		return len(pids) == 2
+	})
+	if out := run(t, 0, "cancel", job, "--server", url); !strings.Contains(out, "canceled") {
+		t.Errorf("cancel printed %q", out)
+	}
+	waitFor(t, "the canceled renderers to die", func() bool {
+		for _, pid := range pids {
+			if syscall.Kill(pid, 0) == nil {
+				if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err != nil || !strings.Contains(string(b), ") Z ") {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if j, _ := status(t, url, job); j.State != api.JobCanceled || j.Counts[api.StateDone] != 0 {
+		t.Fatalf("after cancel: %+v", j)
+	}
+
+	// Retry lets them finish.
+	os.WriteFile(filepath.Join(marks, "go"), nil, 0o644)
+	run(t, 0, "retry", job, "--server", url)
+	run(t, 0, "status", job, "--watch", "--interval", "100ms", "--server", url)
+	j, frames := status(t, url, job)
+	if j.State != api.JobDone || len(frames) != 4 {
+		t.Fatalf("after retry: %+v", j)
+	}
+	runs := func(frame int) int {
+		b, _ := os.ReadFile(filepath.Join(marks, fmt.Sprintf("runs-%d", frame)))
+		return strings.Count(string(b), "x")
+	}
+	before := runs(3)
+
+	// --frames re-renders a done frame, and only it.
+	run(t, 0, "retry", job, "--frames", "3", "--server", url)
+	run(t, 0, "status", job, "--watch", "--interval", "100ms", "--server", url)
+	if runs(3) != before+1 {
+		t.Errorf("frame 3 ran %d times after retry --frames 3, want %d", runs(3), before+1)
+	}
+	for _, f := range []int{1, 2, 4} {
+		if n := runs(f); n < 1 || n > 2 {
+			t.Errorf("frame %d ran %d times", f, n)
+		}
+	}
+	out := t.TempDir()
+	run(t, 0, "fetch", job, "-o", out, "--server", url)
+	if got := readDir(t, out); len(got) != 4 || string(got["f-3.txt"]) != "3\n" {
+		t.Errorf("result after retries: %v", got)
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

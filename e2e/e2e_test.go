@@ -232,7 +232,9 @@ func TestServeWithTwoRemoteWorkers(t *testing.T) {
 	for _, f := range frames {
 		workers[f.Worker]++
 	}
-	t.Logf("frames per worker: %v", workers)
+	if workers["w1"] == 0 || workers["w2"] == 0 || len(workers) != 2 {
+		t.Errorf("frames per worker: %v; want both workers rendering", workers)
+	}
 
 	out := t.TempDir()
 	run(t, 0, "fetch", jobURL, "--server", url, "-o", out)

@@ -43,7 +43,7 @@ func (s *Session) Submit(ctx context.Context, sub Submission) (api.Submitted, er
 		if err := tx.SetCounter("next_job", s.nextJob+1); err != nil {
 			return nil, err
 		}
-		if err := tx.PutJob(&j.rec); err != nil {
+		if err := tx.AddJob(&j.rec); err != nil {
 			return nil, err
 		}
 		s.nextJob++
@@ -273,7 +273,7 @@ func (s *Session) Complete(ctx context.Context, c Completion) error {
 			if err := tx.PutFiles(files); err != nil {
 				return nil, err
 			}
-			if err := tx.PutJob(&upd); err != nil {
+			if err := tx.UpdateJob(&upd); err != nil {
 				return nil, err
 			}
 		}
@@ -392,7 +392,7 @@ func (s *Session) Cancel(ctx context.Context, jobID int64) (int, error) {
 		}
 		upd := j.rec
 		upd.Canceled = true
-		if err := tx.PutJob(&upd); err != nil {
+		if err := tx.UpdateJob(&upd); err != nil {
 			return 0, err
 		}
 		j.rec.Canceled = true
@@ -442,7 +442,7 @@ func (s *Session) Retry(ctx context.Context, jobID int64, ranges []manifest.Rang
 		wasCanceled := j.rec.Canceled
 		upd := j.rec
 		upd.Canceled = false
-		if err := tx.PutJob(&upd); err != nil {
+		if err := tx.UpdateJob(&upd); err != nil {
 			return 0, err
 		}
 		if err := tx.ClearFailures(jobID); err != nil {

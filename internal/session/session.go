@@ -162,8 +162,11 @@ func (l *lazyTx) call(f func(store.Tx) error) error {
 func (l *lazyTx) SetCounter(n string, v int64) error {
 	return l.call(func(t store.Tx) error { return t.SetCounter(n, v) })
 }
-func (l *lazyTx) PutJob(j *store.Job) error {
-	return l.call(func(t store.Tx) error { return t.PutJob(j) })
+func (l *lazyTx) AddJob(j *store.Job) error {
+	return l.call(func(t store.Tx) error { return t.AddJob(j) })
+}
+func (l *lazyTx) UpdateJob(j *store.Job) error {
+	return l.call(func(t store.Tx) error { return t.UpdateJob(j) })
 }
 func (l *lazyTx) PutFrame(f *store.Frame) error {
 	return l.call(func(t store.Tx) error { return t.PutFrame(f) })

@@ -55,14 +55,21 @@ func (t *memTx) SetCounter(name string, v int64) error {
 	return nil
 }
 
-func (t *memTx) PutJob(j *Job) error {
+func (t *memTx) AddJob(j *Job) error {
 	c := *j
 	t.ops = append(t.ops, func(s *Snapshot) {
-		i, found := slices.BinarySearchFunc(s.Jobs, c.ID, func(a Job, id int64) int { return cmp.Compare(a.ID, id) })
-		if found {
-			s.Jobs[i].Canceled, s.Jobs[i].NextFile, s.Jobs[i].Deleted = c.Canceled, c.NextFile, c.Deleted
-		} else {
+		if i, found := slices.BinarySearchFunc(s.Jobs, c.ID, func(a Job, id int64) int { return cmp.Compare(a.ID, id) }); !found {
 			s.Jobs = slices.Insert(s.Jobs, i, c)
+		}
+	})
+	return nil
+}
+
+func (t *memTx) UpdateJob(j *Job) error {
+	c := *j
+	t.ops = append(t.ops, func(s *Snapshot) {
+		if i, found := slices.BinarySearchFunc(s.Jobs, c.ID, func(a Job, id int64) int { return cmp.Compare(a.ID, id) }); found {
+			s.Jobs[i].Canceled, s.Jobs[i].NextFile, s.Jobs[i].Deleted = c.Canceled, c.NextFile, c.Deleted
 		}
 	})
 	return nil

@@ -18,11 +18,16 @@ var migrations = []string{
 		id INTEGER PRIMARY KEY,
 		name TEXT NOT NULL,
 		submitted INTEGER NOT NULL,
-		manifest BLOB NOT NULL,
-		inputs BLOB NOT NULL,
 		canceled INTEGER NOT NULL DEFAULT 0,
 		next_file INTEGER NOT NULL,
 		deleted INTEGER NOT NULL DEFAULT 0
+	);
+	-- Written once per job and kept apart, so that updating a job's small
+	-- fields never rewrites a manifest of megabytes.
+	CREATE TABLE job_specs (
+		id INTEGER PRIMARY KEY,
+		manifest BLOB NOT NULL,
+		inputs BLOB NOT NULL
 	);
 	CREATE TABLE frames (
 		job INTEGER NOT NULL,
@@ -127,7 +132,8 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 	if err := rows.Close(); err != nil {
 		return nil, err
 	}
-	rows, err = s.db.QueryContext(ctx, `SELECT id, name, submitted, manifest, inputs, canceled, next_file, deleted FROM jobs ORDER BY id`)
+	rows, err = s.db.QueryContext(ctx, `SELECT j.id, j.name, j.submitted, s.manifest, s.inputs, j.canceled, j.next_file, j.deleted
+		FROM jobs j JOIN job_specs s ON s.id = j.id ORDER BY j.id`)
 	if err != nil {
 		return nil, fmt.Errorf("loading jobs: %w", err)
 	}
@@ -197,6 +203,7 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 type sqliteTx struct {
 	ctx   context.Context
 	tx    *sql.Tx
+	job   *sql.Stmt
 	frame *sql.Stmt
 	file  *sql.Stmt
 }
@@ -216,12 +223,34 @@ func (t *sqliteTx) SetCounter(name string, v int64) error {
 	return err
 }
 
-func (t *sqliteTx) PutJob(j *Job) error {
-	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO jobs(id, name, submitted, manifest, inputs, canceled, next_file, deleted)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(id) DO UPDATE SET canceled = excluded.canceled, next_file = excluded.next_file, deleted = excluded.deleted`,
-		j.ID, j.Name, j.Submitted.UnixNano(), j.Manifest, j.Inputs, j.Canceled, j.NextFile, j.Deleted)
-	return err
+func (t *sqliteTx) AddJob(j *Job) error {
+	if _, err := t.tx.ExecContext(t.ctx, `INSERT INTO jobs(id, name, submitted, canceled, next_file, deleted)
+		VALUES(?, ?, ?, ?, ?, ?)`, j.ID, j.Name, j.Submitted.UnixNano(), j.Canceled, j.NextFile, j.Deleted); err != nil {
+		return fmt.Errorf("adding job %d: %w", j.ID, err)
+	}
+	if _, err := t.tx.ExecContext(t.ctx, `INSERT INTO job_specs(id, manifest, inputs) VALUES(?, ?, ?)`,
+		j.ID, j.Manifest, j.Inputs); err != nil {
+		return fmt.Errorf("adding job %d: %w", j.ID, err)
+	}
+	return nil
+}
+
+func (t *sqliteTx) UpdateJob(j *Job) error {
+	if t.job == nil {
+		st, err := t.tx.PrepareContext(t.ctx, `UPDATE jobs SET canceled = ?, next_file = ?, deleted = ? WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		t.job = st
+	}
+	r, err := t.job.ExecContext(t.ctx, j.Canceled, j.NextFile, j.Deleted, j.ID)
+	if err != nil {
+		return fmt.Errorf("updating job %d: %w", j.ID, err)
+	}
+	if n, err := r.RowsAffected(); err == nil && n != 1 {
+		return fmt.Errorf("updating job %d: no such job", j.ID)
+	}
+	return nil
 }
 
 func (t *sqliteTx) PutFrame(f *Frame) error {

@@ -85,7 +85,12 @@ type Store interface {
 // Commit returns nil. After an error from any method, the caller rolls back.
 type Tx interface {
 	SetCounter(name string, v int64) error
-	PutJob(j *Job) error
+	// AddJob records a new job, its manifest and inputs included.
+	AddJob(j *Job) error
+	// UpdateJob writes a job's mutable fields: Canceled, NextFile, Deleted.
+	// The manifest and inputs are written once, so updating a job costs the
+	// same whatever its size.
+	UpdateJob(j *Job) error
 	PutFrame(f *Frame) error
 	PutFiles(files []File) error
 	AddFailure(job int64, worker string) error

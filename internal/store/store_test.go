@@ -18,8 +18,8 @@ func conformance(t *testing.T, s Store, reopen func() Store) {
 	now := time.Unix(1700000000, 0).UTC()
 	steps := []error{
 		tx.SetCounter("next_job", 3),
-		tx.PutJob(&Job{ID: 1, Name: "a", Submitted: now, Manifest: []byte("<m/>"), Inputs: []byte("[]"), NextFile: 1}),
-		tx.PutJob(&Job{ID: 2, Name: "b", Submitted: now, Manifest: []byte("<m/>"), Inputs: []byte("[]"), NextFile: 4}),
+		tx.AddJob(&Job{ID: 1, Name: "a", Submitted: now, Manifest: []byte("<m/>"), Inputs: []byte("[]"), NextFile: 1}),
+		tx.AddJob(&Job{ID: 2, Name: "b", Submitted: now, Manifest: []byte("<m/>"), Inputs: []byte("[]"), NextFile: 4}),
 		tx.PutFrame(&Frame{Job: 1, ID: 5, State: FrameDone, Attempts: 1, Worker: "w", Output: "h", Size: 9, Render: time.Second, Finished: now}),
 		tx.PutFiles([]File{{Job: 1, N: 1, Frame: 5, Path: "f.png", Size: 3, Tar: "h"}}),
 		tx.AddFailure(1, "w"),
@@ -40,7 +40,7 @@ func conformance(t *testing.T, s Store, reopen func() Store) {
 	tx.Rollback()
 	// Updates replace.
 	tx, _ = s.Begin(ctx)
-	tx.PutJob(&Job{ID: 1, Name: "a", Submitted: now, Manifest: []byte("<m/>"), Inputs: []byte("[]"), NextFile: 2, Canceled: true})
+	tx.UpdateJob(&Job{ID: 1, NextFile: 2, Canceled: true})
 	tx.PutFrame(&Frame{Job: 1, ID: 5, State: FrameFailed, Attempts: 3, Error: "boom", Finished: now})
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
@@ -55,6 +55,9 @@ func conformance(t *testing.T, s Store, reopen func() Store) {
 	}
 	if len(snap.Jobs) != 2 || snap.Jobs[0].ID != 1 || !snap.Jobs[0].Canceled || snap.Jobs[0].NextFile != 2 || snap.Jobs[1].Name != "b" {
 		t.Errorf("jobs = %+v", snap.Jobs)
+	}
+	if string(snap.Jobs[0].Manifest) != "<m/>" || snap.Jobs[0].Name != "a" {
+		t.Errorf("UpdateJob lost the job's manifest or name: %+v", snap.Jobs[0])
 	}
 	if !snap.Jobs[1].Submitted.Equal(now) || string(snap.Jobs[1].Manifest) != "<m/>" {
 		t.Errorf("job 2 = %+v", snap.Jobs[1])
