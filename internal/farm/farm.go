@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg Config) error {
 			if err := os.MkdirAll(tmp, 0o755); err != nil {
 				return err
 			}
-			v, err = vault.Open(filepath.Join(cfg.Data, "vault"), vault.Options{})
+			v, err = vault.Open(filepath.Join(cfg.Data, "vault"), vault.Options{SmallObjects: 64 << 10})
 			return err
 		},
 		Stop: func(context.Context) error {

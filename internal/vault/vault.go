@@ -6,6 +6,7 @@
 package vault
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -30,17 +31,24 @@ type Ref struct {
 
 // Vault is a content-addressed object store in a directory.
 type Vault struct {
-	dir     string // objects live in dir/objects/ab/abcdef...
-	tmp     string // partial writes, removed at Open
-	noSync  bool
-	bufPool sync.Pool
-	shards  sync.Map // "ab" → *os.File of dir/objects/ab
+	dir       string // objects live in dir/objects/ab/abcdef...
+	tmp       string // partial writes, removed at Open
+	noSync    bool
+	bufPool   sync.Pool
+	shards    sync.Map // "ab" → *os.File of dir/objects/ab
+	small     int64    // objects up to this size go to packs
+	packs     *packs   // nil when small is 0
+	smallPool sync.Pool
 }
 
 // Options configure a vault.
 type Options struct {
 	// NoSync skips fsync of written objects: for caches whose loss is harmless.
 	NoSync bool
+	// SmallObjects, if positive, stores objects up to this many bytes in
+	// append-only pack files (dir/packs) rather than one file each. Such
+	// objects have no Path.
+	SmallObjects int64
 }
 
 // Open opens (creating if needed) the vault in dir and removes partial writes
@@ -55,6 +63,14 @@ func Open(dir string, opt Options) (*Vault, error) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("vault: %w", err)
 		}
+	}
+	if opt.SmallObjects > 0 {
+		p, err := openPacks(filepath.Join(dir, "packs"), opt.NoSync)
+		if err != nil {
+			return nil, err
+		}
+		v.small, v.packs = min(opt.SmallObjects, 1<<30), p
+		v.smallPool.New = func() any { b := make([]byte, v.small+1); return &b }
 	}
 	return v, nil
 }
@@ -75,7 +91,8 @@ func ValidHash(h string) bool {
 
 func (v *Vault) path(hash string) string { return filepath.Join(v.dir, hash[:2], hash) }
 
-// Path returns the file holding an object, for callers that link or copy it.
+// Path returns the file holding an object, for callers that link or copy
+// it. Objects in packs have none: use Open.
 func (v *Vault) Path(hash string) (string, error) {
 	if !ValidHash(hash) {
 		return "", fmt.Errorf("vault: invalid object name %q", hash)
@@ -88,25 +105,71 @@ func (v *Vault) Has(hash string) bool {
 	if !ValidHash(hash) {
 		return false
 	}
+	if v.packs != nil {
+		if h, err := rawHash(hash); err == nil && v.packs.has(h) {
+			return true
+		}
+	}
 	_, err := os.Stat(v.path(hash))
 	return err == nil
 }
 
+// Object is an open object: read it, seek in it, or read at offsets.
+type Object struct {
+	*io.SectionReader
+	f *os.File // nil for a packed object
+}
+
+// Close releases the object.
+func (o *Object) Close() error {
+	if o.f != nil {
+		return o.f.Close()
+	}
+	return nil
+}
+
 // Open opens an object for reading.
-func (v *Vault) Open(hash string) (*os.File, error) {
-	if !ValidHash(hash) {
-		return nil, fmt.Errorf("vault: invalid object name %q: %w", hash, ErrNotFound)
+func (v *Vault) Open(hash string) (*Object, error) {
+	h, err := rawHash(hash)
+	if err != nil {
+		return nil, err
+	}
+	if v.packs != nil {
+		if r, ok := v.packs.open(h); ok {
+			return &Object{SectionReader: r}, nil
+		}
 	}
 	f, err := os.Open(v.path(hash))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("vault: object %s: %w", hash, ErrNotFound)
 	}
-	return f, err
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Object{SectionReader: io.NewSectionReader(f, 0, st.Size()), f: f}, nil
 }
 
 // Put stores the content of r and returns its name. If want is not empty,
 // the content must hash to it, or Put fails and stores nothing.
 func (v *Vault) Put(r io.Reader, want string) (Ref, error) {
+	if v.packs != nil {
+		bp := v.smallPool.Get().(*[]byte)
+		defer v.smallPool.Put(bp)
+		buf := *bp
+		n, err := io.ReadFull(r, buf)
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			return v.putSmall(buf[:n], want)
+		case err != nil:
+			return Ref{}, fmt.Errorf("vault: writing object: %w", err)
+		}
+		r = io.MultiReader(bytes.NewReader(buf), r) // large: a file of its own
+	}
 	f, err := os.CreateTemp(v.tmp, "put-*")
 	if err != nil {
 		return Ref{}, fmt.Errorf("vault: %w", err)
@@ -161,6 +224,18 @@ func (v *Vault) Put(r io.Reader, want string) (Ref, error) {
 	return ref, nil
 }
 
+func (v *Vault) putSmall(data []byte, want string) (Ref, error) {
+	sum := sha256.Sum256(data)
+	ref := Ref{Hash: hex.EncodeToString(sum[:]), Size: int64(len(data))}
+	if want != "" && want != ref.Hash {
+		return Ref{}, fmt.Errorf("vault: content hashes to %s, expected %s", ref.Hash, want)
+	}
+	if err := v.packs.put(sum, data); err != nil {
+		return Ref{}, err
+	}
+	return ref, nil
+}
+
 // shard returns the open directory that holds objects starting like hash,
 // creating it on first use. The directories stay open for fsync.
 func (v *Vault) shard(hash string) (*os.File, error) {
@@ -184,6 +259,9 @@ func (v *Vault) shard(hash string) (*os.File, error) {
 
 // Close releases the directories the vault keeps open.
 func (v *Vault) Close() error {
+	if v.packs != nil {
+		v.packs.close()
+	}
 	v.shards.Range(func(k, d any) bool {
 		d.(*os.File).Close()
 		v.shards.Delete(k)
@@ -217,11 +295,8 @@ func (v *Vault) CopyTo(hash, dst string, perm fs.FileMode, link bool) error {
 			return nil
 		}
 	}
-	in, err := os.Open(src)
+	in, err := v.Open(hash)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("vault: object %s: %w", hash, ErrNotFound)
-		}
 		return err
 	}
 	defer in.Close()
@@ -238,7 +313,8 @@ func (v *Vault) CopyTo(hash, dst string, perm fs.FileMode, link bool) error {
 	return err
 }
 
-// Remove deletes an object (for caches and collection).
+// Remove deletes an object (for caches and collection). Packed objects stay
+// until packs are collected.
 func (v *Vault) Remove(hash string) error {
 	if !ValidHash(hash) {
 		return fmt.Errorf("vault: invalid object name %q", hash)

@@ -10,11 +10,17 @@ import (
 )
 
 func TestPutOpen(t *testing.T) {
+	t.Run("files", func(t *testing.T) { testPutOpen(t, Options{}) })
+	t.Run("packs", func(t *testing.T) { testPutOpen(t, Options{SmallObjects: 16}) })
+}
+
+func testPutOpen(t *testing.T, opt Options) {
 	dir := t.TempDir()
-	v, err := Open(dir, Options{})
+	v, err := Open(dir, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer v.Close()
 	ref, err := v.Put(strings.NewReader("hello"), "")
 	if err != nil {
 		t.Fatal(err)
