@@ -42,14 +42,15 @@ func main() {
 	big := flag.Int("big", 100000, "frames of the submit/restart job")
 	workers := flag.Int("workers", 2, "remote worker processes")
 	slots := flag.Int("slots", 2, "slots per worker")
+	prefetch := flag.Int("prefetch", 0, "frames each worker claims ahead of its slots (0: the worker's default, --slots)")
 	flag.Parse()
-	if err := run(*bin, *which, *frames, *big, *workers, *slots); err != nil {
+	if err := run(*bin, *which, *frames, *big, *workers, *slots, *prefetch); err != nil {
 		fmt.Fprintln(os.Stderr, "farmbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, which string, frames, big, workers, slots int) error {
+func run(bin, which string, frames, big, workers, slots, prefetch int) error {
 	tmp, err := os.MkdirTemp("", "farmbench-")
 	if err != nil {
 		return err
@@ -64,7 +65,7 @@ func run(bin, which string, frames, big, workers, slots int) error {
 		}
 	}
 	fmt.Printf("# farmbench: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
-	b := &bench{bin: bin, tmp: tmp, workers: workers, slots: slots}
+	b := &bench{bin: bin, tmp: tmp, workers: workers, slots: slots, prefetch: prefetch}
 	if which == "all" || which == "throughput" {
 		if err := b.throughput(frames); err != nil {
 			return fmt.Errorf("throughput: %w", err)
@@ -82,6 +83,7 @@ type bench struct {
 	bin, tmp      string
 	workers       int
 	slots         int
+	prefetch      int
 	seq           int
 	started       []*exec.Cmd
 	serverStarted time.Time
@@ -125,7 +127,7 @@ func (b *bench) serve(data string) (*exec.Cmd, string, error) {
 func (b *bench) startWorkers(url string) error {
 	for i := range b.workers {
 		cmd := exec.Command(b.bin, "worker", "--server", url, "--slots", strconv.Itoa(b.slots),
-			"--dir", b.dir("worker"), "--name", fmt.Sprintf("bench-w%d", i))
+			"--prefetch", strconv.Itoa(b.prefetch), "--dir", b.dir("worker"), "--name", fmt.Sprintf("bench-w%d", i))
 		cmd.Stderr = io.Discard
 		if err := cmd.Start(); err != nil {
 			return err
@@ -228,8 +230,8 @@ func (b *bench) throughput(n int) error {
 		return err
 	}
 	el := time.Since(t0)
-	fmt.Printf("throughput: %d frames, %d workers x %d slots: %.2fs from submit to done (submit %.0fms): %.0f frames/s\n",
-		n, b.workers, b.slots, el.Seconds(), ms(took), float64(n)/el.Seconds())
+	fmt.Printf("throughput: %d frames, %d workers x %d slots (prefetch %d): %.2fs from submit to done (submit %.0fms): %.0f frames/s\n",
+		n, b.workers, b.slots, b.prefetch, el.Seconds(), ms(took), float64(n)/el.Seconds())
 	return nil
 }
 

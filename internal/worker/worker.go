@@ -49,10 +49,11 @@ type Config struct {
 
 // Worker renders frames for one server.
 type Worker struct {
-	cfg    Config
-	cache  *vault.Vault
-	unlock func()
-	scr    string
+	cfg     Config
+	cache   *vault.Vault
+	unlock  func()
+	reports sync.WaitGroup // results being reported
+	scr     string
 
 	mu     sync.Mutex
 	held   map[api.LeaseRef]*task
@@ -180,6 +181,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.claimLoop(ctx, claimed)
 	wg.Wait()
+	w.reports.Wait()
 	return nil
 }
 
@@ -448,8 +450,18 @@ func (w *Worker) unpack(root *os.Root, d api.DepOutput, t *task) error {
 }
 
 // run renders a prepared task and reports the outcome.
+//
+// The result is reported in the background while the slot takes its next
+// frame: the report waits for the server to make the output durable, and a
+// slot should be rendering meanwhile. The frame's token (and so the claim
+// window) is held until the report is done.
 func (w *Worker) run(ctx context.Context, t *task) {
-	defer w.release(t)
+	async := false
+	defer func() {
+		if !async {
+			w.release(t)
+		}
+	}()
 	l := t.lease
 	log := w.cfg.Log.With("job", l.Job, "frame", l.Frame)
 	err := t.err
@@ -465,19 +477,23 @@ func (w *Worker) run(ctx context.Context, t *task) {
 	if ctx.Err() != nil {
 		return // shutting down: the lease expires and the frame is rendered again
 	}
-	if err != nil {
-		log.Warn("frame failed", "err", err)
+	async = true
+	w.reports.Go(func() {
+		defer w.release(t)
+		if err != nil {
+			log.Warn("frame failed", "err", err)
+			w.report(ctx, log, func(c context.Context) error {
+				return w.cfg.Client.Fail(c, ref(l), api.Failure{Worker: w.cfg.Name, Epoch: l.Epoch, Error: err.Error()})
+			})
+			return
+		}
 		w.report(ctx, log, func(c context.Context) error {
-			return w.cfg.Client.Fail(c, ref(l), api.Failure{Worker: w.cfg.Name, Epoch: l.Epoch, Error: err.Error()})
+			pr, pw := io.Pipe()
+			go func() { pw.CloseWithError(jobpkg.WriteFiles(pw, t.dir, out)) }()
+			err := w.cfg.Client.Complete(c, w.cfg.Name, ref(l), took, pr, -1)
+			pr.CloseWithError(errors.New("upload ended"))
+			return err
 		})
-		return
-	}
-	w.report(ctx, log, func(c context.Context) error {
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(jobpkg.WriteFiles(pw, t.dir, out)) }()
-		err := w.cfg.Client.Complete(c, w.cfg.Name, ref(l), took, pr, -1)
-		pr.CloseWithError(errors.New("upload ended"))
-		return err
 	})
 }
 
