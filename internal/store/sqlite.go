@@ -3,61 +3,23 @@ package store
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"fmt"
+	"io/fs"
 	"strconv"
 	"time"
 
+	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // the pure-Go SQLite driver
 )
 
 // migrations bring the schema to the version of their index + 1
 // (PRAGMA user_version). Append; never edit a released one.
-var migrations = []string{
-	`CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-	CREATE TABLE jobs (
-		id INTEGER PRIMARY KEY,
-		name TEXT NOT NULL,
-		submitted INTEGER NOT NULL,
-		canceled INTEGER NOT NULL DEFAULT 0,
-		next_file INTEGER NOT NULL,
-		deleted INTEGER NOT NULL DEFAULT 0
-	);
-	-- Written once per job and kept apart, so that updating a job's small
-	-- fields never rewrites a manifest of megabytes.
-	CREATE TABLE job_specs (
-		id INTEGER PRIMARY KEY,
-		manifest BLOB NOT NULL,
-		inputs BLOB NOT NULL
-	);
-	CREATE TABLE frames (
-		job INTEGER NOT NULL,
-		id INTEGER NOT NULL,
-		state TEXT NOT NULL,
-		attempts INTEGER NOT NULL,
-		worker TEXT NOT NULL,
-		output TEXT NOT NULL,
-		size INTEGER NOT NULL,
-		error TEXT NOT NULL,
-		render_ns INTEGER NOT NULL,
-		finished INTEGER NOT NULL,
-		PRIMARY KEY (job, id)
-	) WITHOUT ROWID;
-	CREATE TABLE files (
-		job INTEGER NOT NULL,
-		n INTEGER NOT NULL,
-		frame INTEGER NOT NULL,
-		path TEXT NOT NULL,
-		size INTEGER NOT NULL,
-		tar TEXT NOT NULL,
-		PRIMARY KEY (job, n)
-	) WITHOUT ROWID;
-	CREATE TABLE failures (
-		job INTEGER NOT NULL,
-		worker TEXT NOT NULL,
-		count INTEGER NOT NULL,
-		PRIMARY KEY (job, worker)
-	) WITHOUT ROWID;`,
-}
+// migrations holds the schema's history, applied in order by goose. Add a
+// file; never edit one that has been released.
+//
+//go:embed migrations/sqlite/*.sql
+var migrations embed.FS
 
 // SQLite is the embedded Store.
 type SQLite struct {
@@ -83,29 +45,25 @@ func OpenSQLite(path string) (*SQLite, error) {
 }
 
 func (s *SQLite) migrate() error {
-	var v int
-	if err := s.db.QueryRow(`PRAGMA user_version`).Scan(&v); err != nil {
+	fsys, err := fs.Sub(migrations, "migrations/sqlite")
+	if err != nil {
 		return err
 	}
-	if v > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this distren knows (%d)", v, len(migrations))
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.db, fsys)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
 	}
-	for ; v < len(migrations); v++ {
-		tx, err := s.db.Begin()
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(migrations[v]); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", v+1, err)
-		}
-		if _, err := tx.Exec(`PRAGMA user_version = ` + strconv.Itoa(v+1)); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return err
-		}
+	ctx := context.Background()
+	have, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the schema version: %w", err)
+	}
+	sources := p.ListSources()
+	if know := sources[len(sources)-1].Version; have > know {
+		return fmt.Errorf("schema version %d is newer than this distren knows (%d): use a newer distren", have, know)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrating the schema: %w", err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -101,4 +102,19 @@ func TestSQLite(t *testing.T) {
 		return s2
 	})
 	s.Close()
+}
+
+func TestSQLiteRefusesNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.Exec(`INSERT INTO goose_db_version(version_id, is_applied) VALUES(999, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := OpenSQLite(path); err == nil || !strings.Contains(err.Error(), "schema version 999 is newer than this distren knows") {
+		t.Fatalf("opening a newer database: %v", err)
+	}
 }
