@@ -29,7 +29,7 @@ func newWorkerCommand() *cobra.Command {
 	serverFlag(c, &o.server)
 	f := c.Flags()
 	f.IntVar(&o.slots, "slots", defaultSlots(), "frames rendered at once")
-	f.IntVar(&o.prefetch, "prefetch", 0, "frames claimed ahead of free slots (default: --slots)")
+	f.IntVar(&o.prefetch, "prefetch", 0, "frames claimed ahead of free slots; 0 adapts to frame times (slots ahead for long frames, up to 8×slots for millisecond frames), negative claims none ahead")
 	f.StringVar(&o.dir, "dir", "", "cache and scratch directory (default: the user cache directory)")
 	f.StringVar(&o.name, "name", "", "worker name (default: host-pid-random)")
 	return c

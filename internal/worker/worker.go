@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distren/distren/internal/api"
@@ -36,10 +37,15 @@ import (
 
 // Config configures a worker.
 type Config struct {
-	Client   *client.Client
-	Name     string // unique worker name; default host-pid-random
-	Slots    int    // frames rendered at once (default 1)
-	Prefetch int    // frames claimed ahead of free slots (default Slots)
+	Client *client.Client
+	Name   string // unique worker name; default host-pid-random
+	Slots  int    // frames rendered at once (default 1)
+	// Prefetch is how many frames are claimed ahead of free slots, so that
+	// their inputs arrive while the slots render: a fixed number if
+	// positive, none if negative, and if 0 it adapts — Slots ahead for
+	// frames that take a while, up to 8×Slots for frames that take
+	// milliseconds, where the round trips would otherwise idle the slots.
+	Prefetch int
 	Dir      string // cache/ and scratch/ live here
 	Backends backend.Registry
 	Log      *slog.Logger
@@ -60,6 +66,10 @@ type Worker struct {
 	specs  map[int64]*jobSpec
 	fetch  map[string]chan struct{} // objects being downloaded
 	tokens chan struct{}
+	freed  chan struct{} // a token was returned
+
+	minAhead, maxAhead int          // bounds of the frames claimed ahead of the slots
+	frameNS            atomic.Int64 // moving average of render times, 0 before the first
 }
 
 type jobSpec struct {
@@ -91,10 +101,12 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Slots <= 0 {
 		cfg.Slots = 1
 	}
-	if cfg.Prefetch < 0 {
-		cfg.Prefetch = 0
-	} else if cfg.Prefetch == 0 {
-		cfg.Prefetch = cfg.Slots
+	minAhead, maxAhead := cfg.Prefetch, cfg.Prefetch
+	switch {
+	case cfg.Prefetch < 0:
+		minAhead, maxAhead = 0, 0
+	case cfg.Prefetch == 0:
+		minAhead, maxAhead = cfg.Slots, max(cfg.Slots, min(8*cfg.Slots, 256))
 	}
 	if cfg.ClaimWait <= 0 {
 		cfg.ClaimWait = 30 * time.Second
@@ -125,7 +137,8 @@ func New(cfg Config) (*Worker, error) {
 		return fail(fmt.Errorf("worker scratch: %w", err))
 	}
 	return &Worker{cfg: cfg, cache: cache, scr: scr, unlock: unlock, held: map[api.LeaseRef]*task{}, specs: map[int64]*jobSpec{},
-		fetch: map[string]chan struct{}{}, tokens: make(chan struct{}, cfg.Slots+cfg.Prefetch)}, nil
+		fetch: map[string]chan struct{}{}, tokens: make(chan struct{}, cfg.Slots+maxAhead), freed: make(chan struct{}, 1),
+		minAhead: minAhead, maxAhead: maxAhead}, nil
 }
 
 // Close releases the worker's directory. Call it after Run returns.
@@ -148,8 +161,8 @@ func (w *Worker) Name() string { return w.cfg.Name }
 // Run works until ctx ends. Frames being rendered then are abandoned: their
 // leases expire on the server and they are rendered again elsewhere.
 func (w *Worker) Run(ctx context.Context) error {
-	claimed := make(chan *task, w.cfg.Slots+w.cfg.Prefetch)
-	prepared := make(chan *task, w.cfg.Prefetch)
+	claimed := make(chan *task, cap(w.tokens))
+	prepared := make(chan *task, w.maxAhead)
 	var wg sync.WaitGroup
 	wg.Go(func() { w.heartbeats(ctx) })
 	for range w.cfg.Slots {
@@ -188,21 +201,21 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) claimLoop(ctx context.Context, claimed chan<- *task) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		// One token per frame held, from claim to report.
-		select {
-		case w.tokens <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		n := 1
-		for n < cap(w.tokens) {
+		// One token per frame held, from claim to report; only this loop
+		// takes tokens, so len(w.tokens) can only fall behind its back.
+		window := w.window()
+		for len(w.tokens) >= window {
 			select {
-			case w.tokens <- struct{}{}:
-				n++
-				continue
-			default:
+			case <-w.freed:
+			case <-ctx.Done():
+				return
 			}
-			break
+			window = w.window()
+		}
+		n := 0
+		for len(w.tokens) < window {
+			w.tokens <- struct{}{}
+			n++
 		}
 		resp, err := w.cfg.Client.Claim(ctx, api.ClaimRequest{Worker: w.cfg.Name, Max: n,
 			WaitMS: int(w.cfg.ClaimWait.Milliseconds()), Backends: w.cfg.Backends.Names()})
@@ -246,6 +259,41 @@ func (w *Worker) release(t *task) {
 		os.RemoveAll(t.dir)
 	}
 	<-w.tokens
+	select {
+	case w.freed <- struct{}{}:
+	default:
+	}
+}
+
+// window is how many frames the worker holds at most: its slots, and the
+// frames claimed ahead of them — enough to keep about aheadTarget of work
+// waiting when frames are short, within [minAhead, maxAhead].
+func (w *Worker) window() int {
+	ahead := w.minAhead
+	if avg := time.Duration(w.frameNS.Load()); avg > 0 && w.maxAhead > w.minAhead {
+		want := int(int64(w.cfg.Slots) * int64(aheadTarget) / int64(avg))
+		ahead = min(max(want, w.minAhead), w.maxAhead)
+	}
+	return w.cfg.Slots + ahead
+}
+
+// aheadTarget is the work a worker keeps in hand beyond its slots when
+// frames are short: a few round trips to the server.
+const aheadTarget = 50 * time.Millisecond
+
+// observe folds a render time into the moving average (weight 1/8).
+func (w *Worker) observe(d time.Duration) {
+	d = max(d, time.Microsecond)
+	for {
+		old := w.frameNS.Load()
+		nu := int64(d)
+		if old > 0 {
+			nu = old + (int64(d)-old)/8
+		}
+		if w.frameNS.CompareAndSwap(old, nu) {
+			return
+		}
+	}
 }
 
 func (w *Worker) heartbeats(ctx context.Context) {
@@ -469,6 +517,7 @@ func (w *Worker) run(ctx context.Context, t *task) {
 	var took time.Duration
 	if err == nil {
 		out, took, err = w.render(t)
+		w.observe(took)
 	}
 	if t.ctx.Err() != nil && ctx.Err() == nil && err != nil && errors.Is(err, context.Canceled) {
 		log.Info("frame abandoned")
