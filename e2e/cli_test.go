@@ -1,14 +1,21 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/distren/distren/internal/api"
 )
@@ -175,3 +182,71 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestSubmitTarballs submits the command example as .tar, .tar.gz and
+// .tar.zst: each renders to the same result as the directory itself.
+func TestSubmitTarballs(t *testing.T) {
+	_, url := serve(t, "--data", t.TempDir(), "--name", "tarballs", "--workers", "2")
+	result := func(pkg string) map[string][]byte {
+		job := strings.TrimSpace(run(t, 0, "submit", pkg, "--wait", "--server", url))
+		out := t.TempDir()
+		run(t, 0, "fetch", job, "-o", out, "--server", url)
+		return readDir(t, out)
+	}
+	want := result("../examples/command")
+	if len(want) == 0 {
+		t.Fatal("the command example produced nothing")
+	}
+	for _, ext := range []string{".tar", ".tar.gz", ".tar.zst"} {
+		t.Run(ext, func(t *testing.T) {
+			pkg := filepath.Join(t.TempDir(), "command"+ext)
+			writeTarball(t, pkg, "../examples/command")
+			got := result(pkg)
+			if len(got) != len(want) {
+				t.Fatalf("%d files, want %d", len(got), len(want))
+			}
+			jobID := regexp.MustCompile(`of job \d+`)
+			for name, b := range want {
+				// The outputs name the job, whose id differs.
+				if g, w := jobID.ReplaceAll(got[name], nil), jobID.ReplaceAll(b, nil); !bytes.Equal(g, w) {
+					t.Errorf("%s = %q, want %q", name, got[name], b)
+				}
+			}
+		})
+	}
+}
+
+// writeTarball writes the files of dir into a tarball at path, compressed
+// as its extension says.
+func writeTarball(t *testing.T, path, dir string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w io.WriteCloser = nopCloser{f}
+	switch {
+	case strings.HasSuffix(path, ".gz"):
+		w = gzip.NewWriter(f)
+	case strings.HasSuffix(path, ".zst"):
+		if w, err = zstd.NewWriter(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tw := tar.NewWriter(w)
+	for name, b := range readDir(t, dir) {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(b)
+	}
+	for _, c := range []io.Closer{tw, w, f} {
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
