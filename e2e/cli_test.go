@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -250,3 +251,32 @@ func writeTarball(t *testing.T, path, dir string) {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// TestProgressBars runs submit --wait on a terminal (a pseudo-terminal made
+// by script(1)): it draws a bar for the upload and one for the frames. Off a
+// terminal it draws none.
+func TestProgressBars(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Fatal("script(1) from util-linux/bsdutils is needed to give distren a terminal: ", err)
+	}
+	_, url := serve(t, "--data", t.TempDir(), "--name", "bars", "--workers", "2")
+	pkg := writeJob(t, animation, nil)
+	cmd := exec.Command(script, "-qec", bin+" submit "+pkg+" --wait --server "+url, "/dev/null")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("submit --wait on a terminal: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "uploading") {
+		t.Errorf("no upload bar on a terminal:\n%q", out)
+	}
+	if !regexp.MustCompile(`frames +\d+% .*\(\d+/41\)`).Match(out) {
+		t.Errorf("no frames bar on a terminal:\n%q", out)
+	}
+	if !strings.Contains(string(out), "distren://bars/1") {
+		t.Errorf("the job's URL is missing:\n%q", out)
+	}
+	if msg := runStderr(t, 0, "submit", pkg, "--wait", "--server", url); msg != "" {
+		t.Errorf("off a terminal, submit wrote to stderr: %q", msg)
+	}
+}
