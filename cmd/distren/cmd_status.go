@@ -93,6 +93,9 @@ func statusOnce(ctx context.Context, c *client.Client, id int64, asJSON bool, ou
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "JOB\tNAME\tSTATE\tDONE\tRUNNING\tFAILED\tSUBMITTED\tURL")
 		for _, j := range jobs {
+			if j.Waiting != "" {
+				j.State += " (waiting for a worker)"
+			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%d\t%s\t%s\n", j.ID, j.Name, j.State, j.Counts[api.StateDone], j.Frames,
 				j.Counts[api.StateRunning], j.Counts[api.StateFailed], j.Submitted.Local().Format("2006-01-02 15:04:05"), j.URL)
 		}
@@ -126,6 +129,9 @@ func statusOnce(ctx context.Context, c *client.Client, id int64, asJSON bool, ou
 		}
 	}
 	fmt.Fprintln(out)
+	if j.Waiting != "" {
+		fmt.Fprintln(out, j.Waiting)
+	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	shown := 0
 	for _, f := range frames {

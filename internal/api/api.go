@@ -49,6 +49,9 @@ type Job struct {
 	Frames    int            `json:"frames"`
 	Counts    map[string]int `json:"counts"`          // frame state → frames
 	Error     string         `json:"error,omitempty"` // the first failed frame's message
+	// Waiting says why ready frames are not running, when no connected
+	// worker has the backend (and version) they need.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // Frame is one frame's state (GET /v1/jobs/{job}/frames).
@@ -98,12 +101,25 @@ type JobSpec struct {
 	Inputs   []InputFile `json:"inputs"`
 }
 
-// ClaimRequest asks for up to Max frames, waiting up to WaitMS for some to be ready.
+// ClaimRequest asks for up to Max tasks — a frame, or a chunk of frames
+// where the job asks for chunks — waiting up to WaitMS for some to be ready.
 type ClaimRequest struct {
-	Worker   string   `json:"worker"`
-	Max      int      `json:"max"`
-	WaitMS   int      `json:"wait_ms"`
-	Backends []string `json:"backends,omitempty"` // backends this worker can run
+	Worker string `json:"worker"`
+	Max    int    `json:"max"`
+	WaitMS int    `json:"wait_ms"`
+	// Backends are the renderers this worker has, by name, with their
+	// versions (its fingerprint). Frames go only to workers that have their
+	// backend, and the version the manifest asks for.
+	Backends map[string]string `json:"backends"`
+}
+
+// Worker is a worker as the server knows it (GET /v1/workers).
+type Worker struct {
+	Name     string            `json:"name"`
+	LastSeen time.Time         `json:"last_seen"`
+	Live     bool              `json:"live"` // heard from within a lease period
+	Backends map[string]string `json:"backends"`
+	Running  int               `json:"running"` // frames leased to it
 }
 
 // DepOutput is the output of a frame a leased frame depends on.
@@ -121,6 +137,9 @@ type Lease struct {
 	Epoch uint64      `json:"epoch"`
 	TTLMS int64       `json:"ttl_ms"`
 	Deps  []DepOutput `json:"deps,omitempty"`
+	// Chunk is shared by the leases of frames to be rendered together in
+	// one task; 0 for a frame on its own.
+	Chunk uint64 `json:"chunk,omitempty"`
 }
 
 // ClaimResponse carries the leased frames (possibly none after the wait).
@@ -158,6 +177,9 @@ type Failure struct {
 	Worker string `json:"worker"`
 	Epoch  uint64 `json:"epoch"`
 	Error  string `json:"error"`
+	// JobError blames the job (a scene that does not parse, a missing
+	// file): the frame fails without further attempts.
+	JobError bool `json:"job_error,omitempty"`
 }
 
 // Retry asks to render frames again (POST /v1/jobs/{job}/retry). Frames is a

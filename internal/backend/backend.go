@@ -20,38 +20,90 @@ import (
 // ErrUnavailable is returned by Fingerprint when a renderer is not installed.
 var ErrUnavailable = errors.New("renderer not available")
 
-// Task is one frame to render.
+// Task is work for a backend: one frame, or a chunk of consecutive frames of
+// one job that a backend able to render a range (Chunks) renders in one go.
 type Task struct {
-	Job   int64
-	Frame int64
-	// Dir is the frame's scratch directory: the job's input files and the
+	Job int64
+	// Frames are the frame numbers, ascending; more than one only for a
+	// backend whose Chunks is true.
+	Frames []int64
+	// Dir is the task's scratch directory: the job's input files and the
 	// outputs of the frames it depends on are there; outputs go there too.
 	Dir string
-	// Spec is the frame's backend element from the manifest.
+	// Home is a private, empty directory outside Dir for the renderer's HOME,
+	// configuration and temporary files; it is removed with Dir.
+	Home string
+	// Spec is the frames' backend element from the manifest.
 	Spec *manifest.Backend
 	// DepFiles are the files of the dependencies' outputs, relative to Dir,
-	// in the order of the frame's dependencies.
+	// in the order of the frames' dependencies.
 	DepFiles []string
 	// Stderr receives the renderer's diagnostics; its tail goes into failure messages.
 	Stderr io.Writer
-	// Progress, if not nil, receives the fraction done (0..1) where the renderer reports it.
-	Progress func(float64)
+	// Events, if not nil, receives progress and finished frames as the
+	// renderer reports them.
+	Events Events
 }
 
-// Backend is a renderer.
+// Frame is the task's first frame: the frame, for backends that render one at a time.
+func (t *Task) Frame() int64 { return t.Frames[0] }
+
+// Events receives what a renderer reports while it works. Both methods may be
+// called from any goroutine, but not concurrently.
+type Events interface {
+	// Progress reports the fraction (0..1) of a frame done.
+	Progress(frame int64, fraction float64)
+	// FrameDone reports a frame finished, with the files it produced
+	// (relative to Task.Dir). In a chunk the worker sends each frame's
+	// output as soon as it is done, so a chunk that fails later keeps it;
+	// a frame never reported done in a chunk fails. For a single frame,
+	// not reporting it lets the worker take every file the render created
+	// or changed that matches the manifest's output globs.
+	FrameDone(frame int64, files []string)
+}
+
+// Fingerprint is a renderer as found on a worker.
+type Fingerprint struct {
+	Version string // the renderer's version, as it reports it (e.g. "3.7.0.10")
+}
+
+// Backend is a renderer, shaped like a task driver: it checks a manifest's
+// backend element, fingerprints the machine, and renders tasks.
+//
+// Renderers that are programs implement Program instead and are wrapped by
+// Exec, which runs the command, parses its output and classifies failures.
 type Backend interface {
 	// Name is the manifest's <backend name="...">.
 	Name() string
 	// Check validates a backend element when a job is submitted; errors are
-	// *manifest.Error values naming the line and element at fault.
+	// *manifest.Error values naming the line and element at fault. It runs on
+	// the server, which need not have the renderer installed.
 	Check(spec *manifest.Backend) error
-	// Fingerprint reports the renderer's version on this machine, or an error
-	// wrapping ErrUnavailable.
-	Fingerprint(ctx context.Context) (string, error)
-	// Render renders the task's frame into t.Dir. It returns when the
+	// Fingerprint reports the renderer on this machine, or an error wrapping
+	// ErrUnavailable that says what is missing.
+	Fingerprint(ctx context.Context) (Fingerprint, error)
+	// Chunks reports whether one Render call may get several frames.
+	Chunks() bool
+	// Render renders the task's frames into t.Dir. It returns when the
 	// renderer has finished; when ctx ends it kills every process it started
-	// (the whole process group) and returns ctx's error.
+	// (the whole process group) and returns ctx's error. An error for which
+	// IsJobError is true blames the job (its scene or settings), not the
+	// machine.
 	Render(ctx context.Context, t *Task) error
+}
+
+// JobError is a failure caused by the job itself — a scene that does not
+// parse, a missing file, a setting the renderer refuses — rather than by the
+// machine. Such a frame is not retried: every attempt would fail the same way.
+type JobError struct{ Err error }
+
+func (e *JobError) Error() string { return e.Err.Error() }
+func (e *JobError) Unwrap() error { return e.Err }
+
+// IsJobError reports whether err blames the job.
+func IsJobError(err error) bool {
+	var je *JobError
+	return errors.As(err, &je)
 }
 
 // Registry maps backend names to backends.
@@ -60,7 +112,7 @@ type Registry map[string]Backend
 // Default returns the backends built into distren.
 func Default() Registry {
 	r := Registry{}
-	for _, b := range []Backend{Builtin{}, Command{}} {
+	for _, b := range []Backend{Builtin{}, Command{}, Exec(POVRay{}), Exec(FFmpeg{}), Exec(Blender{})} {
 		r[b.Name()] = b
 	}
 	return r
@@ -68,6 +120,21 @@ func Default() Registry {
 
 // Known reports whether name is a registered backend.
 func (r Registry) Known(name string) bool { _, ok := r[name]; return ok }
+
+// Fingerprints fingerprints every registered backend: what this machine can
+// render (name → fingerprint) and why the others are unavailable.
+func (r Registry) Fingerprints(ctx context.Context) (map[string]Fingerprint, map[string]error) {
+	have, missing := map[string]Fingerprint{}, map[string]error{}
+	for name, b := range r {
+		fp, err := b.Fingerprint(ctx)
+		if err != nil {
+			missing[name] = err
+			continue
+		}
+		have[name] = fp
+	}
+	return have, missing
+}
 
 // Names returns the registered names, sorted.
 func (r Registry) Names() []string {

@@ -53,7 +53,7 @@ func TestExpand(t *testing.T) {
 
 func TestCheckManifestNamesLineAndKnownBackends(t *testing.T) {
 	doc := `<distrenjob version="1"><name>t</name><backend name="builtin"><width>0</width></backend>
-<frames><frame id="1"><backend name="povray"/></frame>
+<frames><frame id="1"><backend name="maya"/></frame>
 <frame id="2"><backend name="command"><arg>x</arg></backend></frame></frames><outputs><output>*</output></outputs></distrenjob>`
 	m, err := manifest.Parse(strings.NewReader(doc), manifest.FileName, manifest.Options{})
 	if err != nil {
@@ -62,7 +62,7 @@ func TestCheckManifestNamesLineAndKnownBackends(t *testing.T) {
 	err = Default().CheckManifest(m)
 	for _, want := range []string{
 		"distrenjob.xml:1: <backend>: width 0: must be 1..8192",
-		`distrenjob.xml:2: <backend>: unknown backend "povray" (this server has: builtin, command)`,
+		`distrenjob.xml:2: <backend>: unknown backend "maya" (this server has: blender, builtin, command, ffmpeg, povray)`,
 		"distrenjob.xml:3: <program>: backend command needs a <program>",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -91,7 +91,7 @@ func TestBuiltinCheck(t *testing.T) {
 func TestBuiltinRendersWhatRasterDraws(t *testing.T) {
 	dir := t.TempDir()
 	s := spec(t, `<backend name="builtin"><scene>clock</scene><width>40</width><height>30</height><samples>2</samples><cycle>12</cycle><output>c-{frame:3}.png</output></backend>`)
-	if err := (Builtin{}).Render(context.Background(), &Task{Job: 1, Frame: 5, Dir: dir, Spec: s, Stderr: os.Stderr}); err != nil {
+	if err := (Builtin{}).Render(context.Background(), &Task{Job: 1, Frames: []int64{5}, Dir: dir, Spec: s, Stderr: os.Stderr}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(filepath.Join(dir, "c-005.png"))
@@ -119,7 +119,7 @@ func TestCommandRunsWithSubstitutions(t *testing.T) {
 	dir := t.TempDir()
 	s := spec(t, `<backend name="command"><program>sh</program><arg>-c</arg><arg>echo {job} {frame:3} $DISTREN_FRAME > out.txt; echo oops >&amp;2; exit 3</arg></backend>`)
 	var stderr bytes.Buffer
-	err := Command{}.Render(context.Background(), &Task{Job: 4, Frame: 9, Dir: dir, Spec: s, Stderr: &stderr})
+	err := Command{}.Render(context.Background(), &Task{Job: 4, Frames: []int64{9}, Dir: dir, Spec: s, Stderr: &stderr})
 	if err == nil || !strings.Contains(err.Error(), "exit status 3") {
 		t.Errorf("error %v, want exit status 3", err)
 	}
@@ -138,7 +138,9 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 	s := spec(t, `<backend name="command"><program>sh</program><arg>-c</arg><arg>sleep 300 &amp; echo $! > child.pid; wait</arg></backend>`)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Command{}.Render(ctx, &Task{Job: 1, Frame: 1, Dir: dir, Spec: s, Stderr: os.Stderr}) }()
+	go func() {
+		done <- Command{}.Render(ctx, &Task{Job: 1, Frames: []int64{1}, Dir: dir, Spec: s, Stderr: os.Stderr})
+	}()
 	var pid int
 	for pid == 0 {
 		select {

@@ -105,9 +105,12 @@ func (Builtin) Check(spec *manifest.Backend) error {
 }
 
 // Fingerprint implements Backend: the built-in renderer is always there.
-func (Builtin) Fingerprint(context.Context) (string, error) {
-	return "1 (" + runtime.Version() + ")", nil
+func (Builtin) Fingerprint(context.Context) (Fingerprint, error) {
+	return Fingerprint{Version: "1 (" + runtime.Version() + ")"}, nil
 }
+
+// Chunks implements Backend: frames are rendered one at a time.
+func (Builtin) Chunks() bool { return false }
 
 // Render implements Backend.
 func (Builtin) Render(ctx context.Context, t *Task) error {
@@ -118,7 +121,7 @@ func (Builtin) Render(ctx context.Context, t *Task) error {
 	var img image.Image
 	switch bs.mode {
 	case "render":
-		img, err = raster.Render(bs.p, t.Frame)
+		img, err = raster.Render(bs.p, t.Frame())
 	case "montage", "trail":
 		var deps []image.Image
 		for _, name := range t.DepFiles {
@@ -139,7 +142,7 @@ func (Builtin) Render(ctx context.Context, t *Task) error {
 			break
 		}
 		var cur *image.NRGBA
-		if cur, err = raster.Render(bs.p, t.Frame); err != nil {
+		if cur, err = raster.Render(bs.p, t.Frame()); err != nil {
 			break
 		}
 		img = cur
@@ -155,7 +158,7 @@ func (Builtin) Render(ctx context.Context, t *Task) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	name, err := Expand(bs.output, t.Job, t.Frame, t.Dir)
+	name, err := Expand(bs.output, t.Job, t.Frame(), t.Dir)
 	if err != nil {
 		return err
 	}
@@ -172,10 +175,13 @@ func (Builtin) Render(ctx context.Context, t *Task) error {
 		f.Close()
 		return err
 	}
-	if t.Progress != nil {
-		t.Progress(1)
+	if err := f.Close(); err != nil {
+		return err
 	}
-	return f.Close()
+	if t.Events != nil {
+		t.Events.Progress(t.Frame(), 1)
+	}
+	return nil
 }
 
 func readPNG(path string) (image.Image, error) {

@@ -54,18 +54,23 @@ func (Command) Check(spec *manifest.Backend) error {
 }
 
 // Fingerprint implements Backend: running programs needs nothing installed.
-func (Command) Fingerprint(context.Context) (string, error) { return "1", nil }
+func (Command) Fingerprint(context.Context) (Fingerprint, error) {
+	return Fingerprint{Version: "1"}, nil
+}
+
+// Chunks implements Backend: a command runs once per frame.
+func (Command) Chunks() bool { return false }
 
 // Render implements Backend.
 func (Command) Render(ctx context.Context, t *Task) error {
 	prog, _, _ := t.Spec.Get("program")
-	prog, err := Expand(prog, t.Job, t.Frame, t.Dir)
+	prog, err := Expand(prog, t.Job, t.Frame(), t.Dir)
 	if err != nil {
 		return err
 	}
 	var args []string
 	for _, a := range t.Spec.All("arg") {
-		v, err := Expand(a.Text, t.Job, t.Frame, t.Dir)
+		v, err := Expand(a.Text, t.Job, t.Frame(), t.Dir)
 		if err != nil {
 			return err
 		}
@@ -75,7 +80,7 @@ func (Command) Render(ctx context.Context, t *Task) error {
 	cmd.Dir = t.Dir
 	cmd.Stdout = t.Stderr
 	cmd.Stderr = t.Stderr
-	cmd.Env = append(os.Environ(), fmt.Sprintf("DISTREN_FRAME=%d", t.Frame), fmt.Sprintf("DISTREN_JOB=%d", t.Job))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("DISTREN_FRAME=%d", t.Frame()), fmt.Sprintf("DISTREN_JOB=%d", t.Job))
 	return RunGroup(ctx, cmd)
 }
 

@@ -135,6 +135,12 @@ func (c *Client) Jobs(ctx context.Context) ([]api.Job, error) {
 	return js, c.call(ctx, "GET", "/v1/jobs", nil, &js)
 }
 
+// Workers lists the workers the server has heard from, with their backends.
+func (c *Client) Workers(ctx context.Context) ([]api.Worker, error) {
+	var ws []api.Worker
+	return ws, c.call(ctx, "GET", "/v1/workers", nil, &ws)
+}
+
 // Job returns a job's summary.
 func (c *Client) Job(ctx context.Context, id int64) (api.Job, error) {
 	var j api.Job

@@ -142,7 +142,8 @@ func Run(ctx context.Context, cfg Config) error {
 			if st, err = store.OpenSQLite(filepath.Join(cfg.Data, "state.db")); err != nil {
 				return err
 			}
-			sess, err = session.Open(ctx, st, session.Options{Name: cfg.Name, LeaseTTL: cfg.LeaseTTL})
+			sess, err = session.Open(ctx, st, session.Options{Name: cfg.Name, LeaseTTL: cfg.LeaseTTL,
+				Chunks: func(name string) bool { b, ok := cfg.Backends[name]; return ok && b.Chunks() }})
 			return err
 		},
 		Stop: func(context.Context) error {

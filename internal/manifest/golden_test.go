@@ -62,12 +62,19 @@ func normalize(m *Manifest) string {
 	if m.Timeout > 0 {
 		fmt.Fprintf(&b, "timeout %s\n", m.Timeout)
 	}
+	if m.Chunk != 1 {
+		fmt.Fprintf(&b, "chunk %d\n", m.Chunk)
+	}
 	backend := func(be *Backend) string {
 		var parts []string
 		for _, e := range be.Elements {
 			parts = append(parts, fmt.Sprintf("%s=%q", e.Name, e.Text))
 		}
-		return fmt.Sprintf("%s (line %d) {%s}", be.Name, be.Line, strings.Join(parts, " "))
+		name := be.Name
+		if be.Version != "" {
+			name += " " + be.Version
+		}
+		return fmt.Sprintf("%s (line %d) {%s}", name, be.Line, strings.Join(parts, " "))
 	}
 	fmt.Fprintf(&b, "backend %s\n", backend(&m.Backend))
 	for _, in := range m.Inputs {

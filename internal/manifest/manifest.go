@@ -31,9 +31,13 @@ const (
 	DefaultMaxDeps   = 10_000_000 // dependency edges per job, after expansion
 	DefaultPriority  = 50
 	DefaultRetries   = 2
-	MaxPriority      = 100
-	MaxRetries       = 100
-	maxNameLen       = 256
+	MaxChunk         = 1000
+	// MaxRequirements bounds the distinct backend name and version pairs a
+	// job's frames need.
+	MaxRequirements = 64
+	MaxPriority     = 100
+	MaxRetries      = 100
+	maxNameLen      = 256
 )
 
 // Options bound what Parse accepts.
@@ -53,18 +57,38 @@ type Manifest struct {
 	Deadline time.Time     // zero when none
 	Retries  int           // extra attempts per frame
 	Timeout  time.Duration // per attempt; 0 for none
-	Backend  Backend       // the job's backend
-	Frames   []Frame       // sorted by ID, no duplicates
-	Inputs   []Input       // files the package must hold, in document order
-	Outputs  []string      // globs, relative to a frame's scratch directory
+	// Chunk is how many consecutive frames one task may render, for
+	// backends that render a range in one process; 1 otherwise.
+	Chunk   int
+	Backend Backend  // the job's backend
+	Frames  []Frame  // sorted by ID, no duplicates
+	Inputs  []Input  // files the package must hold, in document order
+	Outputs []string // globs, relative to a frame's scratch directory
 }
 
 // Backend is a <backend> element: a renderer's name and its own elements,
 // kept as written for the backend to check and interpret.
 type Backend struct {
-	Name     string
+	Name string
+	// Version, if not empty, is the renderer version a worker must have:
+	// "3.7" accepts 3.7, 3.7.0.10 and so on (see VersionMatches).
+	Version  string
 	Line     int
 	Elements []*Element
+}
+
+// VersionMatches reports whether a renderer version satisfies a wanted one:
+// equal, or starting with it followed by a separator ("3.7" matches "3.7.0"
+// and "3.7-1", not "3.70").
+func VersionMatches(want, have string) bool {
+	if want == "" || want == have {
+		return true
+	}
+	if !strings.HasPrefix(have, want) {
+		return false
+	}
+	c := have[len(want)]
+	return c < '0' || c > '9'
 }
 
 // Get returns the trimmed text of the first child element called name.
@@ -184,10 +208,10 @@ type parser struct {
 	opt Options
 }
 
-var topElements = []string{"name", "priority", "deadline", "retries", "timeout", "backend", "inputs", "frames", "outputs"}
+var topElements = []string{"name", "priority", "deadline", "retries", "timeout", "chunk", "backend", "inputs", "frames", "outputs"}
 
 func (p *parser) manifest(root *Element) *Manifest {
-	m := &Manifest{Priority: DefaultPriority, Retries: DefaultRetries}
+	m := &Manifest{Priority: DefaultPriority, Retries: DefaultRetries, Chunk: 1}
 	if root.Name != "distrenjob" {
 		p.c.add(root.Line, root.Name, "the root element must be <distrenjob>")
 		return nil
@@ -235,6 +259,10 @@ func (p *parser) manifest(root *Element) *Manifest {
 			if v, ok := p.scalar(e); ok {
 				m.Retries = p.intIn(e, v, 0, MaxRetries)
 			}
+		case "chunk":
+			if v, ok := p.scalar(e); ok {
+				m.Chunk = p.intIn(e, v, 1, MaxChunk)
+			}
 		case "deadline":
 			if v, ok := p.scalar(e); ok {
 				t, err := time.Parse(time.RFC3339, v)
@@ -261,6 +289,18 @@ func (p *parser) manifest(root *Element) *Manifest {
 			m.Outputs = p.outputs(e)
 		case "frames":
 			m.Frames = p.frames(e)
+		}
+	}
+	if seen["backend"] != nil && seen["frames"] != nil {
+		reqs := map[[2]string]bool{{m.Backend.Name, m.Backend.Version}: true}
+		for _, f := range m.Frames {
+			if b := f.Backend; b != nil && !reqs[[2]string{b.Name, b.Version}] {
+				if len(reqs) == MaxRequirements {
+					p.c.add(b.Line, "backend", "more than %d different backend names and versions in one job", MaxRequirements)
+					break
+				}
+				reqs[[2]string{b.Name, b.Version}] = true
+			}
 		}
 	}
 	for _, req := range []string{"name", "backend", "frames", "outputs"} {
@@ -320,8 +360,13 @@ func (p *parser) intIn(e *Element, v string, lo, hi int) int {
 }
 
 func (p *parser) backend(e *Element) *Backend {
-	p.attrs(e, "name")
+	p.attrs(e, "name", "version")
 	p.noText(e)
+	version, _ := e.Attr("version")
+	version = strings.TrimSpace(version)
+	if strings.ContainsFunc(version, func(r rune) bool { return r <= ' ' || r == '"' }) {
+		p.c.add(e.Line, "backend", "version %q must not contain spaces or control characters", version)
+	}
 	name, ok := e.Attr("name")
 	name = strings.TrimSpace(name)
 	switch {
@@ -332,7 +377,7 @@ func (p *parser) backend(e *Element) *Backend {
 		p.c.add(e.Line, "backend", "unknown backend %q", name)
 		return nil
 	}
-	return &Backend{Name: name, Line: e.Line, Elements: e.Children}
+	return &Backend{Name: name, Version: version, Line: e.Line, Elements: e.Children}
 }
 
 func (p *parser) inputs(e *Element) []Input {

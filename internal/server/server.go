@@ -102,6 +102,7 @@ func New(cfg Config) *Server {
 	h("GET /v1/jobs/{job}/spec", s.getSpec)
 	h("POST /v1/jobs/{job}/cancel", s.postCancel)
 	h("POST /v1/jobs/{job}/retry", s.postRetry)
+	h("GET /v1/workers", func(*http.Request) (any, error) { return s.sess.WorkerList(), nil })
 	h("POST /v1/claim", s.postClaim)
 	h("POST /v1/heartbeat", s.postHeartbeat)
 	h("POST /v1/jobs/{job}/frames/{frame}/output", s.postOutput)
@@ -485,7 +486,7 @@ func (s *Server) postFail(r *http.Request) (any, error) {
 	if len(f.Error) > 64<<10 {
 		f.Error = f.Error[len(f.Error)-64<<10:]
 	}
-	return struct{}{}, s.sess.Fail(r.Context(), f.Worker, id, fr, f.Epoch, f.Error)
+	return struct{}{}, s.sess.Fail(r.Context(), f.Worker, id, fr, f.Epoch, f.Error, f.JobError)
 }
 
 // getResult streams the result bundle: the done frames' outputs, in frame

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
 	"slices"
@@ -108,8 +107,17 @@ func (s *Session) ClaimWait(ctx context.Context, req api.ClaimRequest, wait time
 func (s *Session) claim(req api.ClaimRequest) []api.Lease {
 	now := time.Now()
 	w := req.Worker
-	s.workers[w] = now
+	wk := s.workers[w]
+	if wk == nil {
+		wk = &worker{}
+		s.workers[w] = wk
+	}
+	wk.seen = now
+	if req.Backends != nil {
+		wk.backends = req.Backends
+	}
 	max := min(max(req.Max, 1), 1024)
+	tasks := 0
 	var out []api.Lease
 	keep := s.active[:0]
 	for _, j := range s.active {
@@ -117,7 +125,7 @@ func (s *Session) claim(req api.ClaimRequest) []api.Lease {
 			continue // leaves the active list; retry brings it back
 		}
 		keep = append(keep, j)
-		if len(out) >= max || j.rec.Canceled || j.ready.Len() == 0 {
+		if tasks >= max || j.rec.Canceled || j.counts[fsReady] == 0 {
 			continue
 		}
 		if j.failures[w] >= s.opt.BlocklistAfter && s.otherWorker(now, w, func(v string) bool {
@@ -126,28 +134,49 @@ func (s *Session) claim(req api.ClaimRequest) []api.Lease {
 			continue
 		}
 		var skipped []int32
-		for len(out) < max && j.ready.Len() > 0 {
-			i := heap.Pop(&j.ready).(int32)
-			f := &j.frames[i]
-			f.queued = false
-			if f.state != fsReady {
-				continue
+		for tasks < max {
+			// The lowest ready frame among the backends this worker has.
+			r, i := -1, int32(0)
+			for k, rq := range j.reqs {
+				if j.readyN[k] == 0 || !wk.can(rq) {
+					continue
+				}
+				if top, ok := j.top(k); ok && (r < 0 || top < i) {
+					r, i = k, top
+				}
 			}
+			if r < 0 {
+				break
+			}
+			j.pop(r)
+			f := &j.frames[i]
 			if slices.Contains(f.failedOn, w) && len(skipped) < 64 && s.otherWorker(now, w, func(v string) bool {
 				return !slices.Contains(f.failedOn, v) && j.failures[v] < s.opt.BlocklistAfter
 			}) {
 				skipped = append(skipped, i)
 				continue
 			}
-			f.epoch = s.nextEpoch()
-			f.worker, f.started, f.expires, f.progress = w, now, now.Add(s.opt.LeaseTTL), 0
-			j.setState(i, fsRunning)
-			s.running[frameKey{j.rec.ID, f.id}] = struct{}{}
-			out = append(out, s.lease(j, i))
+			first := s.take(j, i, w, now, 0)
+			out = append(out, first)
+			tasks++
+			// A chunk: the next frames by id with the same backend element.
+			if j.m.Chunk < 2 || s.opt.Chunks == nil || !s.opt.Chunks(j.reqs[r].backend) {
+				continue
+			}
+			for n := int32(1); n < int32(j.m.Chunk); n++ {
+				k, ok := j.top(r)
+				if !ok || k != i+n || j.frames[k].id != f.id+int64(n) || j.spec(k) != j.spec(i) || slices.Contains(j.frames[k].failedOn, w) {
+					break
+				}
+				j.pop(r)
+				if n == 1 {
+					out[len(out)-1].Chunk = first.Epoch
+				}
+				out = append(out, s.take(j, k, w, now, first.Epoch))
+			}
 		}
 		for _, i := range skipped {
-			j.frames[i].queued = true
-			heap.Push(&j.ready, i)
+			j.queue(i)
 		}
 	}
 	clear(s.active[len(keep):])
@@ -155,10 +184,22 @@ func (s *Session) claim(req api.ClaimRequest) []api.Lease {
 	return out
 }
 
+// take leases ready frame i of j to worker w.
+func (s *Session) take(j *job, i int32, w string, now time.Time, chunk uint64) api.Lease {
+	f := &j.frames[i]
+	f.epoch = s.nextEpoch()
+	f.worker, f.started, f.expires, f.progress = w, now, now.Add(s.opt.LeaseTTL), 0
+	j.setState(i, fsRunning)
+	s.running[frameKey{j.rec.ID, f.id}] = struct{}{}
+	l := s.lease(j, i)
+	l.Chunk = chunk
+	return l
+}
+
 // otherWorker reports whether a live worker other than w satisfies ok.
 func (s *Session) otherWorker(now time.Time, w string, ok func(string) bool) bool {
-	for v, seen := range s.workers {
-		if v != w && now.Sub(seen) < s.opt.LeaseTTL && ok(v) {
+	for v, wk := range s.workers {
+		if v != w && now.Sub(wk.seen) < s.opt.LeaseTTL && ok(v) {
 			return true
 		}
 	}
@@ -209,7 +250,11 @@ func (s *Session) CheckLease(worker string, job, frame int64, epoch uint64) erro
 func (s *Session) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatResponse, error) {
 	r, err := s.do(ctx, func(store.Tx) (any, error) {
 		now := time.Now()
-		s.workers[hb.Worker] = now
+		if wk := s.workers[hb.Worker]; wk != nil {
+			wk.seen = now
+		} else {
+			s.workers[hb.Worker] = &worker{seen: now}
+		}
 		var resp api.HeartbeatResponse
 		for _, l := range hb.Leases {
 			j, i, err := s.held(hb.Worker, l.Job, l.Frame, l.Epoch)
@@ -299,8 +344,9 @@ func (s *Session) Complete(ctx context.Context, c Completion) error {
 }
 
 // Fail records a failed attempt: the frame is retried, preferably on another
-// worker, until the job's retry limit, then fails.
-func (s *Session) Fail(ctx context.Context, worker string, jobID, frameID int64, epoch uint64, msg string) error {
+// worker, until the job's retry limit, then fails. A jobError (the job is at
+// fault: its scene does not parse, say) fails the frame at once.
+func (s *Session) Fail(ctx context.Context, worker string, jobID, frameID int64, epoch uint64, msg string, jobError bool) error {
 	_, err := s.do(ctx, func(tx store.Tx) (any, error) {
 		j, i, err := s.held(worker, jobID, frameID, epoch)
 		if err != nil {
@@ -309,18 +355,20 @@ func (s *Session) Fail(ctx context.Context, worker string, jobID, frameID int64,
 		if err := tx.AddFailure(jobID, worker); err != nil {
 			return nil, err
 		}
-		j.failures[worker]++
-		return nil, s.failAttempt(tx, j, i, msg)
+		if !jobError { // the machine is not to blame
+			j.failures[worker]++
+		}
+		return nil, s.failAttempt(tx, j, i, msg, jobError)
 	})
 	return err
 }
 
-func (s *Session) failAttempt(tx store.Tx, j *job, i int32, msg string) error {
+func (s *Session) failAttempt(tx store.Tx, j *job, i int32, msg string, final bool) error {
 	f := &j.frames[i]
 	rec := store.Frame{Job: j.rec.ID, ID: f.id, State: store.FramePending, Attempts: f.attempts + 1, Worker: f.worker,
 		Error: msg, Finished: time.Now().UTC()}
 	next := fsReady
-	if rec.Attempts > j.m.Retries {
+	if rec.Attempts > j.m.Retries || final {
 		rec.State, next = store.FrameFailed, fsFailed
 	}
 	if err := tx.PutFrame(&rec); err != nil {
@@ -352,12 +400,12 @@ func (s *Session) expire(ctx context.Context) error {
 				continue
 			}
 			msg := fmt.Sprintf("lease expired: no word from worker %q for %s", f.worker, s.opt.LeaseTTL)
-			if err := s.failAttempt(tx, j, i, msg); err != nil {
+			if err := s.failAttempt(tx, j, i, msg, false); err != nil {
 				return nil, err
 			}
 		}
-		for w, seen := range s.workers {
-			if now.Sub(seen) > 10*s.opt.LeaseTTL {
+		for w, wk := range s.workers {
+			if now.Sub(wk.seen) > 10*s.opt.LeaseTTL {
 				delete(s.workers, w)
 			}
 		}
@@ -494,7 +542,7 @@ func (s *Session) Retry(ctx context.Context, jobID int64, ranges []manifest.Rang
 			}
 			if j.frames[i].state == fsReady && !j.frames[i].queued {
 				j.frames[i].queued = true
-				heap.Push(&j.ready, int32(i))
+				j.queue(int32(i))
 			}
 		}
 		s.addActive(j)

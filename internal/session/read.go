@@ -2,6 +2,9 @@ package session
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/distren/distren/internal/api"
@@ -156,12 +159,35 @@ func (s *Session) Workers() int {
 	defer s.mu.RUnlock()
 	n := 0
 	now := time.Now()
-	for _, seen := range s.workers {
-		if now.Sub(seen) < s.opt.LeaseTTL {
+	for _, wk := range s.workers {
+		if now.Sub(wk.seen) < s.opt.LeaseTTL {
 			n++
 		}
 	}
 	return n
+}
+
+// WorkerList lists the workers heard from recently, by name, with their
+// fingerprints and the frames leased to them.
+func (s *Session) WorkerList() []api.Worker {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	now := time.Now()
+	running := map[string]int{}
+	for k := range s.running {
+		if j := s.jobs[k.job]; j != nil {
+			if i, ok := j.frameIndex(k.frame); ok {
+				running[j.frames[i].worker]++
+			}
+		}
+	}
+	out := make([]api.Worker, 0, len(s.workers))
+	for name, wk := range s.workers {
+		out = append(out, api.Worker{Name: name, LastSeen: wk.seen.UTC(), Live: now.Sub(wk.seen) < s.opt.LeaseTTL,
+			Backends: maps.Clone(wk.backends), Running: running[name]})
+	}
+	slices.SortFunc(out, func(a, b api.Worker) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // Idle reports whether no job has work that can still run by itself.

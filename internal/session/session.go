@@ -31,6 +31,9 @@ type Options struct {
 	LeaseTTL       time.Duration // lease length; heartbeats extend it (default 30s)
 	BlocklistAfter int           // failed attempts after which a worker stops getting a job's frames (default 3)
 	MaxBatch       int           // commands grouped into one transaction at most (default 512)
+	// Chunks reports whether a backend renders a range of frames in one
+	// task; nil means none does. A job's <chunk> applies only to those.
+	Chunks func(backend string) bool
 }
 
 // Session is the farm's state. All changes go through its dispatcher.
@@ -48,7 +51,7 @@ type Session struct {
 	jobs     map[int64]*job
 	active   []*job // jobs that may have ready frames, in scheduling order
 	running  map[frameKey]struct{}
-	workers  map[string]time.Time // worker → last seen
+	workers  map[string]*worker // by name
 	nextJob  int64
 	boot     int64
 	epochSeq uint64
@@ -265,7 +268,7 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 	s.active = s.active[:0]
 	s.running = map[frameKey]struct{}{}
 	if s.workers == nil {
-		s.workers = map[string]time.Time{}
+		s.workers = map[string]*worker{}
 	}
 	s.nextJob = max(snap.Counters["next_job"], 1)
 	var order []*job
@@ -339,9 +342,21 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 
 func newJob(rec store.Job, m *manifest.Manifest, inputs []api.InputFile) *job {
 	j := &job{rec: rec, m: m, inputs: inputs, frames: make([]frame, len(m.Frames)), failures: map[string]int{}}
+	index := map[requirement]uint8{}
 	for i := range m.Frames {
 		j.frames[i].id = m.Frames[i].ID
+		b := j.spec(int32(i))
+		r := requirement{b.Name, b.Version}
+		k, ok := index[r]
+		if !ok { // at most manifest.MaxRequirements
+			k = uint8(len(j.reqs))
+			index[r] = k
+			j.reqs = append(j.reqs, r)
+		}
+		j.frames[i].req = k
 	}
+	j.ready = make([]readyHeap, len(j.reqs))
+	j.readyN = make([]int, len(j.reqs))
 	j.counts[fsWaiting] = len(j.frames)
 	return j
 }

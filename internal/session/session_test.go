@@ -18,6 +18,8 @@ import (
 
 const ttl = 10 * time.Second
 
+var builtinOnly = map[string]string{"builtin": "1"}
+
 var ctx = context.Background()
 
 // job builds a submission from the <frames> part of a manifest.
@@ -53,7 +55,7 @@ func submit(t *testing.T, s *Session, sub Submission) int64 {
 
 func claim(t *testing.T, s *Session, w string, n int) []api.Lease {
 	t.Helper()
-	ls, err := s.Claim(ctx, api.ClaimRequest{Worker: w, Max: n})
+	ls, err := s.Claim(ctx, api.ClaimRequest{Worker: w, Max: n, Backends: builtinOnly})
 	if err != nil {
 		t.Fatalf("claim: %v", err)
 	}
@@ -221,7 +223,7 @@ func TestRetriesOnAnotherWorker(t *testing.T) {
 			t.Fatalf("w1 got %d frames", len(l))
 		}
 		first, owner := l[0], "w1"
-		if err := s.Fail(ctx, owner, id, 1, first.Epoch, "exit status 1"); err != nil {
+		if err := s.Fail(ctx, owner, id, 1, first.Epoch, "exit status 1", false); err != nil {
 			t.Fatal(err)
 		}
 		other := map[string]string{"w1": "w2", "w2": "w1"}[owner]
@@ -232,7 +234,7 @@ func TestRetriesOnAnotherWorker(t *testing.T) {
 		if len(again) != 1 {
 			t.Fatalf("%s got nothing", other)
 		}
-		if err := s.Fail(ctx, other, id, 1, again[0].Epoch, "exit status 2"); err != nil {
+		if err := s.Fail(ctx, other, id, 1, again[0].Epoch, "exit status 2", false); err != nil {
 			t.Fatal(err)
 		}
 		f, _ := s.Frame(id, 1)
@@ -255,7 +257,7 @@ func TestSingleWorkerStillRetries(t *testing.T) {
 		if len(ls) != 1 {
 			t.Fatalf("attempt %d: the only worker got nothing", i+1)
 		}
-		s.Fail(ctx, "only", id, 1, ls[0].Epoch, "boom")
+		s.Fail(ctx, "only", id, 1, ls[0].Epoch, "boom", false)
 	}
 	if st := state(t, s, id, 1); st != api.StateFailed {
 		t.Fatalf("frame is %s after 3 failed attempts with retries=2", st)
@@ -272,7 +274,7 @@ func TestBlocklist(t *testing.T) {
 			if len(ls) != 1 || ls[0].Job != bad {
 				t.Fatalf("flaky got %+v", ls)
 			}
-			s.Fail(ctx, "flaky", bad, ls[0].Frame, ls[0].Epoch, "segfault")
+			s.Fail(ctx, "flaky", bad, ls[0].Frame, ls[0].Epoch, "segfault", false)
 		}
 		if ls := claim(t, s, "flaky", 5); len(ls) != 0 {
 			t.Fatalf("blocklisted worker got %v", frames(ls))
@@ -348,8 +350,8 @@ func TestRestartKeepsDoneAndRequeuesRunning(t *testing.T) {
 	id := submit(t, s, mkjob(t, "", `<range first="1" last="3"/><frame id="4"><depends on="1"/></frame>`))
 	ls := claim(t, s, "w", 3)
 	complete(t, s, "w", ls[0])
-	s.Fail(ctx, "w", id, 3, ls[2].Epoch, "boom") // attempts survive
-	s.Close()                                    // as after kill -9: nothing more is written at close
+	s.Fail(ctx, "w", id, 3, ls[2].Epoch, "boom", false) // attempts survive
+	s.Close()                                           // as after kill -9: nothing more is written at close
 
 	s2 := open(t, st)
 	want := map[int64]string{1: api.StateDone, 2: api.StateReady, 3: api.StateReady, 4: api.StateReady}
@@ -421,7 +423,7 @@ func TestClaimWaitWakesOnReady(t *testing.T) {
 		s := open(t, store.NewMem())
 		got := make(chan []api.Lease)
 		go func() {
-			ls, _ := s.ClaimWait(ctx, api.ClaimRequest{Worker: "w", Max: 4}, time.Minute)
+			ls, _ := s.ClaimWait(ctx, api.ClaimRequest{Worker: "w", Max: 4, Backends: builtinOnly}, time.Minute)
 			got <- ls
 		}()
 		synctest.Wait()
@@ -431,7 +433,7 @@ func TestClaimWaitWakesOnReady(t *testing.T) {
 			t.Fatalf("long-poll claim got %d frames", len(ls))
 		}
 		start := time.Now()
-		ls, _ = s.ClaimWait(ctx, api.ClaimRequest{Worker: "w", Max: 4}, 5*time.Second)
+		ls, _ = s.ClaimWait(ctx, api.ClaimRequest{Worker: "w", Max: 4, Backends: builtinOnly}, 5*time.Second)
 		if len(ls) != 0 || time.Since(start) != 5*time.Second {
 			t.Fatalf("empty claim returned %d after %s", len(ls), time.Since(start))
 		}

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/distren/distren/internal/api"
@@ -50,6 +51,7 @@ type frame struct {
 	expires    time.Time
 	started    time.Time
 	progress   float64
+	req        uint8 // index of the backend it needs in job.reqs
 	dependents []frameRef
 	failedOn   []string // workers whose attempts failed, for retrying elsewhere
 	output     string
@@ -64,7 +66,9 @@ type job struct {
 	m        *manifest.Manifest
 	inputs   []api.InputFile
 	frames   []frame // in m.Frames order (by id)
-	ready    readyHeap
+	reqs     []requirement
+	ready    []readyHeap // ready frames, one heap per requirement
+	readyN   []int       // ready frames per requirement
 	counts   [nStates]int
 	failures map[string]int // worker → failed attempts
 	files    []store.File   // numbered output files, by N
@@ -91,11 +95,79 @@ func (j *job) setState(i int32, s frameState) {
 	f := &j.frames[i]
 	j.counts[f.state]--
 	j.counts[s]++
-	f.state = s
-	if s == fsReady && !f.queued {
-		f.queued = true
-		heap.Push(&j.ready, i)
+	if f.state == fsReady {
+		j.readyN[f.req]--
 	}
+	if s == fsReady {
+		j.readyN[f.req]++
+	}
+	f.state = s
+	if s == fsReady {
+		j.queue(i)
+	}
+}
+
+// queue puts a ready frame in its requirement's heap, once.
+func (j *job) queue(i int32) {
+	f := &j.frames[i]
+	if !f.queued {
+		f.queued = true
+		heap.Push(&j.ready[f.req], i)
+	}
+}
+
+// top returns the lowest ready frame of requirement r, dropping entries of
+// frames that are no longer ready.
+func (j *job) top(r int) (int32, bool) {
+	h := &j.ready[r]
+	for h.Len() > 0 {
+		i := (*h)[0]
+		if j.frames[i].state == fsReady {
+			return i, true
+		}
+		heap.Pop(h)
+		j.frames[i].queued = false
+	}
+	return 0, false
+}
+
+// pop takes frame i, the top of requirement r's heap.
+func (j *job) pop(r int) int32 {
+	i := heap.Pop(&j.ready[r]).(int32)
+	j.frames[i].queued = false
+	return i
+}
+
+// spec returns the backend element frame i renders with.
+func (j *job) spec(i int32) *manifest.Backend {
+	if b := j.m.Frames[i].Backend; b != nil {
+		return b
+	}
+	return &j.m.Backend
+}
+
+// requirement is what a worker needs to render a frame: a backend, and a
+// version of it if the manifest asks for one.
+type requirement struct {
+	backend, version string
+}
+
+func (r requirement) String() string {
+	if r.version == "" {
+		return r.backend
+	}
+	return r.backend + " " + r.version
+}
+
+// worker is a worker as the session knows it.
+type worker struct {
+	seen     time.Time
+	backends map[string]string // backend → version
+}
+
+func (w *worker) can(r requirement) bool {
+	v, ok := w.backends[r.backend]
+	return ok && manifest.VersionMatches(r.version, v)
 }
 
 // state reports the job's state from its counters.
@@ -182,6 +254,7 @@ func (s *Session) jobInfo(j *job) api.Job {
 		d := j.m.Deadline
 		out.Deadline = &d
 	}
+	out.Waiting = s.waiting(j)
 	for st, n := range j.counts {
 		if n == 0 {
 			continue
@@ -193,6 +266,47 @@ func (s *Session) jobInfo(j *job) api.Job {
 		out.Counts[name] += n
 	}
 	return out
+}
+
+// waiting says why ready frames of j are not running, if no live worker can
+// run them.
+func (s *Session) waiting(j *job) string {
+	if j.counts[fsReady] == 0 || j.rec.Canceled {
+		return ""
+	}
+	now := time.Now()
+	live := 0
+	for _, w := range s.workers {
+		if now.Sub(w.seen) < s.opt.LeaseTTL {
+			live++
+		}
+	}
+	if live == 0 {
+		return "waiting for a worker: none is connected"
+	}
+	var missing []string
+	n := 0
+	for r, req := range j.reqs {
+		if j.readyN[r] == 0 {
+			continue
+		}
+		capable := false
+		for _, w := range s.workers {
+			if now.Sub(w.seen) < s.opt.LeaseTTL && w.can(req) {
+				capable = true
+				break
+			}
+		}
+		if !capable {
+			missing = append(missing, req.String())
+			n += j.readyN[r]
+		}
+	}
+	if len(missing) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("waiting for a capable worker: %d ready frames need %s, which none of the %d connected workers has",
+		n, strings.Join(missing, " or "), live)
 }
 
 func encodeInputs(in []api.InputFile) ([]byte, error) { return json.Marshal(in) }

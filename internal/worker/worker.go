@@ -1,10 +1,11 @@
-// Package worker owns the execution of frames: a worker claims frames from a
+// Package worker owns the execution of frames: a worker fingerprints its
+// backends, claims tasks — a frame, or a chunk of consecutive frames — from a
 // server (long-polling), prepares each in a scratch directory of its own
 // (the job's inputs from a local object cache, the outputs of the frames it
-// depends on), runs the frame's backend with the job's timeout, packs the
-// files matching the output globs into the frame's tarball, uploads it, and
-// removes the scratch directory. While slots render, the next claimed
-// frames' inputs are already being fetched.
+// depends on), runs the backend with the job's timeout, packs each frame's
+// files into its output tarball and uploads it as soon as the frame is done,
+// and removes the scratch directory. While slots render, the next claimed
+// tasks' inputs are already being fetched.
 package worker
 
 import (
@@ -13,7 +14,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/distren/distren/internal/dirlock"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -30,6 +30,7 @@ import (
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/backend"
 	"github.com/distren/distren/internal/client"
+	"github.com/distren/distren/internal/dirlock"
 	"github.com/distren/distren/internal/jobpkg"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/vault"
@@ -68,7 +69,9 @@ type Worker struct {
 	tokens chan struct{}
 	freed  chan struct{} // a token was returned
 
-	minAhead, maxAhead int          // bounds of the frames claimed ahead of the slots
+	backends map[string]string // fingerprint: backend → version
+
+	minAhead, maxAhead int          // bounds of the tasks claimed ahead of the slots
 	frameNS            atomic.Int64 // moving average of render times, 0 before the first
 }
 
@@ -79,16 +82,42 @@ type jobSpec struct {
 	err   error
 }
 
+// task is what one slot renders at once: a frame, or a chunk of
+// consecutive frames of one job (leases sharing a Chunk).
 type task struct {
-	lease    api.Lease
+	leases   []api.Lease
 	spec     *jobSpec
-	dir      string
+	dir      string // scratch directory
+	home     string // the renderer's HOME, beside dir
 	depFiles []string
 	before   map[string]fileStamp // files placed before rendering
 	ctx      context.Context
 	cancel   context.CancelFunc
-	progress float64
 	err      error // preparation failure
+
+	// Guarded by Worker.mu:
+	progress map[int64]float64 // frame → fraction done
+	done     map[int64]bool    // frames whose result is sent or being sent
+	pending  sync.WaitGroup    // results being sent
+}
+
+func (t *task) job() int64 { return t.leases[0].Job }
+
+func (t *task) frames() []int64 {
+	out := make([]int64, len(t.leases))
+	for i, l := range t.leases {
+		out[i] = l.Frame
+	}
+	return out
+}
+
+func (t *task) lease(frame int64) (api.Lease, bool) {
+	for _, l := range t.leases {
+		if l.Frame == frame {
+			return l, true
+		}
+	}
+	return api.Lease{}, false
 }
 
 type fileStamp struct {
@@ -161,6 +190,7 @@ func (w *Worker) Name() string { return w.cfg.Name }
 // Run works until ctx ends. Frames being rendered then are abandoned: their
 // leases expire on the server and they are rendered again elsewhere.
 func (w *Worker) Run(ctx context.Context) error {
+	w.fingerprint(ctx)
 	claimed := make(chan *task, cap(w.tokens))
 	prepared := make(chan *task, w.maxAhead)
 	var wg sync.WaitGroup
@@ -218,8 +248,9 @@ func (w *Worker) claimLoop(ctx context.Context, claimed chan<- *task) {
 			n++
 		}
 		resp, err := w.cfg.Client.Claim(ctx, api.ClaimRequest{Worker: w.cfg.Name, Max: n,
-			WaitMS: int(w.cfg.ClaimWait.Milliseconds()), Backends: w.cfg.Backends.Names()})
-		for range n - len(resp.Leases) {
+			WaitMS: int(w.cfg.ClaimWait.Milliseconds()), Backends: w.backends})
+		tasks := group(resp.Leases)
+		for range n - len(tasks) {
 			<-w.tokens
 		}
 		if err != nil {
@@ -236,14 +267,53 @@ func (w *Worker) claimLoop(ctx context.Context, claimed chan<- *task) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		for _, l := range resp.Leases {
+		for _, ls := range tasks {
 			tctx, cancel := context.WithCancel(ctx)
-			t := &task{lease: l, ctx: tctx, cancel: cancel}
+			t := &task{leases: ls, ctx: tctx, cancel: cancel, progress: map[int64]float64{}, done: map[int64]bool{}}
 			w.mu.Lock()
-			w.held[ref(l)] = t
+			for _, l := range ls {
+				w.held[ref(l)] = t
+			}
 			w.mu.Unlock()
 			claimed <- t // capacity covers every token
 		}
+	}
+}
+
+// group splits leases into tasks: a chunk's leases (same Chunk, which the
+// server sends together) make one task, any other lease a task of its own.
+func group(ls []api.Lease) [][]api.Lease {
+	var out [][]api.Lease
+	for i := 0; i < len(ls); {
+		j := i + 1
+		for ls[i].Chunk != 0 && j < len(ls) && ls[j].Chunk == ls[i].Chunk {
+			j++
+		}
+		out = append(out, ls[i:j])
+		i = j
+	}
+	return out
+}
+
+// fingerprint finds which backends this machine has, concurrently: the
+// claims tell the server, which sends only frames the worker can render.
+func (w *Worker) fingerprint(ctx context.Context) {
+	if w.backends != nil {
+		return
+	}
+	have, missing := w.cfg.Backends.Fingerprints(ctx)
+	w.backends = map[string]string{}
+	for name, fp := range have {
+		w.backends[name] = fp.Version
+	}
+	var names []string
+	for name, fp := range have {
+		names = append(names, name+" "+fp.Version)
+	}
+	slices.Sort(names)
+	w.cfg.Log.Info("backends", "worker", w.cfg.Name, "have", strings.Join(names, ", "))
+	for name, err := range missing {
+		w.cfg.Log.Info("backend unavailable", "worker", w.cfg.Name, "backend", name, "reason", err)
 	}
 }
 
@@ -253,10 +323,13 @@ func ref(l api.Lease) api.LeaseRef { return api.LeaseRef{Job: l.Job, Frame: l.Fr
 func (w *Worker) release(t *task) {
 	t.cancel()
 	w.mu.Lock()
-	delete(w.held, ref(t.lease))
+	for _, l := range t.leases {
+		delete(w.held, ref(l))
+	}
 	w.mu.Unlock()
 	if t.dir != "" {
 		os.RemoveAll(t.dir)
+		os.RemoveAll(t.home)
 	}
 	<-w.tokens
 	select {
@@ -307,8 +380,8 @@ func (w *Worker) heartbeats(ctx context.Context) {
 		w.mu.Lock()
 		hb := api.Heartbeat{Worker: w.cfg.Name}
 		for r, t := range w.held {
-			hb.Leases = append(hb.Leases, api.LeaseProgress{LeaseRef: r, Progress: t.progress})
-			if ttl := time.Duration(t.lease.TTLMS) * time.Millisecond; ttl > 0 {
+			hb.Leases = append(hb.Leases, api.LeaseProgress{LeaseRef: r, Progress: t.progress[r.Frame]})
+			if ttl := time.Duration(t.leases[0].TTLMS) * time.Millisecond; ttl > 0 {
 				period = min(max(ttl/3, 50*time.Millisecond), 5*time.Second)
 			}
 		}
@@ -411,13 +484,18 @@ func (w *Worker) download(ctx context.Context, hash string) error {
 
 // prepare fills the task's scratch directory.
 func (w *Worker) prepare(ctx context.Context, t *task) {
-	t.spec = w.spec(t.ctx, t.lease.Job)
+	first := t.leases[0]
+	t.spec = w.spec(t.ctx, first.Job)
 	if t.err = t.spec.err; t.err != nil {
-		t.err = fmt.Errorf("job %d spec: %w", t.lease.Job, t.err)
+		t.err = fmt.Errorf("job %d spec: %w", first.Job, t.err)
 		return
 	}
-	t.dir = filepath.Join(w.scr, fmt.Sprintf("%d-%d-%d", t.lease.Job, t.lease.Frame, t.lease.Epoch))
+	t.dir = filepath.Join(w.scr, fmt.Sprintf("%d-%d-%d", first.Job, first.Frame, first.Epoch))
+	t.home = t.dir + ".home"
 	if t.err = os.Mkdir(t.dir, 0o755); t.err != nil {
+		return
+	}
+	if t.err = os.Mkdir(t.home, 0o700); t.err != nil {
 		return
 	}
 	root, err := os.OpenRoot(t.dir)
@@ -442,7 +520,15 @@ func (w *Worker) prepare(ctx context.Context, t *task) {
 			return
 		}
 	}
-	for _, d := range t.lease.Deps {
+	var deps []api.DepOutput
+	for _, l := range t.leases { // a chunk's frames may share dependencies
+		for _, d := range l.Deps {
+			if !slices.Contains(deps, d) {
+				deps = append(deps, d)
+			}
+		}
+	}
+	for _, d := range deps {
 		if t.err = w.object(t.ctx, d.Output); t.err != nil {
 			t.err = fmt.Errorf("output of frame %d of job %d: %w", d.Frame, d.Job, t.err)
 			return
@@ -497,53 +583,90 @@ func (w *Worker) unpack(root *os.Root, d api.DepOutput, t *task) error {
 	})
 }
 
-// run renders a prepared task and reports the outcome.
+// run renders a prepared task and reports the outcome of each of its frames.
 //
-// The result is reported in the background while the slot takes its next
-// frame: the report waits for the server to make the output durable, and a
-// slot should be rendering meanwhile. The frame's token (and so the claim
-// window) is held until the report is done.
+// Results are sent in the background while the slot takes its next task:
+// a report waits for the server to make the output durable, and a slot
+// should be rendering meanwhile. In a chunk, each frame's result is sent as
+// soon as the backend reports the frame done. The task's token (and so the
+// claim window) is held until every report is done.
 func (w *Worker) run(ctx context.Context, t *task) {
-	async := false
-	defer func() {
-		if !async {
-			w.release(t)
-		}
-	}()
-	l := t.lease
-	log := w.cfg.Log.With("job", l.Job, "frame", l.Frame)
+	log := w.cfg.Log.With("job", t.job(), "frames", frameList(t.frames()))
 	err := t.err
-	var out []string
 	var took time.Duration
+	var rest []string // files of a single frame whose backend did not report it
 	if err == nil {
-		out, took, err = w.render(t)
-		w.observe(took)
+		rest, took, err = w.render(t)
+		w.observe(took / time.Duration(len(t.leases)))
 	}
 	if t.ctx.Err() != nil && ctx.Err() == nil && err != nil && errors.Is(err, context.Canceled) {
-		log.Info("frame abandoned")
+		log.Info("task abandoned")
+		t.pending.Wait()
+		w.release(t)
 		return
 	}
 	if ctx.Err() != nil {
-		return // shutting down: the lease expires and the frame is rendered again
+		t.pending.Wait()
+		w.release(t) // shutting down: the leases expire and the frames are rendered again
+		return
 	}
-	async = true
-	w.reports.Go(func() {
-		defer w.release(t)
-		if err != nil {
-			log.Warn("frame failed", "err", err)
-			w.report(ctx, log, func(c context.Context) error {
-				return w.cfg.Client.Fail(c, ref(l), api.Failure{Worker: w.cfg.Name, Epoch: l.Epoch, Error: err.Error()})
-			})
-			return
+	jobErr := backend.IsJobError(err)
+	for _, l := range t.leases {
+		w.mu.Lock()
+		done := t.done[l.Frame]
+		t.done[l.Frame] = true
+		w.mu.Unlock()
+		switch {
+		case done:
+		case err == nil && rest != nil:
+			w.sendDone(ctx, t, l, rest, took)
+		case err == nil:
+			w.sendFail(ctx, t, l, fmt.Errorf("the renderer finished without reporting frame %d done", l.Frame), false)
+		default:
+			w.sendFail(ctx, t, l, err, jobErr)
 		}
+	}
+	w.reports.Go(func() {
+		t.pending.Wait()
+		w.release(t)
+	})
+}
+
+// sendDone uploads a frame's files and reports it complete, in the background.
+func (w *Worker) sendDone(ctx context.Context, t *task, l api.Lease, files []string, took time.Duration) {
+	log := w.cfg.Log.With("job", l.Job, "frame", l.Frame)
+	t.pending.Add(1)
+	w.reports.Go(func() {
+		defer t.pending.Done()
 		w.report(ctx, log, func(c context.Context) error {
 			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(jobpkg.WriteFiles(pw, t.dir, out)) }()
+			go func() { pw.CloseWithError(jobpkg.WriteFiles(pw, t.dir, files)) }()
 			err := w.cfg.Client.Complete(c, w.cfg.Name, ref(l), took, pr, -1)
 			pr.CloseWithError(errors.New("upload ended"))
 			return err
 		})
 	})
+}
+
+// sendFail reports a frame's failed attempt, in the background.
+func (w *Worker) sendFail(ctx context.Context, t *task, l api.Lease, err error, jobErr bool) {
+	log := w.cfg.Log.With("job", l.Job, "frame", l.Frame)
+	log.Warn("frame failed", "err", err)
+	t.pending.Add(1)
+	w.reports.Go(func() {
+		defer t.pending.Done()
+		w.report(ctx, log, func(c context.Context) error {
+			return w.cfg.Client.Fail(c, ref(l), api.Failure{Worker: w.cfg.Name, Epoch: l.Epoch, Error: err.Error(), JobError: jobErr})
+		})
+	})
+}
+
+// frameList writes frames compactly: "7" or "7-10".
+func frameList(fs []int64) string {
+	if len(fs) == 1 {
+		return fmt.Sprint(fs[0])
+	}
+	return fmt.Sprintf("%d-%d", fs[0], fs[len(fs)-1])
 }
 
 // report sends a result, retrying while the server is unreachable; a refused
@@ -576,12 +699,15 @@ func (w *Worker) report(ctx context.Context, log *slog.Logger, send func(context
 	}
 }
 
-// render runs the backend and collects the outputs.
+// render runs the backend. Frames it reports done are sent at once; for a
+// single frame it does not report, render returns the files the render
+// created or changed that match the output globs.
 func (w *Worker) render(t *task) ([]string, time.Duration, error) {
 	m := t.spec.m
-	idx, ok := m.FrameIndex(t.lease.Frame)
+	first := t.leases[0]
+	idx, ok := m.FrameIndex(first.Frame)
 	if !ok {
-		return nil, 0, fmt.Errorf("frame %d is not in job %d's manifest", t.lease.Frame, t.lease.Job)
+		return nil, 0, fmt.Errorf("frame %d is not in job %d's manifest", first.Frame, first.Job)
 	}
 	spec := &m.Backend
 	if b := m.Frames[idx].Backend; b != nil {
@@ -594,30 +720,113 @@ func (w *Worker) render(t *task) ([]string, time.Duration, error) {
 	ctx := t.ctx
 	if m.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, m.Timeout, errTimeout)
+		limit := m.Timeout * time.Duration(len(t.leases))
+		ctx, cancel = context.WithTimeoutCause(ctx, limit, errTimeout)
 		defer cancel()
 	}
 	tail := &tailBuffer{max: 4 << 10}
-	task := &backend.Task{Job: t.lease.Job, Frame: t.lease.Frame, Dir: t.dir, Spec: spec, DepFiles: t.depFiles,
-		Stderr: tail, Progress: func(p float64) {
-			w.mu.Lock()
-			t.progress = p
-			w.mu.Unlock()
-		}}
 	start := time.Now()
+	ev := &events{w: w, t: t, ctx: t.ctx, globs: m.Outputs, last: start}
+	task := &backend.Task{Job: first.Job, Frames: t.frames(), Dir: t.dir, Home: t.home, Spec: spec, DepFiles: t.depFiles,
+		Stderr: tail, Events: ev}
 	err := be.Render(ctx, task)
 	took := time.Since(start)
 	if err != nil {
 		if errors.Is(context.Cause(ctx), errTimeout) {
-			err = fmt.Errorf("timed out after %s (the job's <timeout>); renderer killed", m.Timeout)
+			err = fmt.Errorf("timed out after %s (the job's <timeout> per frame); renderer killed", m.Timeout*time.Duration(len(t.leases)))
 		}
 		return nil, took, withTail(err, tail)
+	}
+	if len(t.leases) > 1 || ev.reported {
+		if ev.bad != nil {
+			return nil, took, withTail(ev.bad, tail)
+		}
+		return nil, took, nil
 	}
 	out, err := collect(t.dir, m.Outputs, t.before)
 	if err != nil {
 		return nil, took, withTail(err, tail)
 	}
 	return out, took, nil
+}
+
+// events passes a backend's reports on: progress to the heartbeats, finished
+// frames to the server.
+type events struct {
+	w        *Worker
+	t        *task
+	ctx      context.Context
+	globs    []string
+	last     time.Time // when the previous frame finished
+	reported bool
+	bad      error // a reported frame whose files could not be taken
+}
+
+func (e *events) Progress(frame int64, p float64) {
+	e.w.mu.Lock()
+	e.t.progress[frame] = min(max(p, 0), 1)
+	e.w.mu.Unlock()
+}
+
+func (e *events) FrameDone(frame int64, files []string) {
+	e.reported = true
+	l, ok := e.t.lease(frame)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	took := now.Sub(e.last)
+	e.last = now
+	out, err := checkOutputs(e.t.dir, files, e.globs)
+	if err != nil {
+		e.bad = fmt.Errorf("frame %d: %w", frame, err)
+		return
+	}
+	e.w.mu.Lock()
+	if e.t.done[frame] {
+		e.w.mu.Unlock()
+		return
+	}
+	e.t.done[frame] = true
+	e.t.progress[frame] = 1
+	e.w.mu.Unlock()
+	e.w.sendDone(e.ctx, e.t, l, out, took)
+}
+
+// checkOutputs keeps the reported files that match the output globs; they
+// must be regular files inside dir.
+func checkOutputs(dir string, files, globs []string) ([]string, error) {
+	var out []string
+	for _, f := range files {
+		f = filepath.ToSlash(filepath.Clean(f))
+		if !filepath.IsLocal(f) {
+			return nil, fmt.Errorf("output %s is outside the scratch directory", f)
+		}
+		if !matchAny(globs, f) {
+			continue
+		}
+		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(f)))
+		if err != nil {
+			return nil, fmt.Errorf("output %s: %w", f, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("output %s is not a regular file (%s)", f, fi.Mode().Type())
+		}
+		out = append(out, f)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no output matches %s (the renderer wrote %s)", strings.Join(globs, " "), strings.Join(files, ", "))
+	}
+	return out, nil
+}
+
+func matchAny(globs []string, name string) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 var errTimeout = errors.New("frame timeout")
@@ -642,14 +851,7 @@ func collect(dir string, globs []string, before map[string]fileStamp) ([]string,
 		}
 		rel, _ := filepath.Rel(dir, p)
 		rel = filepath.ToSlash(rel)
-		matched := false
-		for _, g := range globs {
-			if ok, _ := path.Match(g, rel); ok {
-				matched = true
-				break
-			}
-		}
-		if !matched {
+		if !matchAny(globs, rel) {
 			return nil
 		}
 		if !de.Type().IsRegular() {

@@ -1,0 +1,140 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/distren/distren/internal/api"
+)
+
+// needPrograms fails the test, clearly, when a renderer it needs is missing;
+// DISTREN_SKIP_RENDERERS=1 skips it instead, saying so.
+func needPrograms(t *testing.T, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			if os.Getenv("DISTREN_SKIP_RENDERERS") == "1" {
+				t.Skipf("DISTREN_SKIP_RENDERERS=1: skipping, %s is not installed", n)
+			}
+			t.Fatalf("this test needs %s, which is not installed (.ci/run installs it; DISTREN_SKIP_RENDERERS=1 skips renderer tests)", n)
+		}
+	}
+}
+
+// povJob is a 24-frame POV-Ray animation in chunks of 4, then an ffmpeg
+// encode of the 24 frames.
+const povJob = `<distrenjob version="1">
+  <name>e2e orbit</name>
+  <chunk>4</chunk>
+  <backend name="povray" version="3.7">
+    <scene>orbit.pov</scene><ini>orbit.ini</ini><width>96</width><height>54</height>
+  </backend>
+  <frames>
+    <range first="1" last="24"/>
+    <frame id="25">
+      <depends first="1" last="24"/>
+      <backend name="ffmpeg"><output>orbit.mp4</output><fps>24</fps></backend>
+    </frame>
+  </frames>
+  <outputs><output>*.png</output><output>*.mp4</output></outputs>
+</distrenjob>`
+
+// TestPOVRayAndFFmpeg renders a POV-Ray animation through serve and two
+// worker processes, compares every frame pixel by pixel with povray run by
+// hand on the same .ini, and checks the encoded video with ffprobe.
+func TestPOVRayAndFFmpeg(t *testing.T) {
+	needPrograms(t, "povray", "ffmpeg", "ffprobe")
+	_, url := serve(t, "--data", t.TempDir(), "--name", "pov", "--workers", "0")
+	start(t, "worker", "--server", url, "--slots", "1", "--dir", t.TempDir(), "--name", "w1")
+	start(t, "worker", "--server", url, "--slots", "1", "--dir", t.TempDir(), "--name", "w2")
+	files := map[string]string{}
+	for _, n := range []string{"orbit.pov", "orbit.ini"} {
+		b, err := os.ReadFile(filepath.Join("..", "examples", "povray", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[n] = string(b)
+	}
+	pkg := writeJob(t, povJob, files)
+	job := strings.TrimSpace(run(t, 0, "submit", pkg, "--server", url, "--wait"))
+	j, frames := status(t, url, job)
+	if j.State != api.JobDone || len(frames) != 25 {
+		t.Fatalf("job %+v", j)
+	}
+	workers := map[string]int{}
+	for _, f := range frames {
+		if f.Attempts != 1 {
+			t.Errorf("frame %d took %d attempts", f.ID, f.Attempts)
+		}
+		workers[f.Worker]++
+	}
+	if len(workers) != 2 {
+		t.Errorf("frames per worker %v: want both rendering", workers)
+	}
+	out := t.TempDir()
+	run(t, 0, "fetch", job, "--server", url, "-o", out)
+
+	// povray by hand: one process for frames 1-24 of the .ini's animation.
+	direct := t.TempDir()
+	for n, b := range files {
+		os.WriteFile(filepath.Join(direct, n), []byte(b), 0o644)
+	}
+	cmd := exec.Command("povray", "orbit.ini", "-D", "+W96", "+H54", "+SF1", "+EF24")
+	cmd.Dir = direct
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("povray by hand: %v\n%s", err, b)
+	}
+	for i := 1; i <= 24; i++ {
+		name := fmt.Sprintf("orbit%02d.png", i)
+		got, want := decode(t, filepath.Join(out, name)), decode(t, filepath.Join(direct, name))
+		if d := pixelDiff(got, want); d != "" {
+			t.Errorf("%s: %s", name, d)
+		}
+	}
+
+	probe, err := exec.Command("ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+		"-show_entries", "stream=nb_read_frames,codec_name,width,height", "-of", "csv=p=0", filepath.Join(out, "orbit.mp4")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe: %v\n%s", err, probe)
+	}
+	if got := strings.TrimSpace(string(probe)); got != "h264,96,54,24" {
+		t.Errorf("ffprobe says %q, want h264,96,54,24", got)
+	}
+}
+
+func decode(t *testing.T, p string) image.Image {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("%s: %v", p, err)
+	}
+	return img
+}
+
+func pixelDiff(a, b image.Image) string {
+	if a.Bounds() != b.Bounds() {
+		return fmt.Sprintf("size %v, povray's %v", a.Bounds(), b.Bounds())
+	}
+	r := a.Bounds()
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			r1, g1, b1, a1 := a.At(x, y).RGBA()
+			r2, g2, b2, a2 := b.At(x, y).RGBA()
+			if r1 != r2 || g1 != g2 || b1 != b2 || a1 != a2 {
+				return fmt.Sprintf("pixel (%d,%d) differs from povray's", x, y)
+			}
+		}
+	}
+	return ""
+}
