@@ -9,7 +9,8 @@
 //     internal/store (durable state in SQLite), internal/manifest (distrenjob.xml).
 //   - Vault (data and execution): internal/vault (content-addressed blobs),
 //     internal/jobpkg (tar safety), internal/worker (slots, scratch directories),
-//     internal/backend (renderers), internal/raster (the built-in renderer).
+//     internal/backend (renderers), internal/sandbox (confining renderer
+//     processes), internal/raster (the built-in renderer).
 //
 // internal/lifecycle starts and stops the subsystems in order.
 package distren

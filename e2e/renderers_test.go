@@ -51,7 +51,8 @@ const povJob = `<distrenjob version="1">
 // hand on the same .ini, and checks the encoded video with ffprobe.
 func TestPOVRayAndFFmpeg(t *testing.T) {
 	needPrograms(t, "povray", "ffmpeg", "ffprobe")
-	_, url := serve(t, "--data", t.TempDir(), "--name", "pov", "--workers", "0")
+	// A short lease: heartbeats (a third of it) fall inside every chunk.
+	_, url := serve(t, "--data", t.TempDir(), "--name", "pov", "--workers", "0", "--lease", "900ms")
 	start(t, "worker", "--server", url, "--slots", "1", "--dir", t.TempDir(), "--name", "w1")
 	start(t, "worker", "--server", url, "--slots", "1", "--dir", t.TempDir(), "--name", "w2")
 	files := map[string]string{}
@@ -137,4 +138,62 @@ func pixelDiff(a, b image.Image) string {
 		}
 	}
 	return ""
+}
+
+// TestBlender renders a few frames of the Blender example at low samples
+// through serve and two worker processes, two frames per Blender process,
+// and watches per-frame progress in the API while they render.
+func TestBlender(t *testing.T) {
+	needPrograms(t, "blender")
+	_, url := serve(t, "--data", t.TempDir(), "--name", "bl", "--workers", "0", "--lease", "900ms")
+	start(t, "worker", "--server", url, "--slots", "1", "--dir", t.TempDir(), "--name", "w1")
+	start(t, "worker", "--server", url, "--slots", "1", "--dir", t.TempDir(), "--name", "w2")
+	blend, err := os.ReadFile(filepath.Join("..", "examples", "blender", "scene.blend"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkg := writeJob(t, `<distrenjob version="1"><name>box</name><chunk>2</chunk>
+<backend name="blender" version="3.4"><blendfile>scene.blend</blendfile><engine>CYCLES</engine>
+<samples>16</samples><width>320</width><height>180</height></backend>
+<frames><range first="1" last="4"/></frames><outputs><output>*.png</output></outputs></distrenjob>`,
+		map[string]string{"scene.blend": string(blend)})
+	job := strings.TrimSpace(run(t, 0, "submit", pkg, "--server", url))
+
+	// Progress shows while frames render.
+	partial := 0.0
+	for {
+		j, frames := status(t, url, job)
+		for _, f := range frames {
+			if f.State == api.StateRunning && f.Progress > 0 && f.Progress < 1 {
+				partial = f.Progress
+			}
+		}
+		if j.State != api.JobQueued && j.State != api.JobRunning {
+			if j.State != api.JobDone {
+				t.Fatalf("job %+v", j)
+			}
+			break
+		}
+	}
+	if partial == 0 {
+		t.Error("no frame showed progress between 0 and 1 while rendering")
+	}
+	_, frames := status(t, url, job)
+	for _, f := range frames {
+		if f.Attempts != 1 {
+			t.Errorf("frame %d took %d attempts", f.ID, f.Attempts)
+		}
+	}
+	out := t.TempDir()
+	run(t, 0, "fetch", job, "--server", url, "-o", out)
+	for i := 1; i <= 4; i++ {
+		img := decode(t, filepath.Join(out, fmt.Sprintf("frame-%04d.png", i)))
+		if b := img.Bounds(); b.Dx() != 320 || b.Dy() != 180 {
+			t.Errorf("frame %d is %v, want 320x180", i, b)
+		}
+	}
+	// The box turns: the first and last frames differ.
+	if pixelDiff(decode(t, filepath.Join(out, "frame-0001.png")), decode(t, filepath.Join(out, "frame-0004.png"))) == "" {
+		t.Error("frames 1 and 4 are identical")
+	}
 }

@@ -1,8 +1,11 @@
 // Package backend owns the renderers distren can run: the Backend interface a
-// renderer implements (check a manifest's backend element, fingerprint the
-// machine, render a frame in a scratch directory), the registry of known
-// backends, the built-in Go renderer and the command backend. docs/backends.md
-// says how to add one.
+// renderer implements, shaped like a task driver (check a manifest's backend
+// element, fingerprint the machine, render a frame or a chunk of frames in a
+// scratch directory, reporting progress and finished frames), the Program
+// interface and Exec runner for renderers that are external programs (build
+// the command, parse its output, classify failures), the registry of known
+// backends, and the backends themselves: the built-in Go renderer, command,
+// POV-Ray, Blender and ffmpeg. docs/backends.md says how to add one.
 package backend
 
 import (

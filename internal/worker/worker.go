@@ -370,7 +370,7 @@ func (w *Worker) observe(d time.Duration) {
 }
 
 func (w *Worker) heartbeats(ctx context.Context) {
-	period := 5 * time.Second
+	period := 100 * time.Millisecond // until a lease tells its length: heartbeats with no lease send nothing
 	for {
 		select {
 		case <-time.After(period):
@@ -380,6 +380,9 @@ func (w *Worker) heartbeats(ctx context.Context) {
 		w.mu.Lock()
 		hb := api.Heartbeat{Worker: w.cfg.Name}
 		for r, t := range w.held {
+			if t.done[r.Frame] {
+				continue // reported: the server no longer holds it as running
+			}
 			hb.Leases = append(hb.Leases, api.LeaseProgress{LeaseRef: r, Progress: t.progress[r.Frame]})
 			if ttl := time.Duration(t.leases[0].TTLMS) * time.Millisecond; ttl > 0 {
 				period = min(max(ttl/3, 50*time.Millisecond), 5*time.Second)
@@ -396,7 +399,8 @@ func (w *Worker) heartbeats(ctx context.Context) {
 		}
 		w.mu.Lock()
 		for _, r := range resp.Stop {
-			if t := w.held[r]; t != nil {
+			// A frame of a chunk may have been reported since the heartbeat left.
+			if t := w.held[r]; t != nil && !t.done[r.Frame] {
 				w.cfg.Log.Info("abandoning frame", "job", r.Job, "frame", r.Frame, "reason", "lease no longer held")
 				t.cancel()
 			}
