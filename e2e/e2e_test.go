@@ -218,6 +218,7 @@ func TestServeWithTwoRemoteWorkers(t *testing.T) {
 	_, url := serve(t, "--data", t.TempDir(), "--name", "e2e", "--workers", "0")
 	start(t, "worker", "--server", url, "--slots", "2", "--dir", t.TempDir(), "--name", "w1")
 	start(t, "worker", "--server", url, "--slots", "2", "--dir", t.TempDir(), "--name", "w2")
+	waitWorkers(t, url, "w1", "w2") // both fingerprinted and claiming: the test checks both render
 	pkg := writeJob(t, animation, nil)
 
 	jobURL := strings.TrimSpace(run(t, 0, "submit", pkg, "--server", url, "--wait"))

@@ -55,14 +55,8 @@ func TestPOVRayAndFFmpeg(t *testing.T) {
 	_, url := serve(t, "--data", t.TempDir(), "--name", "pov", "--workers", "0", "--lease", "900ms")
 	start(t, "worker", "--server", url, "--slots", "1", "--dir", t.TempDir(), "--name", "w1")
 	start(t, "worker", "--server", url, "--slots", "1", "--dir", t.TempDir(), "--name", "w2")
-	files := map[string]string{}
-	for _, n := range []string{"orbit.pov", "orbit.ini"} {
-		b, err := os.ReadFile(filepath.Join("..", "examples", "povray", n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[n] = string(b)
-	}
+	waitWorkers(t, url, "w1", "w2") // both fingerprinted and claiming: the test checks both render
+	files := povFiles(t, nil)
 	pkg := writeJob(t, povJob, files)
 	job := strings.TrimSpace(run(t, 0, "submit", pkg, "--server", url, "--wait"))
 	j, frames := status(t, url, job)
@@ -148,6 +142,7 @@ func TestBlender(t *testing.T) {
 	_, url := serve(t, "--data", t.TempDir(), "--name", "bl", "--workers", "0", "--lease", "900ms")
 	start(t, "worker", "--server", url, "--slots", "1", "--dir", t.TempDir(), "--name", "w1")
 	start(t, "worker", "--server", url, "--slots", "1", "--dir", t.TempDir(), "--name", "w2")
+	waitWorkers(t, url, "w1", "w2")
 	blend, err := os.ReadFile(filepath.Join("..", "examples", "blender", "scene.blend"))
 	if err != nil {
 		t.Fatal(err)
@@ -195,5 +190,114 @@ func TestBlender(t *testing.T) {
 	// The box turns: the first and last frames differ.
 	if pixelDiff(decode(t, filepath.Join(out, "frame-0001.png")), decode(t, filepath.Join(out, "frame-0004.png"))) == "" {
 		t.Error("frames 1 and 4 are identical")
+	}
+}
+
+// povFiles returns the POV-Ray example's scene and .ini; edit, if not nil,
+// changes the .ini, which then renders 48x27 images.
+func povFiles(t *testing.T, edit func(ini string) string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	for _, n := range []string{"orbit.pov", "orbit.ini"} {
+		b, err := os.ReadFile(filepath.Join("..", "examples", "povray", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[n] = string(b)
+	}
+	if edit != nil {
+		files["orbit.ini"] = edit(files["orbit.ini"]) + "\nWidth=48\nHeight=27\n"
+	}
+	return files
+}
+
+// waitWorkers waits until the server has heard from every named worker.
+func waitWorkers(t *testing.T, url string, names ...string) {
+	t.Helper()
+	waitFor(t, "workers "+strings.Join(names, ", "), func() bool {
+		out := run(t, 0, "workers", "--server", url)
+		for _, n := range names {
+			if !strings.Contains(out, n+" ") {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestPOVRayChunkFailsPartly: frame 3 of a chunk of four does not parse.
+// Frames 1 and 2 are kept, frame 3 fails at once (the scene's fault), and
+// frame 4, never attempted, is rendered again without counting an attempt.
+func TestPOVRayChunkFailsPartly(t *testing.T) {
+	needPrograms(t, "povray")
+	_, url := serve(t, "--data", t.TempDir(), "--name", "part", "--workers", "1")
+	files := povFiles(t, func(ini string) string { return strings.Replace(ini, "Final_Frame=48", "Final_Frame=6", 1) })
+	files["orbit.pov"] = "#if (frame_number = 3) #error \"frame 3 is broken\" #end\n" + files["orbit.pov"]
+	pkg := writeJob(t, `<distrenjob version="1"><name>partly</name><chunk>4</chunk><retries>2</retries>
+<backend name="povray"><scene>orbit.pov</scene><ini>orbit.ini</ini></backend>
+<frames><range first="1" last="6"/></frames><outputs><output>*.png</output></outputs></distrenjob>`, files)
+	job := strings.TrimSpace(run(t, 3, "submit", pkg, "--server", url, "--wait"))
+	j, frames := status(t, url, job)
+	if j.State != api.JobFailed || j.Counts[api.StateDone] != 5 {
+		t.Fatalf("job %+v", j)
+	}
+	for _, f := range frames {
+		switch {
+		case f.ID == 3:
+			if f.State != api.StateFailed || f.Attempts != 1 || !strings.Contains(f.Error, "frame 3 is broken") {
+				t.Errorf("frame 3: %s after %d attempts: %q", f.State, f.Attempts, f.Error)
+			}
+		case f.State != api.StateDone || f.Attempts != 1:
+			t.Errorf("frame %d: %s after %d attempts (%s)", f.ID, f.State, f.Attempts, f.Error)
+		}
+	}
+}
+
+// TestInitPOVRay writes a manifest from an animation .ini with distren init
+// and renders it.
+func TestInitPOVRay(t *testing.T) {
+	needPrograms(t, "povray")
+	dir := t.TempDir()
+	for n, b := range povFiles(t, func(ini string) string { return strings.Replace(ini, "Final_Frame=48", "Final_Frame=3", 1) }) {
+		os.WriteFile(filepath.Join(dir, n), []byte(b), 0o644)
+	}
+	out := run(t, 0, "init", "povray", filepath.Join(dir, "orbit.ini"), "--chunk", "2")
+	if !strings.Contains(out, "3 frames (1-3) of orbit.pov, 2 per POV-Ray process") {
+		t.Errorf("init printed %q", out)
+	}
+	if msg := runStderr(t, 2, "init", "povray", filepath.Join(dir, "orbit.ini")); !strings.Contains(msg, "--force") {
+		t.Errorf("a second init: %q", msg)
+	}
+	res := filepath.Join(t.TempDir(), "out")
+	run(t, 0, "render", dir, "-o", res, "--workers", "1")
+	got := readDir(t, res)
+	if len(got) != 3 {
+		t.Fatalf("rendered %d files: %v", len(got), got)
+	}
+	for name := range got {
+		if b := decode(t, filepath.Join(res, name)).Bounds(); b.Dx() != 48 {
+			t.Errorf("%s is %v", name, b)
+		}
+	}
+}
+
+// TestWaitingForCapableWorker: a job asking for a renderer version no worker
+// has is shown waiting, with the reason.
+func TestWaitingForCapableWorker(t *testing.T) {
+	_, url := serve(t, "--data", t.TempDir(), "--name", "wait", "--workers", "1")
+	pkg := writeJob(t, `<distrenjob version="1"><name>future</name>
+<backend name="povray" version="9.9"><scene>a.pov</scene></backend>
+<frames><range first="1" last="2"/></frames><outputs><output>*.png</output></outputs></distrenjob>`,
+		map[string]string{"a.pov": "sphere { 0, 1 }"})
+	job := strings.TrimSpace(run(t, 0, "submit", pkg, "--server", url))
+	waitFor(t, "the job to say why it waits", func() bool {
+		j, _ := status(t, url, job)
+		return strings.Contains(j.Waiting, "2 ready frames need povray 9.9")
+	})
+	if out := run(t, 0, "status", job, "--server", url); !strings.Contains(out, "waiting for a capable worker") {
+		t.Errorf("status does not say why the job waits:\n%s", out)
+	}
+	if out := run(t, 0, "workers", "--server", url); !strings.Contains(out, "builtin") || !strings.Contains(out, "yes") {
+		t.Errorf("workers:\n%s", out)
 	}
 }

@@ -180,6 +180,10 @@ type Failure struct {
 	// JobError blames the job (a scene that does not parse, a missing
 	// file): the frame fails without further attempts.
 	JobError bool `json:"job_error,omitempty"`
+	// NotRun gives the frame back unattempted: it was in a chunk whose
+	// renderer stopped at an earlier frame. It is queued again without
+	// counting an attempt.
+	NotRun bool `json:"not_run,omitempty"`
 }
 
 // Retry asks to render frames again (POST /v1/jobs/{job}/retry). Frames is a

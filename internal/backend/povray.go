@@ -220,7 +220,8 @@ type povOutput struct {
 	files    map[int]string
 	done     int // frames up to which finish has looked
 	reported map[int]bool
-	errLine  string
+	errLine  string // the first error POV-Ray printed
+	errOpen  bool   // the last line was errLine or its continuation
 }
 
 func (o *povOutput) frame(k int) int64 { return o.t.Frames[0] + int64(k-1) }
@@ -252,8 +253,13 @@ func (o *povOutput) Line(line string, ev Events) {
 		}
 		return
 	}
-	if o.errLine == "" && povError.MatchString(line) {
-		o.errLine = strings.TrimSpace(line)
+	switch {
+	case o.errLine == "" && povError.MatchString(line):
+		o.errLine, o.errOpen = strings.TrimSpace(line), true
+	case o.errOpen && strings.HasPrefix(line, " "):
+		o.errLine += " " + strings.TrimSpace(line) // POV-Ray wraps its messages at 80 columns
+	default:
+		o.errOpen = false
 	}
 }
 

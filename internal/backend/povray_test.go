@@ -54,7 +54,8 @@ func TestPOVRayOutput(t *testing.T) {
 		"Rendering frame 2 of 3", "  Output file..........orbit08.png, 24 bpp PNG",
 		"Rendered 2048 of 4096 pixels (50%)",
 		"Rendering frame 3 of 3", "  Output file..........orbit09.png, 24 bpp PNG",
-		"File 'orbit.pov' line 12: Parse Error: Expected 'object', undeclared identifier 'Gld' found instead",
+		"File 'orbit.pov' line 12: Parse Error: Expected 'object', undeclared identifier 'Gld' found",
+		" instead",
 		"Fatal error in parser: Cannot parse input.", "Render failed",
 	} {
 		o.Line(l, rec)
@@ -66,7 +67,7 @@ func TestPOVRayOutput(t *testing.T) {
 	if p := rec.progress[7]; len(p) != 2 || p[0] != 0.25 || p[1] != 1 {
 		t.Errorf("progress of frame 7: %v", p)
 	}
-	if !IsJobError(err) || !strings.Contains(err.Error(), "frame 9") || !strings.Contains(err.Error(), "Parse Error") {
+	if !IsJobError(err) || !strings.Contains(err.Error(), "frame 9") || !strings.Contains(err.Error(), "'Gld' found instead") {
 		t.Errorf("error %v: want a job error naming frame 9 and the parse error", err)
 	}
 }

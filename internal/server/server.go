@@ -486,6 +486,9 @@ func (s *Server) postFail(r *http.Request) (any, error) {
 	if len(f.Error) > 64<<10 {
 		f.Error = f.Error[len(f.Error)-64<<10:]
 	}
+	if f.NotRun {
+		return struct{}{}, s.sess.Release(r.Context(), f.Worker, id, fr, f.Epoch)
+	}
 	return struct{}{}, s.sess.Fail(r.Context(), f.Worker, id, fr, f.Epoch, f.Error, f.JobError)
 }
 

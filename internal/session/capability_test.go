@@ -1,6 +1,7 @@
 package session
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -170,4 +171,36 @@ func jobOf(t *testing.T, s *Session, id int64) api.Job {
 		t.Fatal(err)
 	}
 	return j
+}
+
+// TestReleaseCountsNoAttempt: frames of a chunk after the one that failed
+// are given back unattempted and form the next chunk without it.
+func TestReleaseCountsNoAttempt(t *testing.T) {
+	s := openChunking(t)
+	id := submit(t, s, mkjobXML(t, chunkJob))
+	pov := map[string]string{"povray": "3.7", "builtin": "1"}
+	ls := claimWith(t, s, "a", 1, pov) // frames 1-4
+	complete(t, s, "a", ls[0])
+	if err := s.Fail(ctx, "a", id, 2, ls[1].Epoch, "Parse Error in frame 2", true); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ls[2:] {
+		if err := s.Release(ctx, "a", id, l.Frame, l.Epoch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Release(ctx, "a", id, 3, ls[2].Epoch); !errors.Is(err, ErrStaleLease) {
+		t.Errorf("a second release of the same lease: %v, want ErrStaleLease", err)
+	}
+	fs, err := s.Frames(id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs[1].State != api.StateFailed || fs[2].State != api.StateReady || fs[2].Attempts != 0 || fs[3].Attempts != 0 {
+		t.Errorf("frames 2-4: %+v", fs[1:4])
+	}
+	again := claimWith(t, s, "a", 1, pov)
+	if fmt.Sprint(frames(again)) != "[3 4 5 6]" {
+		t.Errorf("next chunk %v, want 3-6", frames(again))
+	}
 }

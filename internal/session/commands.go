@@ -363,6 +363,25 @@ func (s *Session) Fail(ctx context.Context, worker string, jobID, frameID int64,
 	return err
 }
 
+// Release gives a leased frame back unattempted (its chunk stopped at an
+// earlier frame): it is ready again, with no attempt counted against it or
+// the worker. Nothing durable changes.
+func (s *Session) Release(ctx context.Context, worker string, jobID, frameID int64, epoch uint64) error {
+	_, err := s.do(ctx, func(store.Tx) (any, error) {
+		j, i, err := s.held(worker, jobID, frameID, epoch)
+		if err != nil {
+			return nil, err
+		}
+		f := &j.frames[i]
+		f.epoch, f.worker = 0, ""
+		delete(s.running, frameKey{j.rec.ID, f.id})
+		j.setState(i, fsReady)
+		s.notify = true
+		return nil, nil
+	})
+	return err
+}
+
 func (s *Session) failAttempt(tx store.Tx, j *job, i int32, msg string, final bool) error {
 	f := &j.frames[i]
 	rec := store.Frame{Job: j.rec.ID, ID: f.id, State: store.FramePending, Attempts: f.attempts + 1, Worker: f.worker,

@@ -615,6 +615,7 @@ func (w *Worker) run(ctx context.Context, t *task) {
 		return
 	}
 	jobErr := backend.IsJobError(err)
+	var failed int64 = -1 // the frame of a chunk whose failure stopped it
 	for _, l := range t.leases {
 		w.mu.Lock()
 		done := t.done[l.Frame]
@@ -625,9 +626,16 @@ func (w *Worker) run(ctx context.Context, t *task) {
 		case err == nil && rest != nil:
 			w.sendDone(ctx, t, l, rest, took)
 		case err == nil:
-			w.sendFail(ctx, t, l, fmt.Errorf("the renderer finished without reporting frame %d done", l.Frame), false)
+			w.sendFail(ctx, t, l, api.Failure{Error: fmt.Sprintf("the renderer finished without reporting frame %d done", l.Frame)})
+		case failed >= 0:
+			// A chunk renders in order: the frames after the one that
+			// failed were never attempted and go back to the queue.
+			w.sendFail(ctx, t, l, api.Failure{NotRun: true, Error: fmt.Sprintf("not rendered: frame %d of its chunk failed first", failed)})
 		default:
-			w.sendFail(ctx, t, l, err, jobErr)
+			if len(t.leases) > 1 {
+				failed = l.Frame
+			}
+			w.sendFail(ctx, t, l, api.Failure{Error: err.Error(), JobError: jobErr})
 		}
 	}
 	w.reports.Go(func() {
@@ -652,16 +660,20 @@ func (w *Worker) sendDone(ctx context.Context, t *task, l api.Lease, files []str
 	})
 }
 
-// sendFail reports a frame's failed attempt, in the background.
-func (w *Worker) sendFail(ctx context.Context, t *task, l api.Lease, err error, jobErr bool) {
+// sendFail reports a frame's failed attempt (or, with f.NotRun, a frame
+// given back unattempted), in the background.
+func (w *Worker) sendFail(ctx context.Context, t *task, l api.Lease, f api.Failure) {
 	log := w.cfg.Log.With("job", l.Job, "frame", l.Frame)
-	log.Warn("frame failed", "err", err)
+	if f.NotRun {
+		log.Info("frame given back", "reason", f.Error)
+	} else {
+		log.Warn("frame failed", "err", f.Error)
+	}
+	f.Worker, f.Epoch = w.cfg.Name, l.Epoch
 	t.pending.Add(1)
 	w.reports.Go(func() {
 		defer t.pending.Done()
-		w.report(ctx, log, func(c context.Context) error {
-			return w.cfg.Client.Fail(c, ref(l), api.Failure{Worker: w.cfg.Name, Epoch: l.Epoch, Error: err.Error(), JobError: jobErr})
-		})
+		w.report(ctx, log, func(c context.Context) error { return w.cfg.Client.Fail(c, ref(l), f) })
 	})
 }
 
