@@ -34,7 +34,7 @@ const povJob = `<distrenjob version="1">
   <name>e2e orbit</name>
   <chunk>4</chunk>
   <backend name="povray" version="3.7">
-    <scene>orbit.pov</scene><ini>orbit.ini</ini><width>96</width><height>54</height>
+    <scene>orbit.pov</scene><ini>orbit.ini</ini>
   </backend>
   <frames>
     <range first="1" last="24"/>
@@ -81,7 +81,7 @@ func TestPOVRayAndFFmpeg(t *testing.T) {
 	for n, b := range files {
 		os.WriteFile(filepath.Join(direct, n), []byte(b), 0o644)
 	}
-	cmd := exec.Command("povray", "orbit.ini", "-D", "+W96", "+H54", "+SF1", "+EF24")
+	cmd := exec.Command("povray", "orbit.ini", "-D", "+SF1", "+EF24")
 	cmd.Dir = direct
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("povray by hand: %v\n%s", err, b)
@@ -99,8 +99,8 @@ func TestPOVRayAndFFmpeg(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ffprobe: %v\n%s", err, probe)
 	}
-	if got := strings.TrimSpace(string(probe)); got != "h264,96,54,24" {
-		t.Errorf("ffprobe says %q, want h264,96,54,24", got)
+	if got := strings.TrimSpace(string(probe)); got != "h264,320,180,24" {
+		t.Errorf("ffprobe says %q, want h264,320,180,24", got)
 	}
 }
 
