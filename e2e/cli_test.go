@@ -276,7 +276,10 @@ func TestProgressBars(t *testing.T) {
 	if !strings.Contains(string(out), "distren://bars/1") {
 		t.Errorf("the job's URL is missing:\n%q", out)
 	}
-	if msg := runStderr(t, 0, "submit", pkg, "--wait", "--server", url); msg != "" {
-		t.Errorf("off a terminal, submit wrote to stderr: %q", msg)
+	if msg := runStderr(t, 0, "submit", pkg, "--wait", "--server", url); strings.ContainsAny(msg, "\r█") || strings.Contains(msg, "uploading") || !strings.HasPrefix(msg, "sent ") {
+		t.Errorf("off a terminal, submit wrote %q; want only the line saying what was sent", msg)
+	}
+	if msg := runStderr(t, 0, "submit", pkg, "-q", "--server", url); msg != "" {
+		t.Errorf("submit -q wrote %q", msg)
 	}
 }

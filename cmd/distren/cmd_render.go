@@ -76,7 +76,7 @@ func runRender(ctx context.Context, o renderOptions, pkg string, stdout io.Write
 			return err
 		}
 		start := time.Now()
-		sub, err := upload(ctx, c, pkg, stderr, bar)
+		sub, err := upload(ctx, c, pkg, stderr, bar, true)
 		if err != nil {
 			return err
 		}

@@ -33,7 +33,7 @@ func newSubmitCommand() *cobra.Command {
 	}
 	serverFlag(c, &o.server)
 	c.Flags().BoolVar(&o.wait, "wait", false, "wait until the job ends; exit 3 if a frame failed")
-	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "no progress bars")
+	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "no progress bars, and no line saying how much was sent")
 	return c
 }
 
@@ -42,7 +42,7 @@ func runSubmit(ctx context.Context, o submitOptions, pkg string, stdout io.Write
 	if err != nil {
 		return usageError{err}
 	}
-	sub, err := upload(ctx, c, pkg, stderr, !o.quiet && isTerminal(stderr))
+	sub, err := upload(ctx, c, pkg, stderr, !o.quiet && isTerminal(stderr), o.quiet)
 	if err != nil {
 		return err
 	}
@@ -53,8 +53,24 @@ func runSubmit(ctx context.Context, o submitOptions, pkg string, stdout io.Write
 	return waitJob(ctx, c, sub.ID, stderr, !o.quiet && isTerminal(stderr))
 }
 
-// upload sends a package, with a progress bar on stderr if bar is set.
-func upload(ctx context.Context, c *client.Client, pkg string, stderr io.Writer, bar bool) (api.Submitted, error) {
+// upload sends a package, with a progress bar on stderr if bar is set. A
+// directory goes as chunks: only those the server lacks are sent.
+func upload(ctx context.Context, c *client.Client, pkg string, stderr io.Writer, bar, quiet bool) (api.Submitted, error) {
+	if fi, err := os.Stat(pkg); err == nil && fi.IsDir() {
+		sub, st, err := uploadChunks(ctx, c, pkg, stderr, bar)
+		if err != nil {
+			return sub, fmt.Errorf("submitting %s: %w", pkg, err)
+		}
+		if !quiet {
+			fmt.Fprintln(stderr, st)
+		}
+		return sub, nil
+	}
+	return uploadTar(ctx, c, pkg, stderr, bar)
+}
+
+// uploadTar streams a tarball.
+func uploadTar(ctx context.Context, c *client.Client, pkg string, stderr io.Writer, bar bool) (api.Submitted, error) {
 	rc, size, err := jobpkg.Open(pkg)
 	if err != nil {
 		return api.Submitted{}, fmt.Errorf("job package %s: %w", pkg, err)

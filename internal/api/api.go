@@ -86,13 +86,49 @@ type Submitted struct {
 	Frames int    `json:"frames"`
 }
 
-// InputFile is one file of a job's package as workers fetch it.
+// InputFile is one file of a job's package as workers fetch it: the
+// concatenation of its chunks.
 type InputFile struct {
-	Path string `json:"path"`
-	Mode uint32 `json:"mode"`
-	Size int64  `json:"size"`
-	Hash string `json:"hash"` // vault object name
+	Path   string     `json:"path"`
+	Mode   uint32     `json:"mode"`
+	Size   int64      `json:"size"`
+	Chunks []ChunkRef `json:"chunks,omitempty"`
+	// Hash names the whole file as one object: jobs stored before files
+	// were chunked. Parts reads both forms.
+	Hash string `json:"hash,omitempty"`
 }
+
+// ChunkRef names a chunk (a vault object) and its size.
+type ChunkRef struct {
+	Hash string `json:"hash"`
+	Size int64  `json:"size"`
+}
+
+// Parts returns the objects whose concatenation is the file.
+func (f InputFile) Parts() []ChunkRef {
+	if len(f.Chunks) == 0 && f.Hash != "" {
+		return []ChunkRef{{Hash: f.Hash, Size: f.Size}}
+	}
+	return f.Chunks
+}
+
+// TreeContentType marks a job submission whose body is a tree (the package's
+// files as chunk lists, internal/cdc's encoding) rather than a tarball: its
+// chunks must have been uploaded first.
+const TreeContentType = "application/x-distren-tree"
+
+// MissingRequest asks which chunks the server lacks (POST /v1/chunks/missing).
+type MissingRequest struct {
+	Chunks []string `json:"chunks"`
+}
+
+// MissingResponse lists them, in the order asked.
+type MissingResponse struct {
+	Missing []string `json:"missing"`
+}
+
+// MaxMissingBatch is the most chunks one MissingRequest may name.
+const MaxMissingBatch = 50_000
 
 // JobSpec is what a worker needs to render a job's frames (GET /v1/jobs/{job}/spec).
 type JobSpec struct {

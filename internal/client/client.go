@@ -129,6 +129,43 @@ func (c *Client) Submit(ctx context.Context, pkg io.Reader, size int64) (api.Sub
 	return s, json.NewDecoder(resp.Body).Decode(&s)
 }
 
+// SubmitTree creates a job from a tree whose chunks the server holds.
+func (c *Client) SubmitTree(ctx context.Context, tree []byte) (api.Submitted, error) {
+	var s api.Submitted
+	resp, err := c.req(ctx, "POST", "/v1/jobs", bytes.NewReader(tree), int64(len(tree)), api.TreeContentType)
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// MissingChunks returns which of the chunks (hex SHA-256) the server lacks,
+// asking in batches.
+func (c *Client) MissingChunks(ctx context.Context, hashes []string) ([]string, error) {
+	var missing []string
+	for len(hashes) > 0 {
+		n := min(len(hashes), api.MaxMissingBatch)
+		var r api.MissingResponse
+		if err := c.call(ctx, "POST", "/v1/chunks/missing", api.MissingRequest{Chunks: hashes[:n]}, &r); err != nil {
+			return nil, err
+		}
+		missing = append(missing, r.Missing...)
+		hashes = hashes[n:]
+	}
+	return missing, nil
+}
+
+// PutChunk uploads a chunk; the server checks it has the hash it is named by.
+func (c *Client) PutChunk(ctx context.Context, hash string, data io.Reader, size int64) error {
+	resp, err := c.req(ctx, "PUT", "/v1/chunks/"+url.PathEscape(hash), data, size, "application/octet-stream")
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
+}
+
 // Jobs lists the server's jobs, newest first.
 func (c *Client) Jobs(ctx context.Context) ([]api.Job, error) {
 	var js []api.Job

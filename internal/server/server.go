@@ -23,6 +23,7 @@ import (
 
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/backend"
+	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/jobpkg"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/session"
@@ -70,6 +71,7 @@ type Server struct {
 	url      string
 	log      *slog.Logger
 	mux      *http.ServeMux
+	chunker  *cdc.Chunker
 }
 
 // Config assembles a server.
@@ -91,9 +93,12 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{sess: cfg.Session, vault: cfg.Vault, backends: cfg.Backends, tmp: cfg.TmpDir, lim: cfg.Limits,
 		url: cfg.URL, log: cfg.Log, mux: http.NewServeMux()}
+	s.chunker, _ = cdc.New(cdc.Options{}) // the defaults are valid
 	h := func(pattern string, f func(*http.Request) (any, error)) { s.mux.Handle(pattern, s.json(f)) }
 	h("GET /v1/server", s.getServer)
 	h("POST /v1/jobs", s.postJob)
+	h("POST /v1/chunks/missing", s.postMissing)
+	h("PUT /v1/chunks/{hash}", s.putChunk)
 	h("GET /v1/jobs", func(*http.Request) (any, error) { return s.sess.Jobs(), nil })
 	h("GET /v1/jobs/{job}", s.getJob)
 	h("GET /v1/jobs/{job}/frames", s.getFrames)
@@ -229,20 +234,37 @@ var Version = "0.1.0-dev"
 // postJob receives a package upload: the tar stream is unpacked as it
 // arrives, checked, its files stored in the vault, and the job recorded.
 func (s *Server) postJob(r *http.Request) (any, error) {
-	body := http.MaxBytesReader(nil, r.Body, s.lim.MaxPackageBytes+1<<20) // compressed form, tar overhead
-	dir, err := os.MkdirTemp(s.tmp, "upload-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	files, err := jobpkg.Extract(bufio.NewReaderSize(body, 256<<10), dir,
-		jobpkg.Limits{MaxBytes: s.lim.MaxPackageBytes, MaxEntries: s.lim.MaxPackageFiles})
-	if err != nil {
-		return nil, fmt.Errorf("package: %w", err)
-	}
-	raw, err := readLimited(filepath.Join(dir, manifest.FileName), s.lim.MaxManifestBytes)
-	if err != nil {
-		return nil, err
+	var inputs []api.InputFile
+	var raw []byte
+	if r.Header.Get("Content-Type") == api.TreeContentType {
+		b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, cdc.MaxTreeEncoded))
+		if err != nil {
+			return nil, badRequest("package tree: %v", err)
+		}
+		t, err := cdc.DecodeTree(b)
+		if err != nil {
+			return nil, badRequest("package tree: %v", err)
+		}
+		if inputs, raw, err = s.treeInputs(t); err != nil {
+			return nil, err
+		}
+	} else {
+		body := http.MaxBytesReader(nil, r.Body, s.lim.MaxPackageBytes+1<<20) // compressed form, tar overhead
+		dir, err := os.MkdirTemp(s.tmp, "upload-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		if _, err := jobpkg.Extract(bufio.NewReaderSize(body, 256<<10), dir,
+			jobpkg.Limits{MaxBytes: s.lim.MaxPackageBytes, MaxEntries: s.lim.MaxPackageFiles}); err != nil {
+			return nil, fmt.Errorf("package: %w", err)
+		}
+		if raw, err = readLimited(filepath.Join(dir, manifest.FileName), s.lim.MaxManifestBytes); err != nil {
+			return nil, err
+		}
+		if inputs, err = s.ingest(dir); err != nil {
+			return nil, err
+		}
 	}
 	m, err := manifest.Parse(bytesReader(raw), manifest.FileName, manifest.Options{
 		MaxBytes: s.lim.MaxManifestBytes, MaxFrames: s.lim.MaxFrames, Backends: s.backends.Known})
@@ -252,8 +274,8 @@ func (s *Server) postJob(r *http.Request) (any, error) {
 	if err := s.backends.CheckManifest(m); err != nil {
 		return nil, err
 	}
-	have := make(map[string]bool, len(files))
-	for _, f := range files {
+	have := make(map[string]bool, len(inputs))
+	for _, f := range inputs {
 		have[f.Path] = true
 	}
 	var missing manifest.ErrorList
@@ -265,17 +287,6 @@ func (s *Server) postJob(r *http.Request) (any, error) {
 	}
 	if len(missing) > 0 {
 		return nil, missing
-	}
-	inputs := make([]api.InputFile, 0, len(files))
-	for _, f := range files {
-		if f.Path == manifest.FileName {
-			continue
-		}
-		ref, err := s.vault.PutFile(filepath.Join(dir, filepath.FromSlash(f.Path)))
-		if err != nil {
-			return nil, fmt.Errorf("storing %s: %w", f.Path, err)
-		}
-		inputs = append(inputs, api.InputFile{Path: f.Path, Mode: uint32(f.Mode.Perm()), Size: ref.Size, Hash: ref.Hash})
 	}
 	sub, err := s.sess.Submit(r.Context(), session.Submission{Manifest: m, Raw: raw, Inputs: inputs})
 	if err != nil {
@@ -581,7 +592,9 @@ func (s *Server) getFile(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", path.Base(loc.Path)))
 	if !loc.InTar {
-		return s.serveObject(w, r, loc.Hash, "application/octet-stream")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.FormatInt(loc.Size, 10))
+		return s.copyParts(w, loc.Parts)
 	}
 	f, err := s.vault.Open(loc.Hash)
 	if err != nil {

@@ -129,7 +129,8 @@ func (s *Session) Files(id int64) ([]api.File, error) {
 type FileLoc struct {
 	Path  string
 	Size  int64
-	Hash  string // the input's object, or the output tarball's
+	Parts []api.ChunkRef // an input's chunks
+	Hash  string         // the output tarball holding it
 	InTar bool
 }
 
@@ -143,7 +144,7 @@ func (s *Session) File(id, n int64) (FileLoc, error) {
 	}
 	if n >= 1 && n <= int64(len(j.inputs)) {
 		in := j.inputs[n-1]
-		return FileLoc{Path: in.Path, Size: in.Size, Hash: in.Hash}, nil
+		return FileLoc{Path: in.Path, Size: in.Size, Parts: in.Parts()}, nil
 	}
 	for _, f := range j.files {
 		if f.N == n {

@@ -446,9 +446,16 @@ func (w *Worker) spec(ctx context.Context, job int64) *jobSpec {
 
 // object makes sure the cache holds an object, downloading it once.
 func (w *Worker) object(ctx context.Context, hash string) error {
+	_, err := w.fetchObject(ctx, hash)
+	return err
+}
+
+// fetchObject is object, also returning the bytes it downloaded (0 when the
+// cache held the object or another task fetched it).
+func (w *Worker) fetchObject(ctx context.Context, hash string) (int64, error) {
 	for {
 		if w.cache.Has(hash) {
-			return nil
+			return 0, nil
 		}
 		w.mu.Lock()
 		ch, busy := w.fetch[hash]
@@ -462,28 +469,29 @@ func (w *Worker) object(ctx context.Context, hash string) error {
 			case <-ch:
 				continue
 			case <-ctx.Done():
-				return ctx.Err()
+				return 0, ctx.Err()
 			}
 		}
-		err := w.download(ctx, hash)
+		n, err := w.download(ctx, hash)
 		w.mu.Lock()
 		delete(w.fetch, hash)
 		close(ch)
 		w.mu.Unlock()
-		return err
+		return n, err
 	}
 }
 
-func (w *Worker) download(ctx context.Context, hash string) error {
+func (w *Worker) download(ctx context.Context, hash string) (int64, error) {
 	rc, err := w.cfg.Client.Blob(ctx, hash)
 	if err != nil {
-		return fmt.Errorf("fetching object %s: %w", hash, err)
+		return 0, fmt.Errorf("fetching object %s: %w", hash, err)
 	}
 	defer rc.Close()
-	if _, err := w.cache.Put(rc, hash); err != nil {
-		return fmt.Errorf("fetching object %s: %w", hash, err)
+	ref, err := w.cache.Put(rc, hash)
+	if err != nil {
+		return 0, fmt.Errorf("fetching object %s: %w", hash, err)
 	}
-	return nil
+	return ref.Size, nil
 }
 
 // prepare fills the task's scratch directory.
@@ -509,20 +517,31 @@ func (w *Worker) prepare(ctx context.Context, t *task) {
 	}
 	defer root.Close()
 	t.before = map[string]fileStamp{}
+	var fetched, inputBytes int64
 	for _, in := range t.spec.in {
-		if t.err = w.object(t.ctx, in.Hash); t.err != nil {
-			return
+		parts := in.Parts()
+		for _, p := range parts {
+			n, err := w.fetchObject(t.ctx, p.Hash)
+			if err != nil {
+				t.err = fmt.Errorf("input %s: %w", in.Path, err)
+				return
+			}
+			fetched += n
 		}
+		inputBytes += in.Size
 		dst := filepath.Join(t.dir, filepath.FromSlash(in.Path))
 		if dir := path.Dir(in.Path); dir != "." {
 			if t.err = root.MkdirAll(dir, 0o755); t.err != nil {
 				return
 			}
 		}
-		if t.err = w.cache.CopyTo(in.Hash, dst, fs.FileMode(in.Mode)&0o755|0o600, false); t.err != nil {
+		if t.err = w.materialize(parts, dst, fs.FileMode(in.Mode)&0o755|0o600); t.err != nil {
 			t.err = fmt.Errorf("input %s: %w", in.Path, t.err)
 			return
 		}
+	}
+	if fetched > 0 { // what the cache did not hold
+		w.cfg.Log.Info("inputs downloaded", "job", first.Job, "frames", frameList(t.frames()), "bytes", inputBytes, "downloaded", fetched)
 	}
 	var deps []api.DepOutput
 	for _, l := range t.leases { // a chunk's frames may share dependencies
@@ -553,6 +572,33 @@ func (w *Worker) prepare(ctx context.Context, t *task) {
 		t.before[filepath.ToSlash(rel)] = fileStamp{info.Size(), info.ModTime()}
 		return nil
 	})
+}
+
+// materialize writes the concatenation of cached objects to dst: a copy of
+// the object for a file of one chunk, the chunks one after the other
+// otherwise.
+func (w *Worker) materialize(parts []api.ChunkRef, dst string, perm fs.FileMode) error {
+	if len(parts) == 1 {
+		return w.cache.CopyTo(parts[0].Hash, dst, perm, false)
+	}
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	for _, p := range parts {
+		o, err := w.cache.Open(p.Hash)
+		if err != nil {
+			f.Close()
+			return err
+		}
+		_, err = io.Copy(f, o)
+		o.Close()
+		if err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
 }
 
 // unpack writes a dependency's output files into the scratch directory.

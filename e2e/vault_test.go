@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/distren/distren/internal/cdc"
+	"github.com/distren/distren/internal/client"
+)
+
+// sentRE reads submit's report of what it sent.
+var sentRE = regexp.MustCompile(`^sent .*?(\d+) (?:of \d+ )?chunks.*\((\d+) (?:of \d+ )?bytes\)$`)
+
+func sent(t *testing.T, msg string) (bytes uint64, chunks int) {
+	t.Helper()
+	m := sentRE.FindStringSubmatch(strings.TrimSpace(msg))
+	if m == nil {
+		t.Fatalf("submit did not say what it sent: %q", msg)
+	}
+	chunks, _ = strconv.Atoi(m[1])
+	b, _ := strconv.ParseUint(m[2], 10, 64)
+	return b, chunks
+}
+
+func randomFile(t *testing.T, p string, n int) {
+	t.Helper()
+	b := make([]byte, n)
+	rand.Read(b)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const sceneJob = `<distrenjob version="1"><name>%s</name>
+<backend name="command"><program>sh</program><arg>-c</arg><arg>cat textures/*.bin scene.txt | wc -c > size-{frame}.txt</arg></backend>
+<inputs><file>scene.txt</file></inputs>
+<frames><range first="1" last="2"/></frames><outputs><output>*.txt</output></outputs></distrenjob>`
+
+// TestDeduplicatedTransfer: a package is sent as chunks; sending it again
+// sends nothing, a small change sends only the changed chunks, an upload
+// cut off half-way resumes, and a worker rendering a second job on the same
+// scene downloads nothing.
+func TestDeduplicatedTransfer(t *testing.T) {
+	_, url := serve(t, "--data", t.TempDir(), "--name", "dedup", "--workers", "0")
+	w := start(t, "worker", "--server", url, "--slots", "1", "--dir", t.TempDir(), "--name", "w1")
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "textures"), 0o755)
+	randomFile(t, filepath.Join(dir, "textures", "wood.bin"), 6<<20)
+	randomFile(t, filepath.Join(dir, "textures", "stone.bin"), 3<<20)
+	os.WriteFile(filepath.Join(dir, "scene.txt"), []byte(strings.Repeat("sphere { <0,0,0>, 1 }\n", 1000)), 0o644)
+	write := func(name string) {
+		os.WriteFile(filepath.Join(dir, "distrenjob.xml"), []byte(strings.Replace(sceneJob, "%s", name, 1)), 0o644)
+	}
+	write("first")
+	total := uint64(9<<20 + 22000)
+
+	msg := runStderr(t, 0, "submit", dir, "--server", url, "--wait")
+	b, chunks := sent(t, msg)
+	if b < total || chunks < 5 {
+		t.Errorf("first submission sent %d bytes in %d chunks, want the whole package (%d bytes)", b, chunks, total)
+	}
+
+	// Again, same scene, another job: nothing to send but the changed manifest.
+	write("second")
+	b, _ = sent(t, runStderr(t, 0, "submit", dir, "--server", url, "--wait"))
+	if b > 4096 {
+		t.Errorf("resubmission sent %d bytes, want only the manifest", b)
+	}
+	if !strings.Contains(w.log.String(), "job=1") {
+		t.Fatalf("the worker rendered nothing of job 1:\n%s", w.log)
+	}
+	for _, line := range strings.Split(w.log.String(), "\n") {
+		if strings.Contains(line, "inputs downloaded") && strings.Contains(line, "job=2") {
+			t.Errorf("the worker downloaded inputs again for the second job: %s", line)
+		}
+	}
+
+	// A few bytes changed in the middle of a texture: one or two chunks.
+	f, _ := os.OpenFile(filepath.Join(dir, "textures", "wood.bin"), os.O_WRONLY, 0)
+	f.WriteAt([]byte("a small edit"), 3<<20)
+	f.Close()
+	b, n := sent(t, runStderr(t, 0, "submit", dir, "--server", url, "--wait"))
+	if b == 0 || b > 8<<20+4096 || n > 3 {
+		t.Errorf("after a 12-byte edit: sent %d bytes in %d chunks", b, n)
+	}
+	if b > total/2 {
+		t.Errorf("after a 12-byte edit: sent %d of %d bytes", b, total)
+	}
+
+	// A new texture, half of whose chunks reach the server before the
+	// upload is cut off: submitting again sends the other half.
+	randomFile(t, filepath.Join(dir, "textures", "metal.bin"), 8<<20)
+	c, err := client.New(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := cdc.New(cdc.Options{})
+	mf, _ := os.Open(filepath.Join(dir, "textures", "metal.bin"))
+	var early, all uint64
+	k := 0
+	err = ch.Split(mf, func(c2 cdc.Chunk) error {
+		all += uint64(c2.Size)
+		if k++; k%2 == 1 {
+			early += uint64(c2.Size)
+			return c.PutChunk(context.Background(), hex.EncodeToString(c2.Hash[:]), strings.NewReader(string(c2.Data)), int64(c2.Size))
+		}
+		return nil
+	})
+	mf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = sent(t, runStderr(t, 0, "submit", dir, "--server", url, "--wait"))
+	if b != all-early {
+		t.Errorf("the resumed upload sent %d bytes, want the %d bytes not sent before", b, all-early)
+	}
+	// And every job's result is right: the frames saw the whole files.
+	out := t.TempDir()
+	run(t, 0, "fetch", "4", "--server", url, "-o", out)
+	got, _ := os.ReadFile(filepath.Join(out, "size-1.txt"))
+	if want := strconv.Itoa(int(total) + 8<<20); strings.TrimSpace(string(got)) != want {
+		t.Errorf("the last job's frame read %s bytes of input, want %s", got, want)
+	}
+}

@@ -1,0 +1,148 @@
+package server
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/cdc"
+	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/vault"
+)
+
+// Chunked uploads: a client sends the package's tree after the chunks the
+// server lacks, so a package re-submitted with small changes moves only the
+// changed chunks, and an interrupted upload resumes where it stopped.
+
+func (s *Server) postMissing(r *http.Request) (any, error) {
+	var req api.MissingRequest
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	if len(req.Chunks) > api.MaxMissingBatch {
+		return nil, badRequest("chunks/missing: %d chunks named, at most %d per request", len(req.Chunks), api.MaxMissingBatch)
+	}
+	out := api.MissingResponse{Missing: []string{}}
+	for _, h := range req.Chunks {
+		if !vault.ValidHash(h) {
+			return nil, badRequest("chunks/missing: %q is not a SHA-256 in hex", h)
+		}
+		if !s.vault.Has(h) {
+			out.Missing = append(out.Missing, h)
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) putChunk(r *http.Request) (any, error) {
+	h := r.PathValue("hash")
+	if !vault.ValidHash(h) {
+		return nil, badRequest("chunk %q: not a SHA-256 in hex", h)
+	}
+	body := http.MaxBytesReader(nil, r.Body, cdc.MaxChunkSize)
+	if _, err := s.vault.Put(body, h); err != nil {
+		return nil, badRequest("chunk %s: %v", h, err)
+	}
+	return struct{}{}, nil
+}
+
+// treeInputs turns a decoded tree into the job's input files, checking that
+// the vault holds every chunk, and returns the manifest's bytes.
+func (s *Server) treeInputs(t cdc.Tree) ([]api.InputFile, []byte, error) {
+	if n := len(t.Files); n > s.lim.MaxPackageFiles {
+		return nil, nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Errorf("package: %d files, over the limit of %d", n, s.lim.MaxPackageFiles)}
+	}
+	if size := t.Size(); size > s.lim.MaxPackageBytes {
+		return nil, nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Errorf("package: %d bytes, over the limit of %d", size, s.lim.MaxPackageBytes)}
+	}
+	if missing := cdc.Missing(t, func(h [32]byte) bool { return s.vault.Has(hex.EncodeToString(h[:])) }); len(missing) > 0 {
+		return nil, nil, &httpError{http.StatusConflict, fmt.Errorf("package: %d of its chunks are not on the server (first %x); upload them first (POST /v1/chunks/missing, PUT /v1/chunks/{hash})", len(missing), missing[0].Hash)}
+	}
+	var raw []byte
+	inputs := make([]api.InputFile, 0, len(t.Files))
+	for _, f := range t.Files {
+		in := api.InputFile{Path: f.Path, Mode: f.Mode, Size: f.Size, Chunks: make([]api.ChunkRef, len(f.Chunks))}
+		for i, c := range f.Chunks {
+			in.Chunks[i] = api.ChunkRef{Hash: hex.EncodeToString(c.Hash[:]), Size: c.Size}
+		}
+		if f.Path == manifest.FileName {
+			if f.Size > s.lim.MaxManifestBytes {
+				return nil, nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Errorf("%s: larger than the limit of %d bytes", manifest.FileName, s.lim.MaxManifestBytes)}
+			}
+			var b bytes.Buffer
+			if err := s.copyParts(&b, in.Chunks); err != nil {
+				return nil, nil, fmt.Errorf("reading %s: %w", manifest.FileName, err)
+			}
+			raw = b.Bytes()
+			continue
+		}
+		inputs = append(inputs, in)
+	}
+	if raw == nil {
+		return nil, nil, badRequest("package: no %s at the package's root", manifest.FileName)
+	}
+	return inputs, raw, nil
+}
+
+// copyParts writes the concatenation of objects to w.
+func (s *Server) copyParts(w io.Writer, parts []api.ChunkRef) error {
+	for _, p := range parts {
+		o, err := s.vault.Open(p.Hash)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(w, o)
+		o.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ingest stores the files of an unpacked package in the vault as chunks.
+func (s *Server) ingest(dir string) ([]api.InputFile, error) {
+	var inputs []api.InputFile
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		if rel == manifest.FileName {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in := api.InputFile{Path: rel, Mode: uint32(info.Mode().Perm()), Size: info.Size(), Chunks: []api.ChunkRef{}}
+		err = s.chunker.Split(f, func(c cdc.Chunk) error {
+			h := hex.EncodeToString(c.Hash[:])
+			if !s.vault.Has(h) {
+				if _, err := s.vault.Put(bytes.NewReader(c.Data), h); err != nil {
+					return err
+				}
+			}
+			in.Chunks = append(in.Chunks, api.ChunkRef{Hash: h, Size: int64(c.Size)})
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("storing %s: %w", rel, err)
+		}
+		inputs = append(inputs, in)
+		return nil
+	})
+	return inputs, err
+}
