@@ -129,3 +129,27 @@ func TestDeduplicatedTransfer(t *testing.T) {
 		t.Errorf("the last job's frame read %s bytes of input, want %s", got, want)
 	}
 }
+
+// TestSmallCache: a worker whose cache is smaller than a job's inputs
+// still renders it — objects a task needs are pinned — and trims the cache
+// afterwards.
+func TestSmallCache(t *testing.T) {
+	_, url := serve(t, "--data", t.TempDir(), "--name", "small", "--workers", "0")
+	w := start(t, "worker", "--server", url, "--slots", "1", "--dir", t.TempDir(), "--name", "w1", "--cache-size", "2MiB")
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "textures"), 0o755)
+	randomFile(t, filepath.Join(dir, "textures", "a.bin"), 5<<20)
+	os.WriteFile(filepath.Join(dir, "scene.txt"), []byte("scene\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "distrenjob.xml"), []byte(strings.Replace(sceneJob, "%s", "one", 1)), 0o644)
+	run(t, 0, "submit", dir, "--server", url, "--wait", "-q")
+	randomFile(t, filepath.Join(dir, "textures", "a.bin"), 5<<20) // a new texture: new chunks
+	run(t, 0, "submit", dir, "--server", url, "--wait", "-q")
+	out := t.TempDir()
+	run(t, 0, "fetch", "2", "--server", url, "-o", out)
+	if got, _ := os.ReadFile(filepath.Join(out, "size-2.txt")); strings.TrimSpace(string(got)) != strconv.Itoa(5<<20+6) {
+		t.Errorf("frame read %q bytes of input", got)
+	}
+	if !strings.Contains(w.log.String(), "cache trimmed") {
+		t.Errorf("the worker never trimmed its cache:\n%s", w.log)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/distren/distren/internal/client"
@@ -16,6 +17,7 @@ import (
 type workerOptions struct {
 	server, dir, name string
 	slots, prefetch   int
+	cacheSize         string
 }
 
 func newWorkerCommand() *cobra.Command {
@@ -32,12 +34,17 @@ func newWorkerCommand() *cobra.Command {
 	f.IntVar(&o.prefetch, "prefetch", 0, "frames claimed ahead of free slots; 0 adapts to frame times (slots ahead for long frames, up to 8×slots for millisecond frames), negative claims none ahead")
 	f.StringVar(&o.dir, "dir", "", "cache and scratch directory (default: the user cache directory)")
 	f.StringVar(&o.name, "name", "", "worker name (default: host-pid-random)")
+	f.StringVar(&o.cacheSize, "cache-size", "20GiB", "byte limit of the object cache (least recently used objects are evicted, never those a task in hand needs)")
 	return c
 }
 
 func runWorker(ctx context.Context, o workerOptions) error {
 	if o.slots < 1 {
 		return usageError{fmt.Errorf("--slots %d: must be at least 1", o.slots)}
+	}
+	cacheBytes, err := humanize.ParseBytes(o.cacheSize)
+	if err != nil || cacheBytes == 0 {
+		return usageError{fmt.Errorf("--cache-size %q: want a size such as 20GiB", o.cacheSize)}
 	}
 	c, err := client.New(o.server)
 	if err != nil {
@@ -51,7 +58,7 @@ func runWorker(ctx context.Context, o workerOptions) error {
 		o.dir = filepath.Join(base, "distren", "worker")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	w, err := worker.New(worker.Config{Client: c, Name: o.name, Slots: o.slots, Prefetch: o.prefetch, Dir: o.dir, Log: log})
+	w, err := worker.New(worker.Config{Client: c, Name: o.name, Slots: o.slots, Prefetch: o.prefetch, Dir: o.dir, CacheBytes: int64(cacheBytes), Log: log})
 	if err != nil {
 		return err
 	}

@@ -48,8 +48,11 @@ type Config struct {
 	// milliseconds, where the round trips would otherwise idle the slots.
 	Prefetch int
 	Dir      string // cache/ and scratch/ live here
-	Backends backend.Registry
-	Log      *slog.Logger
+	// CacheBytes bounds the object cache (default DefaultCacheBytes): the
+	// least recently used objects not needed by a task in hand are evicted.
+	CacheBytes int64
+	Backends   backend.Registry
+	Log        *slog.Logger
 	// ClaimWait is how long a claim waits on the server for work (default 30s).
 	ClaimWait time.Duration
 }
@@ -70,6 +73,7 @@ type Worker struct {
 	freed  chan struct{} // a token was returned
 
 	backends map[string]string // fingerprint: backend → version
+	idx      *cacheIndex
 
 	minAhead, maxAhead int          // bounds of the tasks claimed ahead of the slots
 	frameNS            atomic.Int64 // moving average of render times, 0 before the first
@@ -93,7 +97,8 @@ type task struct {
 	before   map[string]fileStamp // files placed before rendering
 	ctx      context.Context
 	cancel   context.CancelFunc
-	err      error // preparation failure
+	err      error    // preparation failure
+	pinned   []string // cached objects the task needs
 
 	// Guarded by Worker.mu:
 	progress map[int64]float64 // frame → fraction done
@@ -165,7 +170,14 @@ func New(cfg Config) (*Worker, error) {
 	if err := os.MkdirAll(scr, 0o755); err != nil {
 		return fail(fmt.Errorf("worker scratch: %w", err))
 	}
-	return &Worker{cfg: cfg, cache: cache, scr: scr, unlock: unlock, held: map[api.LeaseRef]*task{}, specs: map[int64]*jobSpec{},
+	if cfg.CacheBytes <= 0 {
+		cfg.CacheBytes = DefaultCacheBytes
+	}
+	idx := newCacheIndex(cfg.CacheBytes)
+	if err := idx.load(filepath.Join(cfg.Dir, "cache", "objects")); err != nil {
+		return fail(fmt.Errorf("worker cache: %w", err))
+	}
+	return &Worker{cfg: cfg, cache: cache, scr: scr, unlock: unlock, idx: idx, held: map[api.LeaseRef]*task{}, specs: map[int64]*jobSpec{},
 		fetch: map[string]chan struct{}{}, tokens: make(chan struct{}, cfg.Slots+maxAhead), freed: make(chan struct{}, 1),
 		minAhead: minAhead, maxAhead: maxAhead}, nil
 }
@@ -331,6 +343,7 @@ func (w *Worker) release(t *task) {
 		os.RemoveAll(t.dir)
 		os.RemoveAll(t.home)
 	}
+	w.idx.unpin(t.pinned)
 	<-w.tokens
 	select {
 	case w.freed <- struct{}{}:
@@ -521,6 +534,7 @@ func (w *Worker) prepare(ctx context.Context, t *task) {
 	for _, in := range t.spec.in {
 		parts := in.Parts()
 		for _, p := range parts {
+			w.pin(t, p.Hash, p.Size)
 			n, err := w.fetchObject(t.ctx, p.Hash)
 			if err != nil {
 				t.err = fmt.Errorf("input %s: %w", in.Path, err)
@@ -541,6 +555,9 @@ func (w *Worker) prepare(ctx context.Context, t *task) {
 		}
 	}
 	if fetched > 0 { // what the cache did not hold
+		if n := w.idx.evict(w.cache.Remove); n > 0 {
+			w.cfg.Log.Info("cache trimmed", "evicted", n, "bytes", w.idx.usedBytes(), "limit", w.cfg.CacheBytes)
+		}
 		w.cfg.Log.Info("inputs downloaded", "job", first.Job, "frames", frameList(t.frames()), "bytes", inputBytes, "downloaded", fetched)
 	}
 	var deps []api.DepOutput
@@ -552,6 +569,7 @@ func (w *Worker) prepare(ctx context.Context, t *task) {
 		}
 	}
 	for _, d := range deps {
+		w.pin(t, d.Output, d.Size)
 		if t.err = w.object(t.ctx, d.Output); t.err != nil {
 			t.err = fmt.Errorf("output of frame %d of job %d: %w", d.Frame, d.Job, t.err)
 			return
@@ -572,6 +590,14 @@ func (w *Worker) prepare(ctx context.Context, t *task) {
 		t.before[filepath.ToSlash(rel)] = fileStamp{info.Size(), info.ModTime()}
 		return nil
 	})
+}
+
+// pin marks a cached object as needed by t (and used now) until t is
+// released, so that eviction leaves it alone. It is pinned before it is
+// fetched: an object found in the cache cannot be evicted before it is used.
+func (w *Worker) pin(t *task, hash string, size int64) {
+	w.idx.use(hash, size)
+	t.pinned = append(t.pinned, hash)
 }
 
 // materialize writes the concatenation of cached objects to dst: a copy of
