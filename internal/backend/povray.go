@@ -209,6 +209,9 @@ var (
 	povFile     = regexp.MustCompile(`^\s*Output file\.+(.+?), \d+ bpp`)
 	povProgress = regexp.MustCompile(`^Rendered (\d+) of (\d+) pixels`)
 	povError    = regexp.MustCompile(`(Parse Error|Possible Parse Error|Fatal error|I/O restriction|Permission denied|Cannot open|Illegal)`)
+	// povFatal marks errors that fail the frame even when POV-Ray goes on
+	// and exits 0, as it sometimes does after refusing a file.
+	povFatal = regexp.MustCompile(`(^|[^e] )Parse Error:|Fatal error|Cannot open user file|I/O restriction|Permission denied`)
 )
 
 // povOutput follows POV-Ray's console: "Rendering frame k of n" starts the
@@ -220,8 +223,9 @@ type povOutput struct {
 	files    map[int]string
 	done     int // frames up to which finish has looked
 	reported map[int]bool
-	errLine  string // the first error POV-Ray printed
-	errOpen  bool   // the last line was errLine or its continuation
+	errLine  string       // the first error POV-Ray printed
+	errOpen  bool         // the last line was errLine or its continuation
+	bad      map[int]bool // frames during which POV-Ray printed a fatal error
 }
 
 func (o *povOutput) frame(k int) int64 { return o.t.Frames[0] + int64(k-1) }
@@ -253,6 +257,12 @@ func (o *povOutput) Line(line string, ev Events) {
 		}
 		return
 	}
+	if povFatal.MatchString(line) {
+		if o.bad == nil {
+			o.bad = map[int]bool{}
+		}
+		o.bad[max(o.k, 1)] = true
+	}
 	switch {
 	case o.errLine == "" && povError.MatchString(line):
 		o.errLine, o.errOpen = strings.TrimSpace(line), true
@@ -268,7 +278,7 @@ func (o *povOutput) finish(k int, ev Events) {
 	for ; o.done < k; o.done++ {
 		i := o.done + 1
 		name := o.files[i]
-		if name == "" {
+		if name == "" || o.bad[i] {
 			continue
 		}
 		if fi, err := os.Stat(filepath.Join(o.t.Dir, name)); err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
@@ -296,6 +306,9 @@ func (o *povOutput) Finish(exit error, ev Events) error {
 		return nil
 	}
 	what := "POV-Ray wrote no image for frame " + strings.Join(missing, ", ")
+	if len(o.bad) > 0 {
+		what = "POV-Ray failed on frame " + strings.Join(missing, ", ")
+	}
 	switch {
 	case o.errLine != "":
 		err := fmt.Errorf("%s: %s", what, o.errLine)

@@ -72,6 +72,28 @@ func TestPOVRayOutput(t *testing.T) {
 	}
 }
 
+// TestPOVRayErrorThenExitZero: POV-Ray sometimes reports a refused file as
+// a parse error, renders anyway and exits 0; the frame still fails.
+func TestPOVRayErrorThenExitZero(t *testing.T) {
+	task := &Task{Frames: []int64{1}, Dir: t.TempDir()}
+	os.WriteFile(filepath.Join(task.Dir, "evil.png"), []byte("png"), 0o644)
+	o := &povOutput{t: task}
+	rec := newRecorder()
+	for _, l := range []string{
+		"  Output file..........evil.png, 24 bpp PNG",
+		"File 'evil.pov' line 1: Possible Parse Error: Cannot find file '/etc/passwd',",
+		" even after trying to append file type extension.",
+		"File 'evil.pov' line 1: Parse Error: Cannot open user file /etc/passwd (read).",
+		"Rendered 256 of 256 pixels (100%)",
+	} {
+		o.Line(l, rec)
+	}
+	err := o.Finish(nil, rec)
+	if len(rec.order) != 0 || !IsJobError(err) || !strings.Contains(err.Error(), "/etc/passwd") {
+		t.Errorf("frames done %v, error %v: want the frame failed as the job's fault", rec.order, err)
+	}
+}
+
 // povTask is a task on the example animation, its files in the scratch directory.
 func povTask(t *testing.T, xml string, frames ...int64) *Task {
 	t.Helper()

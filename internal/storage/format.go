@@ -62,7 +62,8 @@ type Header struct {
 	Checksum [32]byte
 }
 
-const maxFilters = 8
+// MaxFilters is how many filters a header can list.
+const MaxFilters = 8
 
 // HeaderSize returns the encoded size of a header with n filters.
 func HeaderSize(n int) int { return 4 + 1 + 1 + n + 8 + 8 + 32 + 4 }
@@ -97,7 +98,7 @@ func ReadHeader(r io.Reader) (Header, error) {
 		return h, fmt.Errorf("object format version %d is not supported (this distren reads version %d)", fixed[4], FormatVersion)
 	}
 	n := int(fixed[5])
-	if n > maxFilters {
+	if n > MaxFilters {
 		return h, fmt.Errorf("%w: header lists %d filters", ErrCorrupt, n)
 	}
 	rest := make([]byte, n+8+8+32+4)
@@ -137,8 +138,10 @@ func Encode(filters []Filter, plain int64, payload []byte) []byte {
 }
 
 // PayloadReader reads an object's payload after its header and fails with
-// ErrCorrupt at the end if the payload is shorter, longer, or does not match
-// the checksum: a damaged object never reads as complete.
+// ErrCorrupt if the payload does not match the checksum (checked with its
+// last byte), is shorter, or is longer (noticed at the read that would
+// return EOF): a damaged object never reads as complete. ReadHeader does not
+// bound the lengths it returns: cap what you allocate from them.
 func PayloadReader(r io.Reader, h Header) io.Reader {
 	return &payloadReader{r: r, h: h, left: h.Stored, sum: sha256.New()}
 }
@@ -165,6 +168,14 @@ func (p *payloadReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	p.sum.Write(b[:n])
 	p.left -= int64(n)
+	if p.left == 0 && !bytes.Equal(p.sum.Sum(nil), p.h.Checksum[:]) {
+		// Checked before the last bytes are handed over, so that a caller
+		// reading exactly Stored bytes (io.ReadFull drops an error that
+		// comes with the bytes it wanted) never takes a damaged payload
+		// for whole.
+		p.err = fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+		return 0, p.err
+	}
 	if err == io.EOF {
 		if p.left > 0 {
 			p.err = fmt.Errorf("%w: payload is %d bytes short", ErrCorrupt, p.left)
@@ -183,8 +194,5 @@ func (p *payloadReader) finish() error {
 	if n, _ := io.ReadFull(p.r, one[:]); n > 0 {
 		return fmt.Errorf("%w: payload is longer than its header says", ErrCorrupt)
 	}
-	if !bytes.Equal(p.sum.Sum(nil), p.h.Checksum[:]) {
-		return fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
-	}
-	return io.EOF
+	return io.EOF // the checksum was checked with the last byte
 }

@@ -176,6 +176,14 @@ func TestHeader(t *testing.T) {
 			t.Errorf("%s: %v, want ErrCorrupt", name, err)
 		}
 	}
+	// Reading exactly the payload's length checks the checksum too.
+	bad := bytes.Clone(obj)
+	bad[len(bad)-1] ^= 1
+	r := bytes.NewReader(bad)
+	h2, _ := storage.ReadHeader(r)
+	if _, err := io.ReadFull(storage.PayloadReader(r, h2), make([]byte, h2.Stored)); !errors.Is(err, storage.ErrCorrupt) {
+		t.Errorf("io.ReadFull of a damaged payload: %v, want ErrCorrupt", err)
+	}
 	future := bytes.Clone(obj)
 	future[4] = 9
 	if _, _, err := read(future); err == nil || !strings.Contains(err.Error(), "version 9") {

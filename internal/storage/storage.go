@@ -28,7 +28,7 @@ var (
 // Info describes a stored object.
 type Info struct {
 	Name string
-	Size int64 // stored bytes
+	Size int64 // the bytes Get returns
 }
 
 // Module stores named objects. The vault names objects by content (a hash),
