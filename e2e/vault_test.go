@@ -153,3 +153,37 @@ func TestSmallCache(t *testing.T) {
 		t.Errorf("the worker never trimmed its cache:\n%s", w.log)
 	}
 }
+
+// TestVaultCheck: vault check verifies every object of a stopped server's
+// data directory and names a damaged one.
+func TestVaultCheck(t *testing.T) {
+	data := t.TempDir()
+	srv, url := serve(t, "--data", data, "--name", "chk", "--workers", "1")
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "textures"), 0o755)
+	randomFile(t, filepath.Join(dir, "textures", "a.bin"), 3<<20)
+	os.WriteFile(filepath.Join(dir, "scene.txt"), []byte("scene\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "distrenjob.xml"), []byte(strings.Replace(sceneJob, "%s", "chk", 1)), 0o644)
+	run(t, 0, "submit", dir, "--server", url, "--wait", "-q")
+	if msg := runStderr(t, 1, "vault", "check", "--data", data); !strings.Contains(msg, "stop the server") {
+		t.Errorf("check beside a running server: %q", msg)
+	}
+	srv.kill()
+	if out := run(t, 0, "vault", "check", "--data", data); !strings.Contains(out, ": 0 damaged") {
+		t.Errorf("a sound vault: %q", out)
+	}
+	var victim string
+	filepath.WalkDir(filepath.Join(data, "vault", "objects"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && victim == "" {
+			victim = p
+		}
+		return nil
+	})
+	b, _ := os.ReadFile(victim)
+	b[len(b)/2] ^= 0x40
+	os.WriteFile(victim, b, 0o644)
+	out := run(t, 6, "vault", "check", "--data", data)
+	if !strings.Contains(out, "DAMAGED object "+filepath.Base(victim)) || !strings.Contains(out, ": 1 damaged") {
+		t.Errorf("after flipping a byte of %s: %q", filepath.Base(victim), out)
+	}
+}

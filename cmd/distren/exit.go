@@ -16,6 +16,7 @@ const (
 	exitJobFailed   = 3 // a frame failed or the job was canceled (render, submit --wait)
 	exitUnreachable = 4 // the server could not be reached
 	exitRejected    = 5 // the server refused the request (invalid package, unknown job or frame)
+	exitDamaged     = 6 // vault check found damaged objects
 )
 
 // usageError marks command-line mistakes.
@@ -31,6 +32,7 @@ func (e jobFailedError) Error() string { return e.msg }
 func exitCode(err error) int {
 	var ue usageError
 	var jf jobFailedError
+	var de damageError
 	var ce *client.Error
 	var ne net.Error
 	var oe *net.OpError
@@ -41,6 +43,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &jf):
 		return exitJobFailed
+	case errors.As(err, &de):
+		return exitDamaged
 	case errors.As(err, &ce) && ce.Status >= 400 && ce.Status < 500 && ce.Status != http.StatusRequestTimeout:
 		return exitRejected
 	case errors.As(err, &oe), errors.As(err, &ne):

@@ -28,6 +28,9 @@ import (
 	"github.com/distren/distren/internal/worker"
 )
 
+// SmallObjects is the size up to which the server's vault packs objects.
+const SmallObjects = 64 << 10
+
 // Config configures a server.
 type Config struct {
 	Data     string // data directory: state.db, vault/, tmp/, worker/
@@ -90,7 +93,7 @@ func Run(ctx context.Context, cfg Config) error {
 			if err := os.MkdirAll(tmp, 0o755); err != nil {
 				return err
 			}
-			v, err = vault.Open(filepath.Join(cfg.Data, "vault"), vault.Options{SmallObjects: 64 << 10})
+			v, err = vault.Open(filepath.Join(cfg.Data, "vault"), vault.Options{SmallObjects: SmallObjects})
 			return err
 		},
 		Stop: func(context.Context) error {

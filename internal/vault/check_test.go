@@ -1,0 +1,68 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCheckFindsFlippedBytes(t *testing.T) {
+	dir := t.TempDir()
+	v, err := Open(dir, Options{SmallObjects: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var big, small []Ref
+	for i := range 3 {
+		b := make([]byte, 4096+i)
+		rand.Read(b)
+		r, err := v.Put(bytes.NewReader(b), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		big = append(big, r)
+		s := make([]byte, 100+i)
+		rand.Read(s)
+		if r, err = v.Put(bytes.NewReader(s), ""); err != nil {
+			t.Fatal(err)
+		}
+		small = append(small, r)
+	}
+	check := func() ([]Damage, CheckSummary) {
+		var ds []Damage
+		sum, err := v.Check(context.Background(), func(d Damage) { ds = append(ds, d) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ds, sum
+	}
+	if ds, sum := check(); len(ds) != 0 || sum.Objects != 6 {
+		t.Fatalf("a sound vault: damage %v, %d objects verified", ds, sum.Objects)
+	}
+	// A flipped byte in an object file.
+	p, _ := v.Path(big[1].Hash)
+	b, _ := os.ReadFile(p)
+	b[100] ^= 1
+	os.WriteFile(p, b, 0o644)
+	// A flipped byte in the second record of the pack.
+	packs, _ := filepath.Glob(filepath.Join(dir, "packs", "pack-*"))
+	pb, _ := os.ReadFile(packs[0])
+	second := packHeader + int(small[0].Size) + packTrailer
+	pb[second+packHeader+10] ^= 1
+	os.WriteFile(packs[0], pb, 0o644)
+
+	ds, sum := check()
+	if len(ds) != 2 || sum.Objects != 3 {
+		t.Fatalf("damage %v, %d objects verified; want 2 damaged, 3 sound", ds, sum.Objects)
+	}
+	if ds[0].Object != big[1].Hash || !strings.Contains(ds[0].String(), "hashes to") {
+		t.Errorf("object file damage reported as %s", ds[0])
+	}
+	if ds[1].Object != small[1].Hash || !strings.Contains(ds[1].String(), "checksum mismatch") || !strings.Contains(ds[1].String(), "cannot be read") {
+		t.Errorf("pack damage reported as %s", ds[1])
+	}
+}
