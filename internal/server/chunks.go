@@ -97,7 +97,7 @@ func (s *Server) copyParts(w io.Writer, parts []api.ChunkRef) error {
 		if err != nil {
 			return err
 		}
-		_, err = io.Copy(w, o)
+		_, err = io.Copy(w, o.Verified())
 		o.Close()
 		if err != nil {
 			return err

@@ -527,7 +527,11 @@ func (s *Server) getResult(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return s.abort(w, r, fmt.Errorf("frame %d output: %w", o.Frame, err))
 		}
-		err = jobpkg.CopyEntries(tw, bufio.NewReaderSize(f, 64<<10), jobpkg.Limits{MaxBytes: s.lim.MaxOutputBytes}, nil)
+		vr := f.Verified()
+		err = jobpkg.CopyEntries(tw, bufio.NewReaderSize(vr, 64<<10), jobpkg.Limits{MaxBytes: s.lim.MaxOutputBytes}, nil)
+		if err == nil {
+			_, err = io.Copy(io.Discard, vr) // the tar's padding: the check comes with the last byte
+		}
 		f.Close()
 		if err != nil {
 			return s.abort(w, r, fmt.Errorf("frame %d output: %w", o.Frame, err))

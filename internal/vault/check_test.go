@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,5 +66,34 @@ func TestCheckFindsFlippedBytes(t *testing.T) {
 	}
 	if ds[1].Object != small[1].Hash || !strings.Contains(ds[1].String(), "checksum mismatch") || !strings.Contains(ds[1].String(), "cannot be read") {
 		t.Errorf("pack damage reported as %s", ds[1])
+	}
+}
+
+func TestVerifiedReadRefusesDamage(t *testing.T) {
+	v, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 10000)
+	rand.Read(b)
+	ref, _ := v.Put(bytes.NewReader(b), "")
+	read := func() ([]byte, error) {
+		o, err := v.Open(ref.Hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Close()
+		out := make([]byte, ref.Size)
+		_, err = io.ReadFull(o.Verified(), out)
+		return out, err
+	}
+	if got, err := read(); err != nil || !bytes.Equal(got, b) {
+		t.Fatalf("a sound object: %v", err)
+	}
+	p, _ := v.Path(ref.Hash)
+	b[5000] ^= 1
+	os.WriteFile(p, b, 0o644)
+	if _, err := read(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), ref.Hash) {
+		t.Errorf("a damaged object read exactly to its size: %v, want ErrCorrupt naming it", err)
 	}
 }

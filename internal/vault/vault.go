@@ -117,7 +117,44 @@ func (v *Vault) Has(hash string) bool {
 // Object is an open object: read it, seek in it, or read at offsets.
 type Object struct {
 	*io.SectionReader
-	f *os.File // nil for a packed object
+	f    *os.File // nil for a packed object
+	name string
+}
+
+// ErrCorrupt is returned by a verified read of an object whose content does
+// not hash to its name.
+var ErrCorrupt = errors.New("stored object is damaged")
+
+// Verified returns a reader of the object's content that checks it against
+// its name: the read that would hand over the last bytes fails with
+// ErrCorrupt instead if the content does not hash to the object's name, so
+// a damaged object never reads as whole.
+func (o *Object) Verified() io.Reader {
+	return &verifier{o: o, r: io.NewSectionReader(o.SectionReader, 0, o.Size()), left: o.Size(), h: sha256.New()}
+}
+
+type verifier struct {
+	o    *Object
+	r    io.Reader
+	left int64
+	h    hash.Hash
+	err  error
+}
+
+func (v *verifier) Read(p []byte) (int, error) {
+	if v.err != nil {
+		return 0, v.err
+	}
+	n, err := v.r.Read(p)
+	v.h.Write(p[:n])
+	v.left -= int64(n)
+	if v.left == 0 && v.err == nil {
+		if got := hex.EncodeToString(v.h.Sum(nil)); got != v.o.name {
+			v.err = fmt.Errorf("vault: object %s: %w (its content hashes to %s)", v.o.name, ErrCorrupt, got)
+			return 0, v.err
+		}
+	}
+	return n, err
 }
 
 // Close releases the object.
@@ -136,7 +173,7 @@ func (v *Vault) Open(hash string) (*Object, error) {
 	}
 	if v.packs != nil {
 		if r, ok := v.packs.open(h); ok {
-			return &Object{SectionReader: r}, nil
+			return &Object{SectionReader: r, name: hash}, nil
 		}
 	}
 	f, err := os.Open(v.path(hash))
@@ -151,7 +188,7 @@ func (v *Vault) Open(hash string) (*Object, error) {
 		f.Close()
 		return nil, err
 	}
-	return &Object{SectionReader: io.NewSectionReader(f, 0, st.Size()), f: f}, nil
+	return &Object{SectionReader: io.NewSectionReader(f, 0, st.Size()), f: f, name: hash}, nil
 }
 
 // Put stores the content of r and returns its name. If want is not empty,
