@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building distren: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// The processes' caches (submit's chunk index) stay in the test's
+	// directory; set after the build, which must keep Go's own cache.
+	os.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

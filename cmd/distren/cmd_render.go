@@ -76,7 +76,7 @@ func runRender(ctx context.Context, o renderOptions, pkg string, stdout io.Write
 			return err
 		}
 		start := time.Now()
-		sub, err := upload(ctx, c, pkg, stderr, bar, true)
+		sub, err := upload(ctx, c, pkg, stderr, bar, true, false)
 		if err != nil {
 			return err
 		}

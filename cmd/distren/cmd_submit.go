@@ -16,9 +16,10 @@ import (
 )
 
 type submitOptions struct {
-	server string
-	wait   bool
-	quiet  bool
+	server  string
+	wait    bool
+	quiet   bool
+	rechunk bool
 }
 
 func newSubmitCommand() *cobra.Command {
@@ -34,6 +35,7 @@ func newSubmitCommand() *cobra.Command {
 	serverFlag(c, &o.server)
 	c.Flags().BoolVar(&o.wait, "wait", false, "wait until the job ends; exit 3 if a frame failed")
 	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "no progress bars, and no line saying how much was sent")
+	c.Flags().BoolVar(&o.rechunk, "rechunk", false, "read every file again, ignoring what the last submission of this directory recorded")
 	return c
 }
 
@@ -42,7 +44,7 @@ func runSubmit(ctx context.Context, o submitOptions, pkg string, stdout io.Write
 	if err != nil {
 		return usageError{err}
 	}
-	sub, err := upload(ctx, c, pkg, stderr, !o.quiet && isTerminal(stderr), o.quiet)
+	sub, err := upload(ctx, c, pkg, stderr, !o.quiet && isTerminal(stderr), o.quiet, o.rechunk)
 	if err != nil {
 		return err
 	}
@@ -55,9 +57,9 @@ func runSubmit(ctx context.Context, o submitOptions, pkg string, stdout io.Write
 
 // upload sends a package, with a progress bar on stderr if bar is set. A
 // directory goes as chunks: only those the server lacks are sent.
-func upload(ctx context.Context, c *client.Client, pkg string, stderr io.Writer, bar, quiet bool) (api.Submitted, error) {
+func upload(ctx context.Context, c *client.Client, pkg string, stderr io.Writer, bar, quiet, rechunk bool) (api.Submitted, error) {
 	if fi, err := os.Stat(pkg); err == nil && fi.IsDir() {
-		sub, st, err := uploadChunks(ctx, c, pkg, stderr, bar)
+		sub, st, err := uploadChunks(ctx, c, pkg, stderr, bar, !rechunk)
 		if err != nil {
 			return sub, fmt.Errorf("submitting %s: %w", pkg, err)
 		}

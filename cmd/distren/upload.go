@@ -46,7 +46,11 @@ const uploadParallel = 4
 // uploadChunks submits a directory as a tree: it chunks the files, asks the
 // server which chunks it lacks, sends those (several at a time), then the
 // tree. Run again after an interruption, it sends only what is still missing.
-func uploadChunks(ctx context.Context, c *client.Client, dir string, stderr io.Writer, bar bool) (api.Submitted, uploadStats, error) {
+//
+// With reuse, files whose size, times and inode are those recorded at the
+// last submission of the same directory are not read again: their chunks
+// come from the index in the user's cache directory.
+func uploadChunks(ctx context.Context, c *client.Client, dir string, stderr io.Writer, bar, reuse bool) (api.Submitted, uploadStats, error) {
 	var st uploadStats
 	ch, err := cdc.New(cdc.Options{})
 	if err != nil {
@@ -57,7 +61,15 @@ func uploadChunks(ctx context.Context, c *client.Client, dir string, stderr io.W
 		return api.Submitted{}, st, err
 	}
 	defer root.Close()
-	tree, err := cdc.BuildTree(root.FS(), ch, func(cdc.Chunk) error { return nil })
+	idx := &chunkIndex{}
+	if reuse {
+		idx = openChunkIndex(dir)
+	}
+	var reuseFn cdc.Reuse
+	if reuse {
+		reuseFn = idx.reuse
+	}
+	tree, err := cdc.BuildTreeReusing(root.FS(), ch, func(cdc.Chunk) error { return nil }, reuseFn)
 	if err != nil {
 		return api.Submitted{}, st, err
 	}
@@ -125,5 +137,8 @@ func uploadChunks(ctx context.Context, c *client.Client, dir string, stderr io.W
 		return api.Submitted{}, st, err
 	}
 	sub, err := c.SubmitTree(ctx, enc)
+	if err == nil && reuse {
+		idx.save(root, tree)
+	}
 	return sub, st, err
 }

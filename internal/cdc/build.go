@@ -19,6 +19,17 @@ var ErrNotRegular = errors.New("not a regular file or directory")
 // directory, so that a file replaced by a symbolic link during the walk cannot
 // lead outside it.
 func BuildTree(fsys fs.FS, c *Chunker, put func(Chunk) error) (Tree, error) {
+	return BuildTreeReusing(fsys, c, put, nil)
+}
+
+// Reuse returns the chunks of a file already chunked, if its path and
+// stat information show it unchanged since; ok false chunks it again.
+type Reuse func(path string, info fs.FileInfo) (chunks []ChunkRef, ok bool)
+
+// BuildTreeReusing is BuildTree, taking the chunks of files reuse knows
+// instead of reading them (put is not called for those). Chunks whose sizes
+// do not add up to the file's size are ignored.
+func BuildTreeReusing(fsys fs.FS, c *Chunker, put func(Chunk) error, reuse Reuse) (Tree, error) {
 	var paths []string
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -49,7 +60,7 @@ func BuildTree(fsys fs.FS, c *Chunker, put func(Chunk) error) (Tree, error) {
 	sort.Strings(paths)
 	t := Tree{Files: make([]File, 0, len(paths))}
 	for _, p := range paths {
-		f, err := buildFile(fsys, p, c, put)
+		f, err := buildFile(fsys, p, c, put, reuse)
 		if err != nil {
 			return Tree{}, err
 		}
@@ -61,7 +72,7 @@ func BuildTree(fsys fs.FS, c *Chunker, put func(Chunk) error) (Tree, error) {
 	return t, nil
 }
 
-func buildFile(fsys fs.FS, p string, c *Chunker, put func(Chunk) error) (File, error) {
+func buildFile(fsys fs.FS, p string, c *Chunker, put func(Chunk) error, reuse Reuse) (File, error) {
 	r, err := fsys.Open(p)
 	if err != nil {
 		return File{}, fmt.Errorf("cdc: %w", err) // *fs.PathError names p
@@ -75,6 +86,18 @@ func buildFile(fsys fs.FS, p string, c *Chunker, put func(Chunk) error) (File, e
 		return File{}, fmt.Errorf("cdc: %s: is a %s: %w", p, typeName(info.Mode().Type()), ErrNotRegular)
 	}
 	f := File{Path: p, Mode: uint32(info.Mode().Perm())}
+	if reuse != nil {
+		if chunks, ok := reuse(p, info); ok {
+			var size int64
+			for _, ch := range chunks {
+				size += ch.Size
+			}
+			if size == info.Size() {
+				f.Chunks, f.Size = chunks, size
+				return f, nil
+			}
+		}
+	}
 	err = c.Split(r, func(ch Chunk) error {
 		if err := put(ch); err != nil {
 			return err
