@@ -92,30 +92,29 @@ func run(bin, size, edit, editBytes string, withRestic bool) error {
 	fmt.Printf("# vaultbench: %d CPUs, %s\n# %s", runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339), out)
 	total := du(pkg)
 
-	// distren: a server, then submit.
-	data := filepath.Join(tmp, "data")
-	srv := exec.Command(bin, "serve", "--data", data, "--listen", "127.0.0.1:0", "--name", "bench", "--workers", "0",
-		"--max-package-bytes", strconv.FormatInt(16<<30, 10))
-	stderr, _ := srv.StderrPipe()
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	url := ""
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		if i := strings.Index(sc.Text(), " url="); i >= 0 {
-			url = strings.Fields(sc.Text()[i+5:])[0]
-			break
+	// distren: a server with compression off, one with it on (kept for the
+	// rest), and a full submission to each.
+	startServe := func(data string, compress bool) (string, func(), error) {
+		srv := exec.Command(bin, "serve", "--data", data, "--listen", "127.0.0.1:0", "--name", "bench", "--workers", "0",
+			"--max-package-bytes", strconv.FormatInt(16<<30, 10), "--compress="+strconv.FormatBool(compress))
+		stderr, _ := srv.StderrPipe()
+		if err := srv.Start(); err != nil {
+			return "", nil, err
 		}
-	}
-	go io.Copy(io.Discard, stderr)
-	if url == "" {
-		return fmt.Errorf("serve did not start")
+		stop := func() { srv.Process.Kill(); srv.Wait() }
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if i := strings.Index(sc.Text(), " url="); i >= 0 {
+				go io.Copy(io.Discard, stderr)
+				return strings.Fields(sc.Text()[i+5:])[0], stop, nil
+			}
+		}
+		stop()
+		return "", nil, fmt.Errorf("serve did not start")
 	}
 	sentRE := regexp.MustCompile(`\((\d+) (?:of \d+ )?bytes\)`)
-	submit := func() (int64, time.Duration, error) {
-		out, d, err := sh(tmp, nil, bin, "submit", pkg, "--server", url)
+	submit := func(url string, extra ...string) (int64, time.Duration, error) {
+		out, d, err := sh(tmp, nil, bin, append([]string{"submit", pkg, "--server", url}, extra...)...)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -126,13 +125,29 @@ func run(bin, size, edit, editBytes string, withRestic bool) error {
 		n, _ := strconv.ParseInt(m[1], 10, 64)
 		return n, d, nil
 	}
-	sent, d, err := submit()
-	if err != nil {
-		return err
+	var url, data string
+	var stored int64
+	for _, compress := range []bool{false, true} {
+		data = filepath.Join(tmp, "data-"+strconv.FormatBool(compress))
+		u, stop, err := startServe(data, compress)
+		if err != nil {
+			return err
+		}
+		sent, d, err := submit(u, "--rechunk")
+		if err != nil {
+			stop()
+			return err
+		}
+		stored = du(filepath.Join(data, "vault"))
+		fmt.Printf("distren submit, --compress=%-5v (chunk, upload, store): %s in %.1fs = %s; sent %s; stored %s\n",
+			compress, mb(total), d.Seconds(), rate(total, d), mb(sent), mb(stored))
+		if !compress {
+			stop()
+			continue
+		}
+		defer stop()
+		url = u
 	}
-	stored := du(filepath.Join(data, "vault"))
-	fmt.Printf("distren submit (chunk, upload, store):   %s in %.1fs = %s; sent %s; stored %s\n",
-		mb(total), d.Seconds(), rate(total, d), mb(sent), mb(stored))
 
 	var resticRepos []string
 	if withRestic {
@@ -157,7 +172,7 @@ func run(bin, size, edit, editBytes string, withRestic bool) error {
 		return err
 	}
 	fmt.Printf("# %s", out)
-	sent, d, err = submit()
+	sent, d, err := submit(url)
 	if err != nil {
 		return err
 	}

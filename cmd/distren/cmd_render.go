@@ -60,7 +60,7 @@ func runRender(ctx context.Context, o renderOptions, pkg string, stdout io.Write
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() {
-		done <- farm.Run(ctx, farm.Config{Data: data, Listen: "127.0.0.1:0", Name: "local", Workers: o.workers,
+		done <- farm.Run(ctx, farm.Config{Data: data, Listen: "127.0.0.1:0", Name: "local", Workers: o.workers, NoCompress: true,
 			Log: log, Ready: func(url string) { ready <- url }})
 	}()
 	var url string

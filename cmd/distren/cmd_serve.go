@@ -20,6 +20,7 @@ type serveOptions struct {
 	maxPackage         int64
 	maxFrames          int64
 	maxManifest        int64
+	compress           bool
 }
 
 func newServeCommand() *cobra.Command {
@@ -42,6 +43,7 @@ content-addressed vault); it can be killed at any moment and restarts where it s
 	f.Int64Var(&o.maxPackage, "max-package-bytes", 8<<30, "largest job package accepted (uncompressed bytes)")
 	f.Int64Var(&o.maxFrames, "max-frames", 1_000_000, "most frames in one job")
 	f.Int64Var(&o.maxManifest, "max-manifest-bytes", 16<<20, "largest distrenjob.xml accepted")
+	f.BoolVar(&o.compress, "compress", true, "store objects compressed with zstd where that saves space (objects stored either way stay readable)")
 	return c
 }
 
@@ -51,6 +53,6 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return usageError{fmt.Errorf("--workers %d: must be 0 or more", o.workers)}
 	}
 	return farm.Run(ctx, farm.Config{Data: o.data, Listen: o.listen, Name: o.name, Workers: o.workers,
-		LeaseTTL: o.leaseTTL, Log: log,
+		LeaseTTL: o.leaseTTL, Log: log, NoCompress: !o.compress,
 		Limits: server.Limits{MaxPackageBytes: o.maxPackage, MaxFrames: o.maxFrames, MaxManifestBytes: o.maxManifest}})
 }

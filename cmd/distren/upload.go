@@ -61,10 +61,7 @@ func uploadChunks(ctx context.Context, c *client.Client, dir string, stderr io.W
 		return api.Submitted{}, st, err
 	}
 	defer root.Close()
-	idx := &chunkIndex{}
-	if reuse {
-		idx = openChunkIndex(dir)
-	}
+	idx := openChunkIndex(dir)
 	var reuseFn cdc.Reuse
 	if reuse {
 		reuseFn = idx.reuse
@@ -137,8 +134,8 @@ func uploadChunks(ctx context.Context, c *client.Client, dir string, stderr io.W
 		return api.Submitted{}, st, err
 	}
 	sub, err := c.SubmitTree(ctx, enc)
-	if err == nil && reuse {
-		idx.save(root, tree)
+	if err == nil {
+		idx.save(root, tree) // also after --rechunk: it recorded everything afresh
 	}
 	return sub, st, err
 }

@@ -41,6 +41,8 @@ type Config struct {
 	Limits   server.Limits
 	Backends backend.Registry
 	Log      *slog.Logger
+	// NoCompress stores objects as they are, not compressed with zstd.
+	NoCompress bool
 	// Ready, if set, is called with the server's URL once it serves.
 	Ready func(url string)
 	// Runner hooks, e.g. to stop the farm from outside: see lifecycle.Runner.On.
@@ -93,7 +95,7 @@ func Run(ctx context.Context, cfg Config) error {
 			if err := os.MkdirAll(tmp, 0o755); err != nil {
 				return err
 			}
-			v, err = vault.Open(filepath.Join(cfg.Data, "vault"), vault.Options{SmallObjects: SmallObjects})
+			v, err = vault.Open(filepath.Join(cfg.Data, "vault"), vault.Options{SmallObjects: SmallObjects, Compress: !cfg.NoCompress})
 			return err
 		},
 		Stop: func(context.Context) error {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 )
 
 // Damage is a damaged object or pack region found by Check.
@@ -53,9 +54,27 @@ func (v *Vault) Check(ctx context.Context, damaged func(Damage)) (CheckSummary, 
 		if d.IsDir() {
 			return nil
 		}
-		name := d.Name()
+		name, compressed := strings.CutSuffix(d.Name(), compressedSuffix)
 		if !ValidHash(name) || filepath.Base(filepath.Dir(p)) != name[:2] {
 			report(Damage{Where: p, Msg: "not an object name where objects are kept"})
+			return nil
+		}
+		if compressed {
+			b, err := os.ReadFile(p)
+			if err == nil {
+				b, err = decodeStored(name, b)
+			}
+			if err == nil {
+				if got := sha256.Sum256(b); hex.EncodeToString(got[:]) != name {
+					err = fmt.Errorf("content (%d bytes) hashes to %x", len(b), got)
+				}
+			}
+			if err != nil {
+				report(Damage{Object: name, Where: p, Msg: err.Error()})
+			} else {
+				sum.Objects++
+				sum.Bytes += int64(len(b))
+			}
 			return nil
 		}
 		f, err := os.Open(p)

@@ -97,3 +97,68 @@ func TestVerifiedReadRefusesDamage(t *testing.T) {
 		t.Errorf("a damaged object read exactly to its size: %v, want ErrCorrupt naming it", err)
 	}
 }
+
+// TestCompressedObjects: with Compress, compressible objects are stored
+// smaller, read back whole (also by a vault without the option), checked,
+// and damage to them is found.
+func TestCompressedObjects(t *testing.T) {
+	dir := t.TempDir()
+	v, err := Open(dir, Options{Compress: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := bytes.Repeat([]byte("sphere { <0, 1, 2>, 0.5 texture { Gold } }\n"), 5000)
+	random := make([]byte, 200_000)
+	rand.Read(random)
+	rt, err := v.Put(bytes.NewReader(text), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr, _ := v.Put(bytes.NewReader(random), "")
+	if again, err := v.Put(bytes.NewReader(text), rt.Hash); err != nil || again != rt {
+		t.Fatalf("storing it again: %v %v", again, err)
+	}
+	p := filepath.Join(dir, "objects", rt.Hash[:2], rt.Hash)
+	if fi, err := os.Stat(p + ".z"); err != nil || fi.Size() > int64(len(text))/10 {
+		t.Fatalf("compressible object stored as %v (%v), want a small .z", fi, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "objects", rr.Hash[:2], rr.Hash)); err != nil {
+		t.Errorf("random object not stored plain: %v", err)
+	}
+	v.Close()
+	plainVault, _ := Open(dir, Options{}) // reads do not depend on the option
+	for _, c := range []struct {
+		ref  Ref
+		want []byte
+	}{{rt, text}, {rr, random}} {
+		if !plainVault.Has(c.ref.Hash) {
+			t.Errorf("Has(%s) is false", c.ref.Hash)
+		}
+		o, err := plainVault.Open(c.ref.Hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(o.Verified())
+		o.Close()
+		if err != nil || !bytes.Equal(got, c.want) || o.Size() != c.ref.Size {
+			t.Errorf("%s: read %d bytes, %v", c.ref.Hash, len(got), err)
+		}
+	}
+	var ds []Damage
+	if sum, err := plainVault.Check(context.Background(), func(d Damage) { ds = append(ds, d) }); err != nil || sum.Objects != 2 || len(ds) != 0 {
+		t.Fatalf("check of a sound vault: %+v %v %v", sum, ds, err)
+	}
+	b, _ := os.ReadFile(p + ".z")
+	b[len(b)-5] ^= 1
+	os.WriteFile(p+".z", b, 0o644)
+	if _, err := plainVault.Open(rt.Hash); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("opening the damaged compressed object: %v, want ErrCorrupt", err)
+	}
+	plainVault.Check(context.Background(), func(d Damage) { ds = append(ds, d) })
+	if len(ds) != 1 || ds[0].Object != rt.Hash {
+		t.Errorf("check found %v", ds)
+	}
+	if err := plainVault.Remove(rt.Hash); err != nil || plainVault.Has(rt.Hash) {
+		t.Errorf("remove: %v", err)
+	}
+}

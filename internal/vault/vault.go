@@ -7,6 +7,7 @@ package vault
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -18,6 +19,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/distren/distren/internal/storage"
+	"github.com/distren/distren/internal/storage/filter"
 )
 
 // ErrNotFound is returned for an object the vault does not hold.
@@ -39,6 +43,7 @@ type Vault struct {
 	small     int64    // objects up to this size go to packs
 	packs     *packs   // nil when small is 0
 	smallPool sync.Pool
+	zstd      *filter.Zstd // not nil: compress file objects
 }
 
 // Options configure a vault.
@@ -49,7 +54,18 @@ type Options struct {
 	// append-only pack files (dir/packs) rather than one file each. Such
 	// objects have no Path.
 	SmallObjects int64
+	// Compress stores file objects of at most MaxCompressed bytes with zstd
+	// when that saves at least 1/64 of them, in the storage object format
+	// (internal/storage: header with filters, lengths and checksum) under
+	// objects/ab/<hash>.z. Reads return the plain content either way, so
+	// the option can be turned on or off at any time. Path is not usable
+	// with it.
+	Compress bool
 }
+
+// MaxCompressed is the largest object Compress compresses: chunks are at
+// most a few MiB; larger objects (big frame outputs) are stored plain.
+const MaxCompressed = 64 << 20
 
 // Open opens (creating if needed) the vault in dir and removes partial writes
 // left by an earlier process.
@@ -63,6 +79,13 @@ func Open(dir string, opt Options) (*Vault, error) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("vault: %w", err)
 		}
+	}
+	if opt.Compress {
+		z, err := filter.NewZstd()
+		if err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+		v.zstd = z
 	}
 	if opt.SmallObjects > 0 {
 		p, err := openPacks(filepath.Join(dir, "packs"), opt.NoSync)
@@ -111,6 +134,9 @@ func (v *Vault) Has(hash string) bool {
 		}
 	}
 	_, err := os.Stat(v.path(hash))
+	if err != nil {
+		_, err = os.Stat(v.path(hash) + compressedSuffix)
+	}
 	return err == nil
 }
 
@@ -178,7 +204,7 @@ func (v *Vault) Open(hash string) (*Object, error) {
 	}
 	f, err := os.Open(v.path(hash))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("vault: object %s: %w", hash, ErrNotFound)
+		return v.openCompressed(hash)
 	}
 	if err != nil {
 		return nil, err
@@ -207,6 +233,16 @@ func (v *Vault) Put(r io.Reader, want string) (Ref, error) {
 		}
 		r = io.MultiReader(bytes.NewReader(buf), r) // large: a file of its own
 	}
+	if v.zstd != nil {
+		b, err := io.ReadAll(io.LimitReader(r, MaxCompressed+1))
+		if err != nil {
+			return Ref{}, fmt.Errorf("vault: writing object: %w", err)
+		}
+		if len(b) <= MaxCompressed {
+			return v.putCompressed(b, want)
+		}
+		r = io.MultiReader(bytes.NewReader(b), r) // too large to compress
+	}
 	f, err := os.CreateTemp(v.tmp, "put-*")
 	if err != nil {
 		return Ref{}, fmt.Errorf("vault: %w", err)
@@ -230,7 +266,7 @@ func (v *Vault) Put(r io.Reader, want string) (Ref, error) {
 		return Ref{}, fmt.Errorf("vault: content hashes to %s, expected %s", ref.Hash, want)
 	}
 	dst := v.path(ref.Hash)
-	if _, err := os.Stat(dst); err == nil {
+	if v.Has(ref.Hash) {
 		f.Close()
 		os.Remove(f.Name()) // already stored: content addressing deduplicates
 		done = true
@@ -299,6 +335,9 @@ func (v *Vault) Close() error {
 	if v.packs != nil {
 		v.packs.close()
 	}
+	if v.zstd != nil {
+		v.zstd.Close()
+	}
 	v.shards.Range(func(k, d any) bool {
 		d.(*os.File).Close()
 		v.shards.Delete(k)
@@ -356,8 +395,113 @@ func (v *Vault) Remove(hash string) error {
 	if !ValidHash(hash) {
 		return fmt.Errorf("vault: invalid object name %q", hash)
 	}
-	return os.Remove(v.path(hash))
+	err := os.Remove(v.path(hash))
+	if errors.Is(err, fs.ErrNotExist) {
+		err = os.Remove(v.path(hash) + compressedSuffix)
+	}
+	return err
 }
 
 // Dir returns the vault's directory, for messages.
 func (v *Vault) Dir() string { return strings.TrimSuffix(v.dir, string(filepath.Separator)+"objects") }
+
+// compressedSuffix marks an object stored compressed, in the storage object
+// format.
+const compressedSuffix = ".z"
+
+// openCompressed opens an object stored compressed: its plain content,
+// decoded in memory (such objects are at most MaxCompressed bytes) after
+// its header and checksum are verified.
+func (v *Vault) openCompressed(hash string) (*Object, error) {
+	b, err := os.ReadFile(v.path(hash) + compressedSuffix)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("vault: object %s: %w", hash, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	plain, err := decodeStored(hash, b)
+	if err != nil {
+		return nil, err
+	}
+	return &Object{SectionReader: io.NewSectionReader(bytes.NewReader(plain), 0, int64(len(plain))), name: hash}, nil
+}
+
+// decodeStored undoes the filters of an object in the storage format.
+func decodeStored(hash string, b []byte) ([]byte, error) {
+	r := bytes.NewReader(b)
+	h, err := storage.ReadHeader(r)
+	if err != nil {
+		return nil, fmt.Errorf("vault: object %s: %w", hash, errors.Join(ErrCorrupt, err))
+	}
+	if h.Stored != int64(r.Len()) || h.Plain > MaxCompressed {
+		return nil, fmt.Errorf("vault: object %s: %w: header lengths %d/%d for %d stored bytes", hash, ErrCorrupt, h.Plain, h.Stored, r.Len())
+	}
+	payload, err := io.ReadAll(storage.PayloadReader(r, h))
+	if err != nil {
+		return nil, fmt.Errorf("vault: object %s: %w", hash, errors.Join(ErrCorrupt, err))
+	}
+	for i := len(h.Filters) - 1; i >= 0; i-- {
+		if h.Filters[i] != storage.FilterZstd {
+			return nil, fmt.Errorf("vault: object %s: stored with filter %s, which this vault cannot undo", hash, h.Filters[i])
+		}
+		z, err := zstdDecoder()
+		if err != nil {
+			return nil, err
+		}
+		if payload, err = z.Decode(context.Background(), hash, payload); err != nil {
+			return nil, fmt.Errorf("vault: object %s: %w", hash, errors.Join(ErrCorrupt, err))
+		}
+	}
+	if int64(len(payload)) != h.Plain {
+		return nil, fmt.Errorf("vault: object %s: %w: %d plain bytes, header says %d", hash, ErrCorrupt, len(payload), h.Plain)
+	}
+	return payload, nil
+}
+
+var zstdDecoder = sync.OnceValues(filter.NewZstd)
+
+// putCompressed stores an object held in memory, compressed if that saves
+// space, written once: temporary file, fsync, rename, directory fsync.
+func (v *Vault) putCompressed(b []byte, want string) (Ref, error) {
+	sum := sha256.Sum256(b)
+	ref := Ref{Hash: hex.EncodeToString(sum[:]), Size: int64(len(b))}
+	if want != "" && want != ref.Hash {
+		return Ref{}, fmt.Errorf("vault: content hashes to %s, expected %s", ref.Hash, want)
+	}
+	if v.Has(ref.Hash) {
+		return ref, nil
+	}
+	data, dst := b, v.path(ref.Hash)
+	if out, applied, err := v.zstd.Encode(context.Background(), ref.Hash, b); err == nil && applied {
+		data, dst = storage.Encode([]storage.Filter{storage.FilterZstd}, ref.Size, out), dst+compressedSuffix
+	}
+	f, err := os.CreateTemp(v.tmp, "put-*")
+	if err != nil {
+		return Ref{}, fmt.Errorf("vault: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil && !v.noSync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	var shard *os.File
+	if err == nil {
+		shard, err = v.shard(ref.Hash)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return Ref{}, fmt.Errorf("vault: storing object %s: %w", ref.Hash, err)
+	}
+	if !v.noSync {
+		if err := shard.Sync(); err != nil {
+			return Ref{}, fmt.Errorf("vault: syncing object %s: %w", ref.Hash, err)
+		}
+	}
+	return ref, nil
+}
