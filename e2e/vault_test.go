@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/client"
@@ -185,5 +186,75 @@ func TestVaultCheck(t *testing.T) {
 	out := run(t, 6, "vault", "check", "--data", data)
 	if !strings.Contains(out, "DAMAGED object "+filepath.Base(victim)) || !strings.Contains(out, ": 1 damaged") {
 		t.Errorf("after flipping a byte of %s: %q", filepath.Base(victim), out)
+	}
+}
+
+// chunkHashes returns the chunk names of a file.
+func chunkHashes(t *testing.T, p string) []string {
+	t.Helper()
+	ch, _ := cdc.New(cdc.Options{})
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	ch.Split(f, func(c cdc.Chunk) error { out = append(out, hex.EncodeToString(c.Hash[:])); return nil })
+	return out
+}
+
+// TestDeleteAndGC: deleting a job and collecting removes the chunks only it
+// used and keeps those another job shares; that job still renders, and the
+// deleted job's id is not reused.
+func TestDeleteAndGC(t *testing.T) {
+	_, url := serve(t, "--data", t.TempDir(), "--name", "gc", "--workers", "0", "--gc-grace", "1ms", "--gc-interval", "0")
+	mk := func(name string, shared []byte) string {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "textures"), 0o755)
+		os.WriteFile(filepath.Join(dir, "textures", "shared.bin"), shared, 0o644)
+		randomFile(t, filepath.Join(dir, "textures", name+".bin"), 3<<20)
+		os.WriteFile(filepath.Join(dir, "scene.txt"), []byte(name+"\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "distrenjob.xml"), []byte(strings.Replace(sceneJob, "%s", name, 1)), 0o644)
+		return dir
+	}
+	shared := make([]byte, 4<<20)
+	rand.Read(shared)
+	a, b := mk("alpha", shared), mk("beta", shared)
+	run(t, 0, "submit", a, "--server", url, "-q")
+	run(t, 0, "submit", b, "--server", url, "-q")
+
+	onlyA := chunkHashes(t, filepath.Join(a, "textures", "alpha.bin"))
+	sharedChunks := chunkHashes(t, filepath.Join(a, "textures", "shared.bin"))
+	c, _ := client.New(url)
+	missing := func(hs []string) int {
+		m, err := c.MissingChunks(context.Background(), hs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(m)
+	}
+	if missing(onlyA)+missing(sharedChunks) != 0 {
+		t.Fatal("chunks missing before any deletion")
+	}
+	time.Sleep(5 * time.Millisecond) // past the grace period
+	if out := run(t, 0, "delete", "1", "--server", url); !strings.Contains(out, "job 1 deleted") {
+		t.Errorf("delete printed %q", out)
+	}
+	runErr(t, 5, "status", "1", "--server", url)
+	out := run(t, 0, "gc", "--server", url)
+	if missing(onlyA) != len(onlyA) || missing(sharedChunks) != 0 {
+		t.Errorf("after gc (%s): %d of %d of job 1's own chunks gone, %d shared chunks gone",
+			strings.TrimSpace(out), missing(onlyA), len(onlyA), missing(sharedChunks))
+	}
+	// Job 2 still renders whole, and ids go on.
+	start(t, "worker", "--server", url, "--slots", "1", "--dir", t.TempDir(), "--name", "w")
+	run(t, 0, "status", "2", "--watch", "--interval", "100ms", "--server", url)
+	res := t.TempDir()
+	run(t, 0, "fetch", "2", "--server", url, "-o", res)
+	if got, _ := os.ReadFile(filepath.Join(res, "size-1.txt")); strings.TrimSpace(string(got)) != strconv.Itoa(4<<20+3<<20+5) {
+		t.Errorf("job 2's frame read %q bytes", got)
+	}
+	if sub := strings.TrimSpace(run(t, 0, "submit", a, "--server", url, "-q")); sub != "distren://gc/3" {
+		t.Errorf("the next job is %s", sub)
 	}
 }

@@ -21,6 +21,9 @@ type serveOptions struct {
 	maxFrames          int64
 	maxManifest        int64
 	compress           bool
+	gcInterval         time.Duration
+	gcGrace            time.Duration
+	retention          time.Duration
 }
 
 func newServeCommand() *cobra.Command {
@@ -43,6 +46,9 @@ content-addressed vault); it can be killed at any moment and restarts where it s
 	f.Int64Var(&o.maxPackage, "max-package-bytes", 8<<30, "largest job package accepted (uncompressed bytes)")
 	f.Int64Var(&o.maxFrames, "max-frames", 1_000_000, "most frames in one job")
 	f.Int64Var(&o.maxManifest, "max-manifest-bytes", 16<<20, "largest distrenjob.xml accepted")
+	f.DurationVar(&o.gcInterval, "gc-interval", time.Hour, "how often garbage is collected (0: never by itself; distren gc runs it)")
+	f.DurationVar(&o.gcGrace, "gc-grace", time.Hour, "unreferenced objects written or asked about this recently are kept (uploads in progress)")
+	f.DurationVar(&o.retention, "retention", 0, "delete finished jobs submitted longer ago than this (0: keep them)")
 	f.BoolVar(&o.compress, "compress", true, "store objects compressed with zstd where that saves space (objects stored either way stay readable)")
 	return c
 }
@@ -54,5 +60,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	return farm.Run(ctx, farm.Config{Data: o.data, Listen: o.listen, Name: o.name, Workers: o.workers,
 		LeaseTTL: o.leaseTTL, Log: log, NoCompress: !o.compress,
+		GCInterval: gcInterval(o.gcInterval), GC: server.GC{Grace: o.gcGrace, Retention: o.retention},
 		Limits: server.Limits{MaxPackageBytes: o.maxPackage, MaxFrames: o.maxFrames, MaxManifestBytes: o.maxManifest}})
+}
+
+// gcInterval maps the flag (0: never) to farm.Config (negative: never).
+func gcInterval(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

@@ -38,6 +38,6 @@ func newRootCommand() *cobra.Command {
 		return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
 	})
 	root.AddCommand(newServeCommand(), newWorkerCommand(), newRenderCommand(), newSubmitCommand(),
-		newStatusCommand(), newFetchCommand(), newCancelCommand(), newRetryCommand(), newInitCommand(), newWorkersCommand(), newVaultCommand(), newVersionCommand())
+		newStatusCommand(), newFetchCommand(), newCancelCommand(), newRetryCommand(), newInitCommand(), newWorkersCommand(), newVaultCommand(), newDeleteCommand(), newGCCommand(), newVersionCommand())
 	return root
 }

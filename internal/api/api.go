@@ -232,3 +232,11 @@ type Retry struct {
 type Changed struct {
 	Frames int `json:"frames"`
 }
+
+// GCResult answers POST /v1/gc: what a garbage collection removed.
+type GCResult struct {
+	JobsDeleted int   `json:"jobs_deleted"` // finished jobs past retention
+	Objects     int   `json:"objects"`      // vault objects removed
+	Bytes       int64 `json:"bytes"`        // stored bytes freed
+	Kept        int   `json:"kept"`         // unreferenced but recent objects kept
+}

@@ -166,6 +166,17 @@ func (c *Client) PutChunk(ctx context.Context, hash string, data io.Reader, size
 	return resp.Body.Close()
 }
 
+// Delete deletes a job.
+func (c *Client) Delete(ctx context.Context, id int64) error {
+	return c.call(ctx, "DELETE", fmt.Sprintf("/v1/jobs/%d", id), nil, nil)
+}
+
+// GC runs a garbage collection on the server now.
+func (c *Client) GC(ctx context.Context) (api.GCResult, error) {
+	var r api.GCResult
+	return r, c.call(ctx, "POST", "/v1/gc", struct{}{}, &r)
+}
+
 // Jobs lists the server's jobs, newest first.
 func (c *Client) Jobs(ctx context.Context) ([]api.Job, error) {
 	var js []api.Job

@@ -4,6 +4,7 @@
 package farm
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,6 +44,10 @@ type Config struct {
 	Log      *slog.Logger
 	// NoCompress stores objects as they are, not compressed with zstd.
 	NoCompress bool
+	// GC configures garbage collection; GCInterval is how often it runs
+	// (default 1h; negative: never by itself).
+	GC         server.GC
+	GCInterval time.Duration
 	// Ready, if set, is called with the server's URL once it serves.
 	Ready func(url string)
 	// Runner hooks, e.g. to stop the farm from outside: see lifecycle.Runner.On.
@@ -62,15 +67,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log := cfg.Log
 	var (
-		unlock func()
-		v      *vault.Vault
-		st     *store.SQLite
-		sess   *session.Session
-		ln     net.Listener
-		srv    *http.Server
-		url    string
-		urlSet = make(chan struct{})
-		once   sync.Once
+		unlock  func()
+		v       *vault.Vault
+		st      *store.SQLite
+		sess    *session.Session
+		ln      net.Listener
+		srv     *http.Server
+		handler *server.Server
+		url     string
+		urlSet  = make(chan struct{})
+		once    sync.Once
 	)
 	r := &lifecycle.Runner{Session: "session", Log: log}
 	for e, hs := range cfg.Hooks {
@@ -167,7 +173,8 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			url = "http://" + ln.Addr().String()
 			h := server.New(server.Config{Session: sess, Vault: v, Backends: cfg.Backends, TmpDir: filepath.Join(cfg.Data, "tmp"),
-				Limits: cfg.Limits, URL: url, Log: log})
+				Limits: cfg.Limits, URL: url, Log: log, GC: cfg.GC})
+			handler = h
 			srv = &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 			once.Do(func() { close(urlSet) })
@@ -177,6 +184,9 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Info("serving", "name", cfg.Name, "url", url, "data", cfg.Data, "local_slots", cfg.Workers)
 			if cfg.Ready != nil {
 				cfg.Ready(url)
+			}
+			if every := cmp.Or(cfg.GCInterval, time.Hour); every > 0 {
+				go handler.CollectEvery(ctx, every)
 			}
 			return server.Serve(ctx, srv, func() error {
 				if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

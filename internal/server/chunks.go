@@ -35,6 +35,8 @@ func (s *Server) postMissing(r *http.Request) (any, error) {
 		}
 		if !s.vault.Has(h) {
 			out.Missing = append(out.Missing, h)
+		} else {
+			s.vault.Touch(h) // the client counts on it: keep it through the grace period
 		}
 	}
 	return out, nil

@@ -19,6 +19,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/distren/distren/internal/api"
@@ -72,6 +73,8 @@ type Server struct {
 	log      *slog.Logger
 	mux      *http.ServeMux
 	chunker  *cdc.Chunker
+	gc       GC
+	gcMu     sync.RWMutex // collection (write) against job submission (read)
 }
 
 // Config assembles a server.
@@ -80,6 +83,7 @@ type Config struct {
 	Vault    *vault.Vault
 	Backends backend.Registry
 	TmpDir   string // uploads are unpacked here; must exist
+	GC       GC
 	Limits   Limits
 	URL      string // how clients reach this server, for GET /v1/server
 	Log      *slog.Logger
@@ -94,9 +98,15 @@ func New(cfg Config) *Server {
 	s := &Server{sess: cfg.Session, vault: cfg.Vault, backends: cfg.Backends, tmp: cfg.TmpDir, lim: cfg.Limits,
 		url: cfg.URL, log: cfg.Log, mux: http.NewServeMux()}
 	s.chunker, _ = cdc.New(cdc.Options{}) // the defaults are valid
+	s.gc = cfg.GC
+	if s.gc.Grace <= 0 {
+		s.gc.Grace = time.Hour
+	}
 	h := func(pattern string, f func(*http.Request) (any, error)) { s.mux.Handle(pattern, s.json(f)) }
 	h("GET /v1/server", s.getServer)
 	h("POST /v1/jobs", s.postJob)
+	h("DELETE /v1/jobs/{job}", s.deleteJob)
+	h("POST /v1/gc", s.postGC)
 	h("POST /v1/chunks/missing", s.postMissing)
 	h("PUT /v1/chunks/{hash}", s.putChunk)
 	h("GET /v1/jobs", func(*http.Request) (any, error) { return s.sess.Jobs(), nil })
@@ -234,6 +244,10 @@ var Version = "0.1.0-dev"
 // postJob receives a package upload: the tar stream is unpacked as it
 // arrives, checked, its files stored in the vault, and the job recorded.
 func (s *Server) postJob(r *http.Request) (any, error) {
+	// A collection does not run between checking that the chunks are here
+	// and recording the job that refers to them.
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
 	var inputs []api.InputFile
 	var raw []byte
 	if r.Header.Get("Content-Type") == api.TreeContentType {

@@ -1,0 +1,97 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/distren/distren/internal/store"
+)
+
+// Delete removes a job: it is gone from listings and the API, its running
+// frames are abandoned (their workers learn it at their next heartbeat), and
+// the objects only it referred to become collectable (LiveObjects). Its id
+// is never issued again. A job whose frames other jobs depend on cannot be
+// deleted before them.
+func (s *Session) Delete(ctx context.Context, jobID int64) error {
+	_, err := s.do(ctx, func(tx store.Tx) (any, error) {
+		j := s.jobs[jobID]
+		if j == nil {
+			return nil, fmt.Errorf("job %d: %w", jobID, ErrNotFound)
+		}
+		var users []string
+		for i := range j.frames {
+			for _, d := range j.frames[i].dependents {
+				if d.job != j && !slices.Contains(users, jobURL(s.name, d.job.rec.ID)) {
+					users = append(users, jobURL(s.name, d.job.rec.ID))
+				}
+			}
+		}
+		if len(users) > 0 {
+			return nil, fmt.Errorf("%w: job %s cannot be deleted: %s depend on its frames (delete them first)",
+				ErrInvalid, jobURL(s.name, jobID), strings.Join(users, ", "))
+		}
+		upd := j.rec
+		upd.Deleted = true
+		if err := tx.UpdateJob(&upd); err != nil {
+			return nil, err
+		}
+		for i := range j.frames {
+			delete(s.running, frameKey{jobID, j.frames[i].id})
+		}
+		for i := range j.frames { // frames of this job waiting on other jobs
+			for _, d := range j.m.Frames[i].Deps {
+				if t, ti, err := s.resolve(j, d); err == nil && t != j {
+					tf := &t.frames[ti]
+					tf.dependents = slices.DeleteFunc(tf.dependents, func(r frameRef) bool { return r.job == j })
+				}
+			}
+		}
+		delete(s.jobs, jobID)
+		s.active = slices.DeleteFunc(s.active, func(a *job) bool { return a == j })
+		return nil, nil
+	})
+	return err
+}
+
+// LiveObjects returns the vault objects that jobs refer to: their input
+// chunks, their frames' outputs, and the output tarballs their numbered files
+// are in. Anything else may be collected.
+func (s *Session) LiveObjects() map[string]bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	live := map[string]bool{}
+	for _, j := range s.jobs {
+		for _, in := range j.inputs {
+			for _, p := range in.Parts() {
+				live[p.Hash] = true
+			}
+		}
+		for i := range j.frames {
+			if o := j.frames[i].output; o != "" {
+				live[o] = true
+			}
+		}
+		for _, f := range j.files {
+			live[f.Tar] = true
+		}
+	}
+	return live
+}
+
+// Expired returns the finished jobs (done, failed or canceled) submitted
+// before the time given, oldest first: those a retention setting deletes.
+func (s *Session) Expired(before time.Time) []int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []int64
+	for id, j := range s.jobs {
+		if j.finished() && j.rec.Submitted.Before(before) {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
