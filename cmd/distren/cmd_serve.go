@@ -24,6 +24,7 @@ type serveOptions struct {
 	gcInterval         time.Duration
 	gcGrace            time.Duration
 	retention          time.Duration
+	maxOpen            int
 }
 
 func newServeCommand() *cobra.Command {
@@ -49,6 +50,7 @@ content-addressed vault); it can be killed at any moment and restarts where it s
 	f.DurationVar(&o.gcInterval, "gc-interval", time.Hour, "how often garbage is collected (0: never by itself; distren gc runs it)")
 	f.DurationVar(&o.gcGrace, "gc-grace", time.Hour, "unreferenced objects written or asked about this recently are kept (uploads in progress)")
 	f.DurationVar(&o.retention, "retention", 0, "delete finished jobs submitted longer ago than this (0: keep them)")
+	f.IntVar(&o.maxOpen, "max-open-objects", 512, "object files open at once; readers of one object share its file, more readers wait")
 	f.BoolVar(&o.compress, "compress", true, "store objects compressed with zstd where that saves space (objects stored either way stay readable)")
 	return c
 }
@@ -59,7 +61,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return usageError{fmt.Errorf("--workers %d: must be 0 or more", o.workers)}
 	}
 	return farm.Run(ctx, farm.Config{Data: o.data, Listen: o.listen, Name: o.name, Workers: o.workers,
-		LeaseTTL: o.leaseTTL, Log: log, NoCompress: !o.compress,
+		LeaseTTL: o.leaseTTL, Log: log, NoCompress: !o.compress, MaxOpenObjects: o.maxOpen,
 		GCInterval: gcInterval(o.gcInterval), GC: server.GC{Grace: o.gcGrace, Retention: o.retention},
 		Limits: server.Limits{MaxPackageBytes: o.maxPackage, MaxFrames: o.maxFrames, MaxManifestBytes: o.maxManifest}})
 }

@@ -44,6 +44,8 @@ type Config struct {
 	Log      *slog.Logger
 	// NoCompress stores objects as they are, not compressed with zstd.
 	NoCompress bool
+	// MaxOpenObjects bounds the vault's open object files (default 512).
+	MaxOpenObjects int
 	// GC configures garbage collection; GCInterval is how often it runs
 	// (default 1h; negative: never by itself).
 	GC         server.GC
@@ -101,7 +103,7 @@ func Run(ctx context.Context, cfg Config) error {
 			if err := os.MkdirAll(tmp, 0o755); err != nil {
 				return err
 			}
-			v, err = vault.Open(filepath.Join(cfg.Data, "vault"), vault.Options{SmallObjects: SmallObjects, Compress: !cfg.NoCompress})
+			v, err = vault.Open(filepath.Join(cfg.Data, "vault"), vault.Options{SmallObjects: SmallObjects, Compress: !cfg.NoCompress, MaxOpen: cfg.MaxOpenObjects})
 			return err
 		},
 		Stop: func(context.Context) error {

@@ -44,6 +44,18 @@ type Vault struct {
 	packs     *packs   // nil when small is 0
 	smallPool sync.Pool
 	zstd      *filter.Zstd // not nil: compress file objects
+
+	// Open object files are shared by their readers and limited in number.
+	hmu     sync.Mutex
+	handles map[string]*handle
+	slots   chan struct{} // one per open object file
+}
+
+// handle is an object file open for any number of readers.
+type handle struct {
+	f    *os.File
+	size int64
+	refs int
 }
 
 // Options configure a vault.
@@ -61,6 +73,11 @@ type Options struct {
 	// the option can be turned on or off at any time. Path is not usable
 	// with it.
 	Compress bool
+	// MaxOpen bounds the object files open at once (default 512): readers
+	// of one object share its file, and an Open beyond the limit waits for
+	// a reader to close, so more downloads can run than the process's file
+	// descriptor limit would allow. Pack files are always open.
+	MaxOpen int
 }
 
 // MaxCompressed is the largest object Compress compresses: chunks are at
@@ -80,6 +97,10 @@ func Open(dir string, opt Options) (*Vault, error) {
 			return nil, fmt.Errorf("vault: %w", err)
 		}
 	}
+	if opt.MaxOpen <= 0 {
+		opt.MaxOpen = 512
+	}
+	v.handles, v.slots = map[string]*handle{}, make(chan struct{}, opt.MaxOpen)
 	if opt.Compress {
 		z, err := filter.NewZstd()
 		if err != nil {
@@ -143,8 +164,9 @@ func (v *Vault) Has(hash string) bool {
 // Object is an open object: read it, seek in it, or read at offsets.
 type Object struct {
 	*io.SectionReader
-	f    *os.File // nil for a packed object
-	name string
+	v      *Vault // nil for a packed or decoded object
+	name   string
+	closed bool
 }
 
 // ErrCorrupt is returned by a verified read of an object whose content does
@@ -185,11 +207,64 @@ func (v *verifier) Read(p []byte) (int, error) {
 
 // Close releases the object.
 func (o *Object) Close() error {
-	if o.f != nil {
-		return o.f.Close()
+	if o.v != nil && !o.closed {
+		o.closed = true
+		o.v.release(o.name)
 	}
 	return nil
 }
+
+// acquire returns the open file of an object, opening it if no reader has
+// it open, after waiting for a free slot.
+func (v *Vault) acquire(hash string) (*handle, error) {
+	v.hmu.Lock()
+	if h := v.handles[hash]; h != nil {
+		h.refs++
+		v.hmu.Unlock()
+		return h, nil
+	}
+	v.hmu.Unlock()
+	v.slots <- struct{}{}
+	f, err := os.Open(v.path(hash))
+	var st os.FileInfo
+	if err == nil {
+		if st, err = f.Stat(); err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		<-v.slots
+		return nil, err
+	}
+	v.hmu.Lock()
+	defer v.hmu.Unlock()
+	if h := v.handles[hash]; h != nil { // opened meanwhile by another reader
+		f.Close()
+		<-v.slots
+		h.refs++
+		return h, nil
+	}
+	h := &handle{f: f, size: st.Size(), refs: 1}
+	v.handles[hash] = h
+	return h, nil
+}
+
+func (v *Vault) release(hash string) {
+	v.hmu.Lock()
+	defer v.hmu.Unlock()
+	h := v.handles[hash]
+	if h == nil {
+		return
+	}
+	if h.refs--; h.refs == 0 {
+		h.f.Close()
+		delete(v.handles, hash)
+		<-v.slots
+	}
+}
+
+// OpenFiles returns how many object files are open (not counting packs).
+func (v *Vault) OpenFiles() int { return len(v.slots) }
 
 // Open opens an object for reading.
 func (v *Vault) Open(hash string) (*Object, error) {
@@ -202,19 +277,14 @@ func (v *Vault) Open(hash string) (*Object, error) {
 			return &Object{SectionReader: r, name: hash}, nil
 		}
 	}
-	f, err := os.Open(v.path(hash))
+	fh, err := v.acquire(hash)
 	if errors.Is(err, fs.ErrNotExist) {
 		return v.openCompressed(hash)
 	}
 	if err != nil {
 		return nil, err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &Object{SectionReader: io.NewSectionReader(f, 0, st.Size()), f: f, name: hash}, nil
+	return &Object{SectionReader: io.NewSectionReader(fh.f, 0, fh.size), v: v, name: hash}, nil
 }
 
 // Put stores the content of r and returns its name. If want is not empty,
