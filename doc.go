@@ -8,9 +8,11 @@
 //   - Steam (processing): internal/session (commands, dispatcher, scheduler),
 //     internal/store (durable state in SQLite), internal/manifest (distrenjob.xml).
 //   - Vault (data and execution): internal/vault (content-addressed blobs),
-//     internal/jobpkg (tar safety), internal/worker (slots, scratch directories),
+//     internal/cdc (content-defined chunks and trees), internal/storage
+//     (storage modules, object format, filters), internal/jobpkg (tar safety), internal/worker (slots, scratch directories),
 //     internal/backend (renderers), internal/sandbox (confining renderer
 //     processes), internal/raster (the built-in renderer).
 //
-// internal/lifecycle starts and stops the subsystems in order.
+// internal/lifecycle starts and stops the subsystems in order; internal/imgcmp
+// compares images for the renderer tests.
 package distren

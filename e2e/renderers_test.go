@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/imgcmp"
 )
 
 // needPrograms fails the test, clearly, when a renderer it needs is missing;
@@ -89,7 +90,7 @@ func TestPOVRayAndFFmpeg(t *testing.T) {
 	for i := 1; i <= 24; i++ {
 		name := fmt.Sprintf("orbit%02d.png", i)
 		got, want := decode(t, filepath.Join(out, name)), decode(t, filepath.Join(direct, name))
-		if d := pixelDiff(got, want); d != "" {
+		if d := imgcmp.Diff(got, want); d != "" {
 			t.Errorf("%s: %s", name, d)
 		}
 	}
@@ -115,23 +116,6 @@ func decode(t *testing.T, p string) image.Image {
 		t.Fatalf("%s: %v", p, err)
 	}
 	return img
-}
-
-func pixelDiff(a, b image.Image) string {
-	if a.Bounds() != b.Bounds() {
-		return fmt.Sprintf("size %v, povray's %v", a.Bounds(), b.Bounds())
-	}
-	r := a.Bounds()
-	for y := r.Min.Y; y < r.Max.Y; y++ {
-		for x := r.Min.X; x < r.Max.X; x++ {
-			r1, g1, b1, a1 := a.At(x, y).RGBA()
-			r2, g2, b2, a2 := b.At(x, y).RGBA()
-			if r1 != r2 || g1 != g2 || b1 != b2 || a1 != a2 {
-				return fmt.Sprintf("pixel (%d,%d) differs from povray's", x, y)
-			}
-		}
-	}
-	return ""
 }
 
 // TestBlender renders a few frames of the Blender example at low samples
@@ -188,7 +172,7 @@ func TestBlender(t *testing.T) {
 		}
 	}
 	// The box turns: the first and last frames differ.
-	if pixelDiff(decode(t, filepath.Join(out, "frame-0001.png")), decode(t, filepath.Join(out, "frame-0004.png"))) == "" {
+	if imgcmp.Diff(decode(t, filepath.Join(out, "frame-0001.png")), decode(t, filepath.Join(out, "frame-0004.png"))) == "" {
 		t.Error("frames 1 and 4 are identical")
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/distren/distren/internal/imgcmp"
 )
 
 func TestPOVRayCheck(t *testing.T) {
@@ -122,24 +124,6 @@ func decodePNG(t *testing.T, p string) image.Image {
 	return img
 }
 
-// samePixels reports where two images differ, or "" if they do not.
-func samePixels(a, b image.Image) string {
-	if a.Bounds() != b.Bounds() {
-		return fmt.Sprintf("size %v against %v", a.Bounds(), b.Bounds())
-	}
-	r := a.Bounds()
-	for y := r.Min.Y; y < r.Max.Y; y++ {
-		for x := r.Min.X; x < r.Max.X; x++ {
-			r1, g1, b1, a1 := a.At(x, y).RGBA()
-			r2, g2, b2, a2 := b.At(x, y).RGBA()
-			if r1 != r2 || g1 != g2 || b1 != b2 || a1 != a2 {
-				return fmt.Sprintf("pixel (%d,%d) differs", x, y)
-			}
-		}
-	}
-	return ""
-}
-
 // TestPOVRayRendersAsPOVRayDoes renders frames 5-7 as one chunk and frame 9
 // alone, small, and compares each with `povray orbit.ini` run by hand.
 func TestPOVRayRendersAsPOVRayDoes(t *testing.T) {
@@ -167,7 +151,7 @@ func TestPOVRayRendersAsPOVRayDoes(t *testing.T) {
 			if files[0] != want {
 				t.Errorf("frame %d: output %s, want %s", f, files[0], want)
 			}
-			if d := samePixels(decodePNG(t, filepath.Join(task.Dir, files[0])), decodePNG(t, filepath.Join(direct.Dir, want))); d != "" {
+			if d := imgcmp.Diff(decodePNG(t, filepath.Join(task.Dir, files[0])), decodePNG(t, filepath.Join(direct.Dir, want))); d != "" {
 				t.Errorf("frame %d differs from povray's own: %s", f, d)
 			}
 			if p := rec.progress[f]; len(p) == 0 || p[len(p)-1] != 1 {

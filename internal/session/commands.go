@@ -199,7 +199,7 @@ func (s *Session) take(j *job, i int32, w string, now time.Time, chunk uint64) a
 // otherWorker reports whether a live worker other than w satisfies ok.
 func (s *Session) otherWorker(now time.Time, w string, ok func(string) bool) bool {
 	for v, wk := range s.workers {
-		if v != w && now.Sub(wk.seen) < s.opt.LeaseTTL && ok(v) {
+		if v != w && s.live(wk, now) && ok(v) {
 			return true
 		}
 	}

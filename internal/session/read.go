@@ -161,7 +161,7 @@ func (s *Session) Workers() int {
 	n := 0
 	now := time.Now()
 	for _, wk := range s.workers {
-		if now.Sub(wk.seen) < s.opt.LeaseTTL {
+		if s.live(wk, now) {
 			n++
 		}
 	}
@@ -184,7 +184,7 @@ func (s *Session) WorkerList() []api.Worker {
 	}
 	out := make([]api.Worker, 0, len(s.workers))
 	for name, wk := range s.workers {
-		out = append(out, api.Worker{Name: name, LastSeen: wk.seen.UTC(), Live: now.Sub(wk.seen) < s.opt.LeaseTTL,
+		out = append(out, api.Worker{Name: name, LastSeen: wk.seen.UTC(), Live: s.live(wk, now),
 			Backends: maps.Clone(wk.backends), Running: running[name]})
 	}
 	slices.SortFunc(out, func(a, b api.Worker) int { return strings.Compare(a.Name, b.Name) })

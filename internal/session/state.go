@@ -165,6 +165,9 @@ type worker struct {
 	backends map[string]string // backend → version
 }
 
+// live reports whether the worker was heard from within a lease period.
+func (s *Session) live(w *worker, now time.Time) bool { return now.Sub(w.seen) < s.opt.LeaseTTL }
+
 func (w *worker) can(r requirement) bool {
 	v, ok := w.backends[r.backend]
 	return ok && manifest.VersionMatches(r.version, v)
@@ -277,7 +280,7 @@ func (s *Session) waiting(j *job) string {
 	now := time.Now()
 	live := 0
 	for _, w := range s.workers {
-		if now.Sub(w.seen) < s.opt.LeaseTTL {
+		if s.live(w, now) {
 			live++
 		}
 	}
@@ -292,7 +295,7 @@ func (s *Session) waiting(j *job) string {
 		}
 		capable := false
 		for _, w := range s.workers {
-			if now.Sub(w.seen) < s.opt.LeaseTTL && w.can(req) {
+			if s.live(w, now) && w.can(req) {
 				capable = true
 				break
 			}

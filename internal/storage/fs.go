@@ -74,7 +74,7 @@ func (m *FS) Put(ctx context.Context, name string, r io.Reader, size int64) erro
 			err = os.Rename(tmp, dst)
 		}
 		if err == nil && !m.noSync {
-			err = syncDir(filepath.Dir(dst))
+			err = SyncDir(filepath.Dir(dst))
 		}
 	}
 	if err != nil {
@@ -220,7 +220,9 @@ func notFound(err error) error {
 	return err
 }
 
-func syncDir(dir string) error {
+// SyncDir makes a directory's entries (a file created or renamed in it)
+// durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -229,7 +231,9 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// ctxReader fails reads once its context ends.
+// ContextReader returns a reader of r whose reads fail once ctx ends.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
 type ctxReader struct {
 	ctx context.Context
 	r   io.Reader

@@ -46,7 +46,6 @@ func TestWatchdogFiresOnStall(t *testing.T) {
 			f.Module.Put(ctx, "obj", bytes.NewReader([]byte("data")), 4)
 			f.Inject(storagetest.Fault{Op: op, Stall: true})
 			m := storage.Resilient(f, storage.ResilientOptions{StallTimeout: 50 * time.Millisecond, Attempts: 2, Backoff: time.Millisecond})
-			start := time.Now()
 			var err error
 			switch op {
 			case "put":
@@ -63,9 +62,6 @@ func TestWatchdogFiresOnStall(t *testing.T) {
 			}
 			if f.Calls(op) != 2 {
 				t.Errorf("%d calls, want 2", f.Calls(op))
-			}
-			if d := time.Since(start); d > 5*time.Second {
-				t.Errorf("took %s", d)
 			}
 		})
 	}

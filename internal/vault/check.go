@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 )
 
 // Damage is a damaged object or pack region found by Check.
@@ -44,17 +43,7 @@ func (v *Vault) Check(ctx context.Context, damaged func(Damage)) (CheckSummary, 
 	var sum CheckSummary
 	report := func(d Damage) { sum.Damaged++; damaged(d) }
 	buf := make([]byte, 1<<20)
-	err := filepath.WalkDir(v.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		name, compressed := strings.CutSuffix(d.Name(), compressedSuffix)
+	err := v.objectFiles(ctx, func(p, name string, compressed bool, _ fs.DirEntry) error {
 		if !ValidHash(name) || filepath.Base(filepath.Dir(p)) != name[:2] {
 			report(Damage{Where: p, Msg: "not an object name where objects are kept"})
 			return nil

@@ -36,17 +36,7 @@ type SweepResult struct {
 // compacted.
 func (v *Vault) Sweep(ctx context.Context, live func(hash string) bool, cutoff time.Time) (SweepResult, error) {
 	var res SweepResult
-	err := filepath.WalkDir(v.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return nil
-		}
-		name := strings.TrimSuffix(d.Name(), compressedSuffix)
+	err := v.objectFiles(ctx, func(p, name string, _ bool, d fs.DirEntry) error {
 		if !ValidHash(name) || live(name) {
 			return nil
 		}
@@ -65,4 +55,23 @@ func (v *Vault) Sweep(ctx context.Context, live func(hash string) bool, cutoff t
 		return nil
 	})
 	return res, err
+}
+
+// objectFiles calls fn for every file under objects/: its path, the object
+// name it stands for (without the compressed suffix, not checked), whether it
+// is stored compressed, and its entry. It stops when ctx ends.
+func (v *Vault) objectFiles(ctx context.Context, fn func(p, name string, compressed bool, d fs.DirEntry) error) error {
+	return filepath.WalkDir(v.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		name, compressed := strings.CutSuffix(d.Name(), compressedSuffix)
+		return fn(p, name, compressed, d)
+	})
 }

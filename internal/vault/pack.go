@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/distren/distren/internal/storage"
 )
 
 // Small objects — a frame's output tarball is often a few kilobytes — are
@@ -151,25 +153,13 @@ func (p *packs) roll() error {
 		return fmt.Errorf("vault: %w", err)
 	}
 	if !p.noSync {
-		if err := syncDir(p.dir); err != nil {
+		if err := storage.SyncDir(p.dir); err != nil {
 			f.Close()
 			return err
 		}
 	}
 	p.files = append(p.files, f)
 	p.size = 0
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("vault: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("vault: syncing %s: %w", dir, err)
-	}
 	return nil
 }
 

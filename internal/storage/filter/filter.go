@@ -336,7 +336,7 @@ func (m *Module) accept(ctx context.Context, name string, r io.Reader, size int6
 
 // readAll reads exactly size bytes (size -1: until EOF) from r.
 func readAll(ctx context.Context, r io.Reader, size, max int64) ([]byte, error) {
-	cr := ctxReader{ctx, r}
+	cr := storage.ContextReader(ctx, r)
 	if size < 0 {
 		b, err := io.ReadAll(io.LimitReader(cr, max+1))
 		if err == nil && int64(len(b)) > max {
@@ -528,7 +528,7 @@ func (m *Module) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return io.NopCloser(ctxReader{ctx, bytes.NewReader(plain)}), nil
+	return io.NopCloser(storage.ContextReader(ctx, bytes.NewReader(plain))), nil
 }
 
 // read reads, verifies and decodes a stored object.
@@ -732,17 +732,4 @@ func (m *Module) Close(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// ctxReader fails reads once its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
-	"time"
 
 	"github.com/distren/distren/internal/storage"
 )
@@ -269,7 +268,6 @@ func Run(t *testing.T, open func(t *testing.T) storage.Module) {
 		}
 		defer rc.Close()
 		cancel()
-		time.Sleep(time.Millisecond)
 		if _, err := io.ReadAll(rc); !errors.Is(err, context.Canceled) {
 			t.Errorf("reading after the context ended: %v, want context.Canceled", err)
 		}
