@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -257,4 +259,83 @@ func TestDeleteAndGC(t *testing.T) {
 	if sub := strings.TrimSpace(run(t, 0, "submit", a, "--server", url, "-q")); sub != "distren://gc/3" {
 		t.Errorf("the next job is %s", sub)
 	}
+}
+
+// bigOutputJob: frame 1 writes a 6 MiB output holding a marker (stored
+// chunked by the server), frame 2 gets it as a dependency and checksums it.
+const bigOutputJob = `<distrenjob version="1"><name>sealed</name>
+<backend name="command"><program>sh</program><arg>-c</arg><arg>cat secret.txt textures/a.bin textures/a.bin > big.out</arg></backend>
+<inputs><file>secret.txt</file></inputs>
+<frames>
+  <frame id="1"/>
+  <frame id="2"><depends on="1"/><backend name="command"><program>sh</program><arg>-c</arg><arg>cksum big.out > sum.txt; rm big.out</arg></backend></frame>
+</frames><outputs><output>*.out</output><output>*.txt</output></outputs></distrenjob>`
+
+// TestEncryptedVault: with --encrypt-key, no byte of the data directory
+// shows the scene or the outputs; a large output is stored chunked, passed
+// to a dependent frame and fetched whole; vault check verifies everything
+// with the key and names the filter it lacks without it.
+func TestEncryptedVault(t *testing.T) {
+	data, key := t.TempDir(), filepath.Join(t.TempDir(), "vault.key")
+	if out := run(t, 0, "vault", "key", key); !strings.Contains(out, key) {
+		t.Errorf("vault key said %q", out)
+	}
+	if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", fi, err)
+	}
+	if msg := runStderr(t, 4, "vault", "key", key); !strings.Contains(msg, "file exists") {
+		t.Errorf("a second vault key on the same file: %q", msg) // never overwritten
+	}
+	srv, url := serve(t, "--data", data, "--name", "sealed", "--workers", "1", "--encrypt-key", key)
+	const marker = "SEALED-SCENE-MARKER-6f1d"
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "textures"), 0o755)
+	randomFile(t, filepath.Join(dir, "textures", "a.bin"), 3<<20)
+	os.WriteFile(filepath.Join(dir, "secret.txt"), []byte(strings.Repeat(marker+"\n", 2000)), 0o644)
+	os.WriteFile(filepath.Join(dir, "distrenjob.xml"), []byte(bigOutputJob), 0o644)
+	job := strings.TrimSpace(run(t, 0, "submit", dir, "--server", url, "--wait", "-q"))
+	out := t.TempDir()
+	run(t, 0, "fetch", job, "-o", out, "--server", url)
+	got := readDir(t, out)
+	tex, _ := os.ReadFile(filepath.Join(dir, "textures", "a.bin"))
+	want := append([]byte(strings.Repeat(marker+"\n", 2000)), append(tex, tex...)...)
+	if !bytes.Equal(got["big.out"], want) {
+		t.Fatalf("fetched big.out is %d bytes, want %d (files %d)", len(got["big.out"]), len(want), len(got))
+	}
+	wantSum := cksum(t, filepath.Join(out, "big.out"))
+	if string(got["sum.txt"]) != wantSum {
+		t.Errorf("the dependent frame saw %q, want %q", got["sum.txt"], wantSum)
+	}
+	srv.kill()
+	indexes := 0
+	filepath.WalkDir(filepath.Join(data, "vault"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		indexes += strings.Count(d.Name(), ".index")
+		if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(marker)) {
+			t.Errorf("%s holds the scene in the clear", p)
+		}
+		return nil
+	})
+	if indexes == 0 {
+		t.Error("no chunked object in the vault: the 6 MiB output should be one")
+	}
+	if out := run(t, 0, "vault", "check", "--data", data, "--encrypt-key", key); !strings.Contains(out, ": 0 damaged") {
+		t.Errorf("check with the key: %q", out)
+	}
+	if out := run(t, 6, "vault", "check", "--data", data); !strings.Contains(out, "aes-256-gcm") {
+		t.Errorf("check without the key: %q", out)
+	}
+}
+
+func cksum(t *testing.T, p string) string {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", "cksum big.out")
+	cmd.Dir = filepath.Dir(p)
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -1,7 +1,8 @@
 // Command vaultbench measures the vault side by side with restic on the
 // package bench/vaultgen generates (docs/PERFORMANCE.md): ingest through
-// `distren submit` (chunking, deduplicated upload, storage) against `restic
-// backup` with compression on and off, the stored sizes, a re-submission
+// `distren submit` (chunking, deduplicated upload, storage; with compression
+// off, on, and on with encryption) against `restic backup` with compression
+// on and off, the stored sizes, a re-submission
 // after editing 1% of the files, and what a worker downloads for a second
 // job on the edited scene.
 //
@@ -92,11 +93,16 @@ func run(bin, size, edit, editBytes string, withRestic bool) error {
 	fmt.Printf("# vaultbench: %d CPUs, %s\n# %s", runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339), out)
 	total := du(pkg)
 
-	// distren: a server with compression off, one with it on (kept for the
+	// distren: a server with compression off, one with it on, one with
+	// compression and encryption (as restic always encrypts; kept for the
 	// rest), and a full submission to each.
-	startServe := func(data string, compress bool) (string, func(), error) {
-		srv := exec.Command(bin, "serve", "--data", data, "--listen", "127.0.0.1:0", "--name", "bench", "--workers", "0",
-			"--max-package-bytes", strconv.FormatInt(16<<30, 10), "--compress="+strconv.FormatBool(compress))
+	key := filepath.Join(tmp, "vault.key")
+	if _, _, err := sh(tmp, nil, bin, "vault", "key", key); err != nil {
+		return err
+	}
+	startServe := func(data string, filters []string) (string, func(), error) {
+		srv := exec.Command(bin, append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0", "--name", "bench", "--workers", "0",
+			"--max-package-bytes", strconv.FormatInt(16<<30, 10)}, filters...)...)
 		stderr, _ := srv.StderrPipe()
 		if err := srv.Start(); err != nil {
 			return "", nil, err
@@ -127,9 +133,17 @@ func run(bin, size, edit, editBytes string, withRestic bool) error {
 	}
 	var url, data string
 	var stored int64
-	for _, compress := range []bool{false, true} {
-		data = filepath.Join(tmp, "data-"+strconv.FormatBool(compress))
-		u, stop, err := startServe(data, compress)
+	configs := []struct {
+		name    string
+		filters []string
+	}{
+		{"--compress=false", []string{"--compress=false"}},
+		{"--compress", []string{"--compress"}},
+		{"--compress --encrypt-key", []string{"--compress", "--encrypt-key", key}},
+	}
+	for i, c := range configs {
+		data = filepath.Join(tmp, fmt.Sprintf("data-%d", i))
+		u, stop, err := startServe(data, c.filters)
 		if err != nil {
 			return err
 		}
@@ -139,9 +153,9 @@ func run(bin, size, edit, editBytes string, withRestic bool) error {
 			return err
 		}
 		stored = du(filepath.Join(data, "vault"))
-		fmt.Printf("distren submit, --compress=%-5v (chunk, upload, store): %s in %.1fs = %s; sent %s; stored %s\n",
-			compress, mb(total), d.Seconds(), rate(total, d), mb(sent), mb(stored))
-		if !compress {
+		fmt.Printf("distren submit, %-25s (chunk, upload, store): %s in %.1fs = %s; sent %s; stored %s\n",
+			c.name, mb(total), d.Seconds(), rate(total, d), mb(sent), mb(stored))
+		if i < len(configs)-1 {
 			stop()
 			continue
 		}

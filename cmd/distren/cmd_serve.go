@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/distren/distren/internal/farm"
 	"github.com/distren/distren/internal/server"
@@ -25,6 +27,32 @@ type serveOptions struct {
 	gcGrace            time.Duration
 	retention          time.Duration
 	maxOpen            int
+	vault              vaultFlags
+}
+
+// vaultFlags are the options that say how the vault's objects are stored:
+// serve and vault check take them alike.
+type vaultFlags struct {
+	encryptKey     string
+	encode, decode string
+	stall          time.Duration
+}
+
+func (v *vaultFlags) add(f *pflag.FlagSet) {
+	f.StringVar(&v.encryptKey, "encrypt-key", "", "encrypt stored objects with AES-256-GCM under the key in this file (32 bytes, raw or hex, mode 0600; distren vault key FILE makes one)")
+	f.StringVar(&v.encode, "filter-encode", "", "pass stored objects through this program (\"PROGRAM ARGS...\"; protocol in docs/cli.md)")
+	f.StringVar(&v.decode, "filter-decode", "", "the program that undoes --filter-encode")
+	f.DurationVar(&v.stall, "storage-stall", 300*time.Second, "abort and retry a storage operation that makes no progress for this long")
+}
+
+// apply sets the vault's storage options in cfg.
+func (v vaultFlags) apply(cfg *farm.Config) error {
+	if (v.encode == "") != (v.decode == "") {
+		return usageError{fmt.Errorf("--filter-encode and --filter-decode go together")}
+	}
+	cfg.EncryptKey, cfg.StorageStall = v.encryptKey, v.stall
+	cfg.FilterEncode, cfg.FilterDecode = strings.Fields(v.encode), strings.Fields(v.decode)
+	return nil
 }
 
 func newServeCommand() *cobra.Command {
@@ -50,8 +78,9 @@ content-addressed vault); it can be killed at any moment and restarts where it s
 	f.DurationVar(&o.gcInterval, "gc-interval", time.Hour, "how often garbage is collected (0: never by itself; distren gc runs it)")
 	f.DurationVar(&o.gcGrace, "gc-grace", time.Hour, "unreferenced objects written or asked about this recently are kept (uploads in progress)")
 	f.DurationVar(&o.retention, "retention", 0, "delete finished jobs submitted longer ago than this (0: keep them)")
-	f.IntVar(&o.maxOpen, "max-open-objects", 512, "object files open at once; readers of one object share its file, more readers wait")
+	f.IntVar(&o.maxOpen, "max-open-objects", 256, "objects held open for readers at once (each at most 4 MiB); readers of one object share it, more readers wait")
 	f.BoolVar(&o.compress, "compress", true, "store objects compressed with zstd where that saves space (objects stored either way stay readable)")
+	o.vault.add(f)
 	return c
 }
 
@@ -60,10 +89,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if o.workers < 0 {
 		return usageError{fmt.Errorf("--workers %d: must be 0 or more", o.workers)}
 	}
-	return farm.Run(ctx, farm.Config{Data: o.data, Listen: o.listen, Name: o.name, Workers: o.workers,
+	cfg := farm.Config{Data: o.data, Listen: o.listen, Name: o.name, Workers: o.workers,
 		LeaseTTL: o.leaseTTL, Log: log, NoCompress: !o.compress, MaxOpenObjects: o.maxOpen,
 		GCInterval: gcInterval(o.gcInterval), GC: server.GC{Grace: o.gcGrace, Retention: o.retention},
-		Limits: server.Limits{MaxPackageBytes: o.maxPackage, MaxFrames: o.maxFrames, MaxManifestBytes: o.maxManifest}})
+		Limits: server.Limits{MaxPackageBytes: o.maxPackage, MaxFrames: o.maxFrames, MaxManifestBytes: o.maxManifest}}
+	if err := o.vault.apply(&cfg); err != nil {
+		return err
+	}
+	return farm.Run(ctx, cfg)
 }
 
 // gcInterval maps the flag (0: never) to farm.Config (negative: never).

@@ -44,7 +44,17 @@ type Config struct {
 	Log      *slog.Logger
 	// NoCompress stores objects as they are, not compressed with zstd.
 	NoCompress bool
-	// MaxOpenObjects bounds the vault's open object files (default 512).
+	// EncryptKey, if set, encrypts the vault's objects with AES-256-GCM
+	// under the key in this file.
+	EncryptKey string
+	// FilterEncode and FilterDecode, if set, pass the vault's objects
+	// through external programs (the command filter).
+	FilterEncode, FilterDecode []string
+	// StorageStall aborts and retries a storage operation that makes no
+	// progress for this long (default 300 s).
+	StorageStall time.Duration
+	// MaxOpenObjects bounds the decoded objects the vault holds for readers
+	// (default 256).
 	MaxOpenObjects int
 	// GC configures garbage collection; GCInterval is how often it runs
 	// (default 1h; negative: never by itself).
@@ -54,6 +64,12 @@ type Config struct {
 	Ready func(url string)
 	// Runner hooks, e.g. to stop the farm from outside: see lifecycle.Runner.On.
 	Hooks map[lifecycle.Event][]func()
+}
+
+// VaultOptions returns the options of the server's vault.
+func (cfg Config) VaultOptions() vault.Options {
+	return vault.Options{SmallObjects: SmallObjects, Compress: !cfg.NoCompress, KeyFile: cfg.EncryptKey,
+		EncodeCommand: cfg.FilterEncode, DecodeCommand: cfg.FilterDecode, Stall: cfg.StorageStall, MaxOpen: cfg.MaxOpenObjects}
 }
 
 // Run runs the server until ctx ends or a subsystem fails.
@@ -103,7 +119,7 @@ func Run(ctx context.Context, cfg Config) error {
 			if err := os.MkdirAll(tmp, 0o755); err != nil {
 				return err
 			}
-			v, err = vault.Open(filepath.Join(cfg.Data, "vault"), vault.Options{SmallObjects: SmallObjects, Compress: !cfg.NoCompress, MaxOpen: cfg.MaxOpenObjects})
+			v, err = vault.Open(filepath.Join(cfg.Data, "vault"), cfg.VaultOptions())
 			return err
 		},
 		Stop: func(context.Context) error {

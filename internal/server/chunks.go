@@ -48,6 +48,8 @@ func (s *Server) putChunk(r *http.Request) (any, error) {
 		return nil, badRequest("chunk %q: not a SHA-256 in hex", h)
 	}
 	body := http.MaxBytesReader(nil, r.Body, cdc.MaxChunkSize)
+	s.gcMu.RLock() // a collection does not remove a chunk this Put finds stored
+	defer s.gcMu.RUnlock()
 	if _, err := s.vault.Put(body, h); err != nil {
 		return nil, badRequest("chunk %s: %v", h, err)
 	}

@@ -74,7 +74,7 @@ type Server struct {
 	mux      *http.ServeMux
 	chunker  *cdc.Chunker
 	gc       GC
-	gcMu     sync.RWMutex // collection (write) against job submission (read)
+	gcMu     sync.RWMutex // collection (write) against job submission, chunk and output uploads (read)
 }
 
 // Config assembles a server.
@@ -462,6 +462,10 @@ func (s *Server) postOutput(r *http.Request) (any, error) {
 		return nil, err
 	}
 	body := http.MaxBytesReader(nil, r.Body, s.lim.MaxOutputBytes)
+	// A collection does not run between storing the output (or finding it
+	// stored) and recording it.
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
 	// The tarball is stored as it arrives while a second reader checks and
 	// indexes it.
 	pr, pw := io.Pipe()

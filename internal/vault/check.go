@@ -1,18 +1,16 @@
 package vault
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/distren/distren/internal/storage"
 )
 
 // Damage is a damaged object or pack region found by Check.
@@ -36,52 +34,39 @@ type CheckSummary struct {
 	Damaged int
 }
 
-// Check reads every stored object and verifies that its content hashes to
-// its name, and that every pack record is whole; it calls damaged for each
-// problem and goes on. Objects are read, never changed.
+// Check reads every stored object and verifies it — header, checksum, the
+// filters undone, its content hashing to its name — and that every chunk
+// an index names is stored and whole, and that every pack record is whole;
+// it calls damaged for each problem and goes on. Objects are read, never
+// changed. It may run beside a server using the vault.
 func (v *Vault) Check(ctx context.Context, damaged func(Damage)) (CheckSummary, error) {
 	var sum CheckSummary
 	report := func(d Damage) { sum.Damaged++; damaged(d) }
-	buf := make([]byte, 1<<20)
-	err := v.objectFiles(ctx, func(p, name string, compressed bool, _ fs.DirEntry) error {
-		if !ValidHash(name) || filepath.Base(filepath.Dir(p)) != name[:2] {
-			report(Damage{Where: p, Msg: "not an object name where objects are kept"})
-			return nil
-		}
-		if compressed {
-			b, err := os.ReadFile(p)
-			if err == nil {
-				b, err = decodeStored(name, b)
+	where := func(name string) string { return v.raw.String() + " " + name }
+	err := v.raw.List(ctx, "", func(i storage.Info) error {
+		hash, isIndex := objectOf(i.Name)
+		switch {
+		case hash == "":
+			report(Damage{Where: where(i.Name), Msg: "not an object name where objects are kept"})
+		case isIndex:
+			parts, err := v.index(hash)
+			if err != nil {
+				report(Damage{Object: hash, Where: where(i.Name), Msg: err.Error()})
+				return nil
 			}
-			if err == nil {
-				if got := sha256.Sum256(b); hex.EncodeToString(got[:]) != name {
-					err = fmt.Errorf("content (%d bytes) hashes to %x", len(b), got)
+			for n, p := range parts {
+				if c := hex.EncodeToString(p.Hash[:]); !v.Has(c) {
+					report(Damage{Object: hash, Where: where(i.Name), Msg: fmt.Sprintf("chunk %d of %d (%s) is missing", n+1, len(parts), c)})
 				}
 			}
-			if err != nil {
-				report(Damage{Object: name, Where: p, Msg: err.Error()})
-			} else {
-				sum.Objects++
-				sum.Bytes += int64(len(b))
-			}
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			report(Damage{Object: name, Where: p, Msg: err.Error()})
-			return nil
-		}
-		h := sha256.New()
-		n, err := io.CopyBuffer(h, f, buf)
-		f.Close()
-		switch got := hex.EncodeToString(h.Sum(nil)); {
-		case err != nil:
-			report(Damage{Object: name, Where: p, Msg: fmt.Sprintf("unreadable: %v", err)})
-		case got != name:
-			report(Damage{Object: name, Where: p, Msg: fmt.Sprintf("content (%d bytes) hashes to %s", n, got)})
 		default:
+			data, err := v.load(hash)
+			if err != nil {
+				report(Damage{Object: hash, Where: where(i.Name), Msg: err.Error()})
+				return nil
+			}
 			sum.Objects++
-			sum.Bytes += n
+			sum.Bytes += int64(len(data))
 		}
 		return nil
 	})
@@ -91,80 +76,62 @@ func (v *Vault) Check(ctx context.Context, damaged func(Damage)) (CheckSummary, 
 	if v.packs == nil {
 		return sum, nil
 	}
-	names, err := filepath.Glob(filepath.Join(v.packs.dir, "pack-*"))
-	if err != nil {
-		return sum, err
+	v.packs.mu.RLock()
+	var nums []int
+	for n := range v.packs.files {
+		nums = append(nums, n)
 	}
-	sort.Strings(names)
-	for _, p := range names {
+	v.packs.mu.RUnlock()
+	sort.Ints(nums)
+	for _, n := range nums {
 		if err := ctx.Err(); err != nil {
 			return sum, err
 		}
-		if err := checkPack(p, &sum, report); err != nil {
+		if err := v.checkPack(n, &sum, report); err != nil {
 			return sum, fmt.Errorf("vault check: %w", err)
 		}
 	}
 	return sum, nil
 }
 
-// checkPack verifies every record of a pack file: framing, CRC and the
-// content's SHA-256. The first broken record makes the rest of the pack
-// unreadable; it is reported with the bytes it hides.
-func checkPack(p string, sum *CheckSummary, report func(Damage)) error {
+// checkPack verifies every record of a pack file: framing, CRC, the sealed
+// object and its content's SHA-256. The first broken record makes the rest
+// of the pack unreadable; it is reported with the bytes it hides. Only the
+// records written when the check started are read.
+func (v *Vault) checkPack(n int, sum *CheckSummary, report func(Damage)) error {
+	p := filepath.Join(v.packs.dir, packName(n))
 	f, err := os.Open(p)
-	if err != nil {
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // compacted meanwhile
+	} else if err != nil {
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
+	v.packs.mu.RLock()
+	size := v.packs.size
+	if n != v.packs.last {
+		fi, err := f.Stat()
+		if err != nil {
+			v.packs.mu.RUnlock()
+			return err
+		}
+		size = fi.Size()
 	}
-	r := bufio.NewReaderSize(f, 1<<20)
-	hdr := make([]byte, packHeader)
-	var off int64
-	var content []byte
-	for off < fi.Size() {
-		bad := func(msg string) {
-			report(Damage{Where: fmt.Sprintf("%s at offset %d", filepath.Base(p), off),
-				Msg: fmt.Sprintf("%s; the %d bytes from here to the end of the pack cannot be read", msg, fi.Size()-off)})
+	v.packs.mu.RUnlock()
+	return eachRecord(io.NewSectionReader(f, 0, size), func(h [32]byte, off int64, sealed []byte, ok bool) bool {
+		at := fmt.Sprintf("%s at offset %d", filepath.Base(p), off)
+		if !ok {
+			report(Damage{Where: at, Msg: fmt.Sprintf("record not whole (bad framing or checksum); the %d bytes from here to the end of the pack cannot be read", size-off)})
+			return false
 		}
-		if _, err := io.ReadFull(r, hdr); err != nil {
-			bad("truncated record header")
-			return nil
+		name := hex.EncodeToString(h[:])
+		data, err := v.unseal(name, sealed)
+		if err != nil {
+			report(Damage{Object: name, Where: at, Msg: err.Error()})
+			return true
 		}
-		if string(hdr[:4]) != packMagic {
-			bad("not a record (bad magic)")
-			return nil
-		}
-		size := int64(binary.LittleEndian.Uint32(hdr[4:8]))
-		if off+packHeader+size+packTrailer > fi.Size() {
-			bad("record runs past the end of the pack")
-			return nil
-		}
-		if int64(cap(content)) < size+packTrailer {
-			content = make([]byte, size+packTrailer)
-		}
-		content = content[:size+packTrailer]
-		if _, err := io.ReadFull(r, content); err != nil {
-			bad(fmt.Sprintf("unreadable record: %v", err))
-			return nil
-		}
-		name := hex.EncodeToString(hdr[8:40])
-		crc := crc32.Update(crc32.Checksum(hdr[4:], castagnoli), castagnoli, content[:size])
-		if crc != binary.LittleEndian.Uint32(content[size:]) {
-			report(Damage{Object: name, Where: fmt.Sprintf("%s at offset %d", filepath.Base(p), off),
-				Msg: fmt.Sprintf("record checksum mismatch; the %d bytes from here to the end of the pack cannot be read", fi.Size()-off)})
-			return nil
-		}
-		if got := sha256.Sum256(content[:size]); hex.EncodeToString(got[:]) != name {
-			report(Damage{Object: name, Where: fmt.Sprintf("%s at offset %d", filepath.Base(p), off),
-				Msg: "content does not hash to its name"})
-		} else {
-			sum.Objects++
-			sum.Bytes += size
-		}
-		off += packHeader + size + packTrailer
-	}
-	return nil
+		sum.Objects++
+		sum.Bytes += int64(len(data))
+		return true
+	})
 }

@@ -2,76 +2,226 @@ package vault
 
 import (
 	"context"
-	"io/fs"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
-)
 
-// Touch marks an object as in use now, so that a Sweep with a grace period
-// keeps it (a client was just told the server holds it). Packed objects are
-// never swept and need no touch.
-func (v *Vault) Touch(hash string) {
-	if !ValidHash(hash) {
-		return
-	}
-	now := time.Now()
-	if os.Chtimes(v.path(hash), now, now) != nil {
-		os.Chtimes(v.path(hash)+compressedSuffix, now, now)
-	}
-}
+	"github.com/distren/distren/internal/storage"
+)
 
 // SweepResult counts what Sweep removed.
 type SweepResult struct {
 	Objects int
 	Bytes   int64 // stored bytes freed
 	Kept    int   // unreferenced objects kept because they are recent
+	Packs   int   // pack files compacted away
 }
 
-// Sweep removes the object files that live does not name and that were
-// written or touched before cutoff. Objects newer than cutoff are kept even
-// if unreferenced: they may belong to an upload whose job is not submitted
-// yet. Objects in packs (small frame outputs) stay until packs are
-// compacted.
+// objectOf returns the object a module name stands for, and whether the
+// name is its index; "" for a name that is no object's.
+func objectOf(name string) (hash string, isIndex bool) {
+	n, isIndex := strings.CutSuffix(name, indexSuffix)
+	if len(n) != 67 || n[2] != '/' || !ValidHash(n[3:]) || n[:2] != n[3:5] {
+		return "", false
+	}
+	return n[3:], isIndex
+}
+
+// Sweep removes the objects that live does not name, with the chunks of
+// their indexes, unless they were written or touched after cutoff: a
+// recent unreferenced object may belong to an upload whose job is not
+// submitted yet. Objects stored before this process started count as
+// touched when it started, so a restart never lets a sweep remove an
+// upload in progress. Indexes are removed before chunks, so an index never
+// outlives a chunk it names. Packs other than the newest whose records are
+// at least half unreferenced are compacted: their live records are copied
+// to the newest pack and the pack file is removed.
+//
+// The caller must keep Puts out while Sweep runs (the server holds a lock
+// against submissions and uploads): a Put that finds an object already
+// stored does not write it again, and Sweep could be removing it.
 func (v *Vault) Sweep(ctx context.Context, live func(hash string) bool, cutoff time.Time) (SweepResult, error) {
 	var res SweepResult
-	err := v.objectFiles(ctx, func(p, name string, _ bool, d fs.DirEntry) error {
-		if !ValidHash(name) || live(name) {
-			return nil
+	v.rmu.Lock()
+	for h, t := range v.recent {
+		if t.Before(cutoff) {
+			delete(v.recent, h)
 		}
-		info, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		if !info.ModTime().Before(cutoff) {
+	}
+	recent := make(map[string]bool, len(v.recent))
+	for h := range v.recent {
+		recent[h] = true
+	}
+	v.rmu.Unlock()
+	young := !v.opened.Before(cutoff)
+	keep := func(hash string) bool { return live(hash) || recent[hash] }
+	kept := func(hash string) bool { // an unreferenced object kept for now
+		if recent[hash] || young {
 			res.Kept++
+			return true
+		}
+		return false
+	}
+
+	remove := func(i storage.Info) error {
+		if err := v.raw.Delete(ctx, i.Name); err != nil {
+			return err
+		}
+		res.Objects++
+		res.Bytes += i.Size
+		return nil
+	}
+	// Indexes first: those kept keep their chunks, the others go now.
+	chunks := map[string]bool{}
+	err := v.raw.List(ctx, "", func(i storage.Info) error {
+		hash, isIndex := objectOf(i.Name)
+		if !isIndex {
 			return nil
 		}
-		if err := os.Remove(p); err == nil {
-			res.Objects++
-			res.Bytes += info.Size()
+		if live(hash) || kept(hash) {
+			parts, err := v.index(hash)
+			if err != nil {
+				return fmt.Errorf("reading the chunks of %s: %w (nothing is removed while an index cannot be read)", hash, err)
+			}
+			for _, p := range parts {
+				chunks[hex.EncodeToString(p.Hash[:])] = true
+			}
+			return nil
 		}
-		return nil
+		return remove(i)
 	})
-	return res, err
+	if err != nil {
+		return res, fmt.Errorf("vault sweep: %w", err)
+	}
+	err = v.raw.List(ctx, "", func(i storage.Info) error {
+		hash, isIndex := objectOf(i.Name)
+		if hash == "" || isIndex || live(hash) || chunks[hash] || kept(hash) {
+			return nil
+		}
+		return remove(i)
+	})
+	if err != nil {
+		return res, fmt.Errorf("vault sweep: %w", err)
+	}
+	if v.packs != nil && !young {
+		err := v.packs.compact(ctx, func(h [32]byte) bool {
+			s := hex.EncodeToString(h[:])
+			return keep(s) || chunks[s]
+		}, &res)
+		if err != nil {
+			return res, fmt.Errorf("vault sweep: %w", err)
+		}
+	}
+	return res, nil
 }
 
-// objectFiles calls fn for every file under objects/: its path, the object
-// name it stands for (without the compressed suffix, not checked), whether it
-// is stored compressed, and its entry. It stops when ctx ends.
-func (v *Vault) objectFiles(ctx context.Context, fn func(p, name string, compressed bool, d fs.DirEntry) error) error {
-	return filepath.WalkDir(v.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+// compact rewrites the packs, other than the newest, whose records are at
+// least half unreferenced (by bytes): the live records are appended to the
+// newest pack and made durable, then the old pack is removed.
+func (p *packs) compact(ctx context.Context, live func([32]byte) bool, res *SweepResult) error {
+	p.mu.RLock()
+	type stat struct{ live, dead int64 }
+	stats := map[int]*stat{}
+	for h, l := range p.index {
+		if l.pack == p.last {
+			continue
+		}
+		s := stats[l.pack]
+		if s == nil {
+			s = &stat{}
+			stats[l.pack] = s
+		}
+		if live(h) {
+			s.live += l.size
+		} else {
+			s.dead += l.size
+		}
+	}
+	p.mu.RUnlock()
+	for n, s := range stats {
+		if s.dead == 0 || s.dead < s.live {
+			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if d.IsDir() {
-			return nil
+		if err := p.compactOne(n, live, res); err != nil {
+			return err
 		}
-		name, compressed := strings.CutSuffix(d.Name(), compressedSuffix)
-		return fn(p, name, compressed, d)
-	})
+	}
+	return nil
+}
+
+func (p *packs) compactOne(n int, live func([32]byte) bool, res *SweepResult) error {
+	p.mu.RLock()
+	var keep, drop [][32]byte
+	var freed int64
+	for h, l := range p.index {
+		if l.pack != n {
+			continue
+		}
+		if live(h) {
+			keep = append(keep, h)
+		} else {
+			drop = append(drop, h)
+			freed += packHeader + l.size + packTrailer
+		}
+	}
+	p.mu.RUnlock()
+
+	moved := map[[32]byte]packLoc{}
+	var lastPack int
+	var end int64
+	for _, h := range keep {
+		sealed, ok, err := p.read(h)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		rec := record(h, sealed)
+		p.mu.Lock()
+		to, off, err := p.appendLocked(rec)
+		p.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		moved[h] = packLoc{pack: to, off: off + packHeader, size: int64(len(sealed))}
+		lastPack, end = to, off+int64(len(rec))
+	}
+	if len(moved) > 0 {
+		if err := p.syncTo(lastPack, end); err != nil {
+			return err
+		}
+	}
+	p.mu.Lock()
+	for h, l := range moved {
+		p.index[h] = l
+	}
+	for _, h := range drop {
+		if p.index[h].pack == n {
+			delete(p.index, h)
+		}
+	}
+	f := p.files[n]
+	delete(p.files, n)
+	p.mu.Unlock()
+	f.Close()
+	if err := os.Remove(filepath.Join(p.dir, packName(n))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing compacted %s: %w", packName(n), err)
+	}
+	if !p.noSync {
+		if err := storage.SyncDir(p.dir); err != nil {
+			return err
+		}
+	}
+	res.Packs++
+	res.Objects += len(drop)
+	res.Bytes += freed
+	return nil
 }

@@ -3,17 +3,20 @@ package vault
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
+	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
 
 func TestSweepKeepsLiveAndRecentObjects(t *testing.T) {
-	v, err := Open(t.TempDir(), Options{Compress: true, SmallObjects: 1024})
+	dir := t.TempDir()
+	v, err := Open(dir, Options{Compress: true, SmallObjects: 1024})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer v.Close()
 	put := func(b []byte) Ref {
 		r, err := v.Put(bytes.NewReader(b), "")
 		if err != nil {
@@ -21,34 +24,130 @@ func TestSweepKeepsLiveAndRecentObjects(t *testing.T) {
 		}
 		return r
 	}
-	random := func(n int) []byte { b := make([]byte, n); rand.Read(b); return b }
 	live := put(random(5000))
 	dead := put(random(6000))
-	deadText := put(bytes.Repeat([]byte("compressible "), 1000)) // stored as .z
+	deadText := put(bytes.Repeat([]byte("compressible "), 1000))
 	recent := put(random(7000))
-	small := put(random(100)) // packed
-	old := time.Now().Add(-2 * time.Hour)
-	for _, r := range []Ref{live, dead, recent} {
-		p, _ := v.Path(r.Hash)
-		os.Chtimes(p, old, old)
-	}
-	pz, _ := v.Path(deadText.Hash)
-	os.Chtimes(pz+compressedSuffix, old, old)
-	v.Touch(recent.Hash) // a client was just told the server has it
+	small := put(random(100)) // packed, in the newest pack
+	liveBig := put(random(9 << 20))
+	deadBig := put(random(9 << 20))
+	cutoff := time.Now()
 
-	res, err := v.Sweep(context.Background(), func(h string) bool { return h == live.Hash }, time.Now().Add(-time.Hour))
+	// A sweep right after start removes nothing: objects stored before the
+	// process started count as touched at its start.
+	isLive := func(h string) bool { return h == live.Hash || h == liveBig.Hash }
+	res, err := v.Sweep(context.Background(), isLive, cutoff.Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Objects != 2 || res.Kept != 1 {
-		t.Errorf("swept %+v, want 2 removed (dead, deadText) and 1 kept (recent)", res)
+	if res.Objects != 0 || res.Kept == 0 {
+		t.Fatalf("a sweep within the grace period after start: %+v, want nothing removed", res)
+	}
+
+	// An hour later: only what was touched since is kept.
+	v.opened = v.opened.Add(-2 * time.Hour)
+	v.rmu.Lock()
+	for h := range v.recent {
+		v.recent[h] = v.recent[h].Add(-2 * time.Hour)
+	}
+	v.rmu.Unlock()
+	v.Touch(recent.Hash) // a client was just told the server has it
+	bigParts, _ := v.index(deadBig.Hash)
+	res, err = v.Sweep(context.Background(), isLive, cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 3 + len(bigParts); res.Objects != want || res.Kept != 1 {
+		t.Errorf("swept %+v, want %d removed (dead, deadText, deadBig's index and chunks) and 1 kept (recent)", res, want)
 	}
 	for _, c := range []struct {
 		r    Ref
 		want bool
-	}{{live, true}, {dead, false}, {deadText, false}, {recent, true}, {small, true}} {
+	}{{live, true}, {dead, false}, {deadText, false}, {recent, true}, {small, true}, {liveBig, true}, {deadBig, false}} {
 		if v.Has(c.r.Hash) != c.want {
 			t.Errorf("after the sweep, Has(%s) = %v, want %v", c.r.Hash[:8], !c.want, c.want)
 		}
+	}
+	for _, p := range bigParts {
+		if v.Has(hexOf(p.Hash)) {
+			t.Errorf("a chunk of the dead large object survived")
+		}
+	}
+	if got := read(t, v, liveBig.Hash); len(got) != 9<<20 {
+		t.Errorf("the live large object reads back %d bytes", len(got))
+	}
+}
+
+// TestPacksAreCompacted: packs that are mostly unreferenced are rewritten
+// with their live records and removed; the live records read back, also
+// after reopening; the newest pack is left alone.
+func TestPacksAreCompacted(t *testing.T) {
+	dir := t.TempDir()
+	v, err := Open(dir, Options{SmallObjects: 1 << 10, Compress: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.packs.rollAt = 4000
+	want := map[string]string{}
+	var all []Ref
+	for i := range 200 {
+		s := fmt.Sprintf("frame %d output %x", i, random(100))
+		r, err := v.Put(bytes.NewReader([]byte(s)), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, r)
+		if i%10 == 0 {
+			want[r.Hash] = s
+		}
+	}
+	before, _ := filepath.Glob(filepath.Join(dir, "packs", "pack-*"))
+	v.opened = v.opened.Add(-2 * time.Hour)
+	v.rmu.Lock()
+	clear(v.recent)
+	v.rmu.Unlock()
+	res, err := v.Sweep(context.Background(), func(h string) bool { _, ok := want[h]; return ok }, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := filepath.Glob(filepath.Join(dir, "packs", "pack-*"))
+	if res.Packs != len(before)-1 || len(after) > 3 {
+		t.Errorf("compaction %+v left %d of %d packs; want every pack but the newest compacted", res, len(after), len(before))
+	}
+	if res.Objects < 150 {
+		t.Errorf("%d packed objects removed; want most of the 180 unreferenced", res.Objects)
+	}
+	check := func(v *Vault) {
+		for h, s := range want {
+			if got := read(t, v, h); got != s {
+				t.Fatalf("live record %s read back as %q", h[:8], got)
+			}
+		}
+	}
+	check(v)
+	// New records go on after compaction, and everything survives a reopen.
+	r, err := v.Put(bytes.NewReader([]byte("after compaction")), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want[r.Hash] = "after compaction"
+	v.Close()
+	v, err = Open(dir, Options{SmallObjects: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	check(v)
+	gone := 0
+	for _, r := range all {
+		if _, ok := want[r.Hash]; !ok && !v.Has(r.Hash) {
+			gone++
+		}
+	}
+	if gone != res.Objects {
+		t.Errorf("%d unreferenced records gone after reopening, the sweep said %d", gone, res.Objects)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "packs", packName(len(before)-1))); err != nil {
+		t.Errorf("the newest pack was removed: %v", err)
 	}
 }

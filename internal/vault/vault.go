@@ -1,8 +1,38 @@
-// Package vault owns distren's stored bytes: a content-addressed object store
-// in which every job input file and every frame output lives under the
-// SHA-256 of its content. An object becomes visible only when written whole
-// (temporary file, fsync, rename), so a crash never leaves a half-written
-// object under a valid name, and reads verify nothing is missing.
+// Package vault owns the server's stored bytes: a content-addressed object
+// store in which every job input chunk and every frame output lives under
+// the SHA-256 of its content, on a storage module (internal/storage; the
+// filesystem module by default) through the filter pipeline
+// (internal/storage/filter: zstd, AES-256-GCM, a command).
+//
+// # Layout
+//
+// An object of at most MaxWhole bytes — every chunk a client uploads is —
+// is stored whole, as the module object "ab/<hash>". A larger object (a
+// big frame output) is cut by content-defined chunking (internal/cdc) into
+// chunks stored as objects of their own, and an index object
+// "ab/<hash>.index" lists them; its content is their concatenation, so the
+// same bytes are stored once wherever they occur. Small objects (frame
+// outputs of a few kilobytes) are kept in append-only pack files on the
+// local disk instead (pack.go), sealed by the same filters. Every stored
+// object and pack record is in the storage object format: a header naming
+// the filters applied, the lengths and a checksum.
+//
+// # Reads
+//
+// Every read is verified: an object is decoded whole (it is at most
+// MaxWhole bytes), checked against its header and hashed, and handed over
+// only if its content hashes to its name; otherwise the read fails with
+// ErrCorrupt naming it. Decoded objects are shared by their readers and
+// limited in number (Options.MaxOpen), which bounds both memory and the
+// files open at once, so the server can serve more concurrent downloads
+// than its file-descriptor limit allows.
+//
+// # Writes
+//
+// Put returns once the object is durable: a module makes an object visible
+// only when written whole, and pack appends are fsynced (group commit)
+// before Put returns. A chunked object's index is written after its chunks,
+// so an index never names a chunk that is not stored.
 package vault
 
 import (
@@ -14,12 +44,13 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/storage"
 	"github.com/distren/distren/internal/storage/filter"
 )
@@ -27,96 +58,169 @@ import (
 // ErrNotFound is returned for an object the vault does not hold.
 var ErrNotFound = errors.New("object not found")
 
+// ErrCorrupt is returned by a read of an object whose stored bytes are
+// damaged: its header, its checksum, or the hash of its content.
+var ErrCorrupt = errors.New("stored object is damaged")
+
 // Ref names an object by the hex SHA-256 of its content, with its size.
 type Ref struct {
 	Hash string `json:"hash"`
 	Size int64  `json:"size"`
 }
 
-// Vault is a content-addressed object store in a directory.
-type Vault struct {
-	dir       string // objects live in dir/objects/ab/abcdef...
-	tmp       string // partial writes, removed at Open
-	noSync    bool
-	bufPool   sync.Pool
-	shards    sync.Map // "ab" → *os.File of dir/objects/ab
-	small     int64    // objects up to this size go to packs
-	packs     *packs   // nil when small is 0
-	smallPool sync.Pool
-	zstd      *filter.Zstd // not nil: compress file objects
+// MaxWhole is the largest object stored whole; larger ones are chunked.
+// It is the largest chunk internal/cdc cuts.
+const MaxWhole = cdc.DefaultMaxSize
 
-	// Open object files are shared by their readers and limited in number.
+// formatFile marks a vault directory with the layout this package writes.
+const (
+	formatFile = "format"
+	formatLine = "distren vault 2: objects on a storage module, packs of sealed records\n"
+)
+
+// Vault is a content-addressed object store on a storage module.
+type Vault struct {
+	dir     string
+	raw     storage.Module // the module below the filters
+	mod     *filter.Module
+	closers []func() error // of the filters
+	packs   *packs         // nil when small is 0
+	small   int64
+	chunker *cdc.Chunker
+	wholes  sync.Pool // *[]byte of MaxWhole+1 bytes
+
+	opened time.Time
+	rmu    sync.Mutex
+	recent map[string]time.Time // objects written or touched by this process
+
+	// Decoded objects are shared by their readers and limited in number.
 	hmu     sync.Mutex
 	handles map[string]*handle
-	slots   chan struct{} // one per open object file
-}
-
-// handle is an object file open for any number of readers.
-type handle struct {
-	f    *os.File
-	size int64
-	refs int
+	slots   chan struct{} // one per decoded object held
 }
 
 // Options configure a vault.
 type Options struct {
-	// NoSync skips fsync of written objects: for caches whose loss is harmless.
+	// Module stores the objects; nil selects the filesystem module in the
+	// vault's directory (DIR/objects), with a watchdog (Stall) and retries.
+	Module storage.Module
+	// Stall is how long an operation on the default module may make no
+	// progress before it is aborted and retried (default 300 s).
+	Stall time.Duration
+	// NoSync skips fsync: for tests and throw-away vaults.
 	NoSync bool
 	// SmallObjects, if positive, stores objects up to this many bytes in
-	// append-only pack files (dir/packs) rather than one file each. Such
-	// objects have no Path.
+	// pack files (DIR/packs) rather than one module object each.
 	SmallObjects int64
-	// Compress stores file objects of at most MaxCompressed bytes with zstd
-	// when that saves at least 1/64 of them, in the storage object format
-	// (internal/storage: header with filters, lengths and checksum) under
-	// objects/ab/<hash>.z. Reads return the plain content either way, so
-	// the option can be turned on or off at any time. Path is not usable
-	// with it.
+	// Compress passes objects through zstd (objects it cannot shrink by
+	// 1/64 are stored as they are). Objects stay readable whatever the
+	// setting, so it can be changed at any time.
 	Compress bool
-	// MaxOpen bounds the object files open at once (default 512): readers
-	// of one object share its file, and an Open beyond the limit waits for
-	// a reader to close, so more downloads can run than the process's file
-	// descriptor limit would allow. Pack files are always open.
+	// KeyFile, if set, encrypts every object with AES-256-GCM under the key
+	// in this file (32 bytes, raw or hex; mode 0600).
+	KeyFile string
+	// EncodeCommand and DecodeCommand, if set, pass every object through
+	// external programs speaking the command filter's protocol
+	// (internal/storage/filter.Command), after compression and before
+	// encryption.
+	EncodeCommand, DecodeCommand []string
+	// Workers filter and write objects in the background (default 2).
+	Workers int
+	// MaxOpen bounds the decoded objects held for readers at once (default
+	// 256; each at most MaxWhole bytes): readers of one object share it,
+	// and an Open beyond the limit waits for a reader to close.
 	MaxOpen int
 }
 
-// MaxCompressed is the largest object Compress compresses: chunks are at
-// most a few MiB; larger objects (big frame outputs) are stored plain.
-const MaxCompressed = 64 << 20
-
-// Open opens (creating if needed) the vault in dir and removes partial writes
-// left by an earlier process.
+// Open opens (creating if needed) the vault in dir.
 func Open(dir string, opt Options) (*Vault, error) {
-	v := &Vault{dir: filepath.Join(dir, "objects"), tmp: filepath.Join(dir, "tmp"), noSync: opt.NoSync}
-	v.bufPool.New = func() any { b := make([]byte, 128<<10); return &b }
-	if err := os.RemoveAll(v.tmp); err != nil {
-		return nil, fmt.Errorf("vault: clearing partial writes in %s: %w", v.tmp, err)
+	v := &Vault{dir: dir, opened: time.Now(), recent: map[string]time.Time{}, handles: map[string]*handle{}}
+	if err := checkFormat(dir); err != nil {
+		return nil, err
 	}
-	for _, d := range []string{v.dir, v.tmp} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("vault: %w", err)
+	ok := false
+	defer func() {
+		if !ok {
+			v.Close()
 		}
-	}
-	if opt.MaxOpen <= 0 {
-		opt.MaxOpen = 512
-	}
-	v.handles, v.slots = map[string]*handle{}, make(chan struct{}, opt.MaxOpen)
+	}()
+	var chain []filter.Filter
 	if opt.Compress {
 		z, err := filter.NewZstd()
 		if err != nil {
 			return nil, fmt.Errorf("vault: %w", err)
 		}
-		v.zstd = z
+		chain, v.closers = append(chain, z), append(v.closers, z.Close)
 	}
+	if len(opt.EncodeCommand) > 0 || len(opt.DecodeCommand) > 0 {
+		c, err := filter.NewCommand(opt.EncodeCommand, opt.DecodeCommand, filter.CommandOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+		chain, v.closers = append(chain, c), append(v.closers, c.Close)
+	}
+	if opt.KeyFile != "" {
+		a, err := filter.NewAESGCM(opt.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+		chain = append(chain, a)
+	}
+	v.raw = opt.Module
+	if v.raw == nil {
+		fs, err := storage.NewFS(dir, storage.FSOptions{NoSync: opt.NoSync})
+		if err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+		v.raw = storage.Resilient(fs, storage.ResilientOptions{StallTimeout: opt.Stall})
+	}
+	mod, err := filter.New(v.raw, chain, filter.Options{Workers: opt.Workers, MaxObjectSize: 64 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	v.mod = mod
+	if v.chunker, err = cdc.New(cdc.Options{}); err != nil {
+		return nil, err
+	}
+	v.wholes.New = func() any { b := make([]byte, MaxWhole+1); return &b }
+	if opt.MaxOpen <= 0 {
+		opt.MaxOpen = 256
+	}
+	v.slots = make(chan struct{}, opt.MaxOpen)
 	if opt.SmallObjects > 0 {
 		p, err := openPacks(filepath.Join(dir, "packs"), opt.NoSync)
 		if err != nil {
 			return nil, err
 		}
-		v.small, v.packs = min(opt.SmallObjects, 1<<30), p
-		v.smallPool.New = func() any { b := make([]byte, v.small+1); return &b }
+		v.small, v.packs = min(opt.SmallObjects, MaxWhole), p
 	}
+	ok = true
 	return v, nil
+}
+
+// checkFormat refuses a directory written in another layout, and marks a
+// new one.
+func checkFormat(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	p := filepath.Join(dir, formatFile)
+	b, err := os.ReadFile(p)
+	switch {
+	case err == nil && string(b) == formatLine:
+		return nil
+	case err == nil:
+		return fmt.Errorf("vault: %s: unknown vault format %q", p, strings.TrimSpace(string(b)))
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("vault: %w", err)
+	}
+	for _, old := range []string{"objects", "packs"} {
+		if ents, _ := os.ReadDir(filepath.Join(dir, old)); len(ents) > 0 {
+			return fmt.Errorf("vault: %s holds objects in the layout of an older distren (no %s file): "+
+				"move the data directory aside and submit the jobs again", dir, formatFile)
+		}
+	}
+	return os.WriteFile(p, []byte(formatLine), 0o644)
 }
 
 // ValidHash reports whether h looks like a hex SHA-256.
@@ -133,16 +237,12 @@ func ValidHash(h string) bool {
 	return true
 }
 
-func (v *Vault) path(hash string) string { return filepath.Join(v.dir, hash[:2], hash) }
+// Names of an object on the module: whole, or the index of its chunks.
+func wholeName(hash string) string { return hash[:2] + "/" + hash }
 
-// Path returns the file holding an object, for callers that link or copy
-// it. Objects in packs have none: use Open.
-func (v *Vault) Path(hash string) (string, error) {
-	if !ValidHash(hash) {
-		return "", fmt.Errorf("vault: invalid object name %q", hash)
-	}
-	return v.path(hash), nil
-}
+const indexSuffix = ".index"
+
+func indexName(hash string) string { return wholeName(hash) + indexSuffix }
 
 // Has reports whether the vault holds the object.
 func (v *Vault) Has(hash string) bool {
@@ -154,266 +254,89 @@ func (v *Vault) Has(hash string) bool {
 			return true
 		}
 	}
-	_, err := os.Stat(v.path(hash))
-	if err != nil {
-		_, err = os.Stat(v.path(hash) + compressedSuffix)
+	ctx := context.Background()
+	if _, err := v.raw.Stat(ctx, wholeName(hash)); err == nil {
+		return true
 	}
+	_, err := v.raw.Stat(ctx, indexName(hash))
 	return err == nil
 }
 
-// Object is an open object: read it, seek in it, or read at offsets.
-type Object struct {
-	*io.SectionReader
-	v      *Vault // nil for a packed or decoded object
-	name   string
-	closed bool
-}
-
-// ErrCorrupt is returned by a verified read of an object whose content does
-// not hash to its name.
-var ErrCorrupt = errors.New("stored object is damaged")
-
-// Verified returns a reader of the object's content that checks it against
-// its name: the read that would hand over the last bytes fails with
-// ErrCorrupt instead if the content does not hash to the object's name, so
-// a damaged object never reads as whole.
-func (o *Object) Verified() io.Reader {
-	return &verifier{o: o, r: io.NewSectionReader(o.SectionReader, 0, o.Size()), left: o.Size(), h: sha256.New()}
-}
-
-type verifier struct {
-	o    *Object
-	r    io.Reader
-	left int64
-	h    hash.Hash
-	err  error
-}
-
-func (v *verifier) Read(p []byte) (int, error) {
-	if v.err != nil {
-		return 0, v.err
-	}
-	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
-	v.left -= int64(n)
-	if v.left == 0 && v.err == nil {
-		if got := hex.EncodeToString(v.h.Sum(nil)); got != v.o.name {
-			v.err = fmt.Errorf("vault: object %s: %w (its content hashes to %s)", v.o.name, ErrCorrupt, got)
-			return 0, v.err
-		}
-	}
-	return n, err
-}
-
-// Close releases the object.
-func (o *Object) Close() error {
-	if o.v != nil && !o.closed {
-		o.closed = true
-		o.v.release(o.name)
-	}
-	return nil
-}
-
-// acquire returns the open file of an object, opening it if no reader has
-// it open, after waiting for a free slot.
-func (v *Vault) acquire(hash string) (*handle, error) {
-	v.hmu.Lock()
-	if h := v.handles[hash]; h != nil {
-		h.refs++
-		v.hmu.Unlock()
-		return h, nil
-	}
-	v.hmu.Unlock()
-	v.slots <- struct{}{}
-	f, err := os.Open(v.path(hash))
-	var st os.FileInfo
-	if err == nil {
-		if st, err = f.Stat(); err != nil {
-			f.Close()
-		}
-	}
-	if err != nil {
-		<-v.slots
-		return nil, err
-	}
-	v.hmu.Lock()
-	defer v.hmu.Unlock()
-	if h := v.handles[hash]; h != nil { // opened meanwhile by another reader
-		f.Close()
-		<-v.slots
-		h.refs++
-		return h, nil
-	}
-	h := &handle{f: f, size: st.Size(), refs: 1}
-	v.handles[hash] = h
-	return h, nil
-}
-
-func (v *Vault) release(hash string) {
-	v.hmu.Lock()
-	defer v.hmu.Unlock()
-	h := v.handles[hash]
-	if h == nil {
-		return
-	}
-	if h.refs--; h.refs == 0 {
-		h.f.Close()
-		delete(v.handles, hash)
-		<-v.slots
-	}
-}
-
-// OpenFiles returns how many object files are open (not counting packs).
-func (v *Vault) OpenFiles() int { return len(v.slots) }
-
-// Open opens an object for reading.
-func (v *Vault) Open(hash string) (*Object, error) {
-	h, err := rawHash(hash)
-	if err != nil {
-		return nil, err
-	}
-	if v.packs != nil {
-		if r, ok := v.packs.open(h); ok {
-			return &Object{SectionReader: r, name: hash}, nil
-		}
-	}
-	fh, err := v.acquire(hash)
-	if errors.Is(err, fs.ErrNotExist) {
-		return v.openCompressed(hash)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &Object{SectionReader: io.NewSectionReader(fh.f, 0, fh.size), v: v, name: hash}, nil
-}
-
 // Put stores the content of r and returns its name. If want is not empty,
-// the content must hash to it, or Put fails and stores nothing.
+// the content must hash to it, or Put fails and records nothing.
 func (v *Vault) Put(r io.Reader, want string) (Ref, error) {
-	if v.packs != nil {
-		bp := v.smallPool.Get().(*[]byte)
-		defer v.smallPool.Put(bp)
-		buf := *bp
-		n, err := io.ReadFull(r, buf)
-		switch {
-		case err == io.EOF || err == io.ErrUnexpectedEOF:
-			return v.putSmall(buf[:n], want)
-		case err != nil:
-			return Ref{}, fmt.Errorf("vault: writing object: %w", err)
-		}
-		r = io.MultiReader(bytes.NewReader(buf), r) // large: a file of its own
+	bp := v.wholes.Get().(*[]byte)
+	defer v.wholes.Put(bp)
+	buf := *bp
+	n, err := io.ReadFull(r, buf)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return v.putWhole(buf[:n], sha256.Sum256(buf[:n]), want)
+	case err != nil:
+		return Ref{}, fmt.Errorf("vault: writing object: %w", err)
 	}
-	if v.zstd != nil {
-		b, err := io.ReadAll(io.LimitReader(r, MaxCompressed+1))
+	return v.putChunked(io.MultiReader(bytes.NewReader(buf), r), want)
+}
+
+func mismatch(got, want string) error {
+	return fmt.Errorf("vault: content hashes to %s, expected %s", got, want)
+}
+
+// putWhole stores an object of at most MaxWhole bytes whose hash is sum.
+func (v *Vault) putWhole(data []byte, sum [32]byte, want string) (Ref, error) {
+	ref := Ref{Hash: hex.EncodeToString(sum[:]), Size: int64(len(data))}
+	if want != "" && want != ref.Hash {
+		return Ref{}, mismatch(ref.Hash, want)
+	}
+	defer v.Touch(ref.Hash) // stored or found: recent either way
+	if v.packs != nil && ref.Size <= v.small {
+		if v.packs.has(sum) {
+			return ref, nil
+		}
+		sealed, err := v.mod.Seal(context.Background(), wholeName(ref.Hash), data)
 		if err != nil {
-			return Ref{}, fmt.Errorf("vault: writing object: %w", err)
+			return Ref{}, fmt.Errorf("vault: %w", err)
 		}
-		if len(b) <= MaxCompressed {
-			return v.putCompressed(b, want)
-		}
-		r = io.MultiReader(bytes.NewReader(b), r) // too large to compress
+		return ref, v.packs.put(sum, sealed)
 	}
-	f, err := os.CreateTemp(v.tmp, "put-*")
-	if err != nil {
+	if v.Has(ref.Hash) {
+		return ref, nil
+	}
+	if err := v.mod.Put(context.Background(), wholeName(ref.Hash), bytes.NewReader(data), ref.Size); err != nil {
 		return Ref{}, fmt.Errorf("vault: %w", err)
 	}
-	done := false
-	defer func() {
-		if !done {
-			f.Close()
-			os.Remove(f.Name())
+	return ref, nil
+}
+
+// putChunked stores a large object as chunks and an index.
+func (v *Vault) putChunked(r io.Reader, want string) (Ref, error) {
+	whole := sha256.New()
+	var parts []cdc.ChunkRef
+	var size int64
+	err := v.chunker.Split(io.TeeReader(r, whole), func(c cdc.Chunk) error {
+		if _, err := v.putWhole(c.Data, c.Hash, ""); err != nil {
+			return err
 		}
-	}()
-	h := sha256.New()
-	bp := v.bufPool.Get().(*[]byte)
-	n, err := io.CopyBuffer(io.MultiWriter(f, h), r, *bp)
-	v.bufPool.Put(bp)
+		parts = append(parts, c.Ref())
+		size += int64(c.Size)
+		return nil
+	})
 	if err != nil {
 		return Ref{}, fmt.Errorf("vault: writing object: %w", err)
 	}
-	ref := Ref{Hash: hex.EncodeToString(h.Sum(nil)), Size: n}
+	ref := Ref{Hash: hex.EncodeToString(whole.Sum(nil)), Size: size}
 	if want != "" && want != ref.Hash {
-		return Ref{}, fmt.Errorf("vault: content hashes to %s, expected %s", ref.Hash, want)
+		return Ref{}, mismatch(ref.Hash, want) // the chunks are left for collection
 	}
-	dst := v.path(ref.Hash)
+	defer v.Touch(ref.Hash)
 	if v.Has(ref.Hash) {
-		f.Close()
-		os.Remove(f.Name()) // already stored: content addressing deduplicates
-		done = true
 		return ref, nil
 	}
-	if !v.noSync {
-		if err := f.Sync(); err != nil {
-			return Ref{}, fmt.Errorf("vault: syncing object %s: %w", ref.Hash, err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		return Ref{}, fmt.Errorf("vault: writing object %s: %w", ref.Hash, err)
-	}
-	shard, err := v.shard(ref.Hash)
-	if err != nil {
-		return Ref{}, err
-	}
-	if err := os.Rename(f.Name(), dst); err != nil {
-		return Ref{}, fmt.Errorf("vault: storing object %s: %w", ref.Hash, err)
-	}
-	done = true
-	if !v.noSync {
-		// The new name must survive a crash before anyone records it.
-		if err := shard.Sync(); err != nil {
-			return Ref{}, fmt.Errorf("vault: syncing object %s: %w", ref.Hash, err)
-		}
+	idx := encodeIndex(parts)
+	if err := v.mod.Put(context.Background(), indexName(ref.Hash), bytes.NewReader(idx), int64(len(idx))); err != nil {
+		return Ref{}, fmt.Errorf("vault: %w", err)
 	}
 	return ref, nil
-}
-
-func (v *Vault) putSmall(data []byte, want string) (Ref, error) {
-	sum := sha256.Sum256(data)
-	ref := Ref{Hash: hex.EncodeToString(sum[:]), Size: int64(len(data))}
-	if want != "" && want != ref.Hash {
-		return Ref{}, fmt.Errorf("vault: content hashes to %s, expected %s", ref.Hash, want)
-	}
-	if err := v.packs.put(sum, data); err != nil {
-		return Ref{}, err
-	}
-	return ref, nil
-}
-
-// shard returns the open directory that holds objects starting like hash,
-// creating it on first use. The directories stay open for fsync.
-func (v *Vault) shard(hash string) (*os.File, error) {
-	if d, ok := v.shards.Load(hash[:2]); ok {
-		return d.(*os.File), nil
-	}
-	p := filepath.Join(v.dir, hash[:2])
-	if err := os.MkdirAll(p, 0o755); err != nil {
-		return nil, fmt.Errorf("vault: %w", err)
-	}
-	d, err := os.Open(p)
-	if err != nil {
-		return nil, fmt.Errorf("vault: %w", err)
-	}
-	if prev, loaded := v.shards.LoadOrStore(hash[:2], d); loaded {
-		d.Close()
-		return prev.(*os.File), nil
-	}
-	return d, nil
-}
-
-// Close releases the directories the vault keeps open.
-func (v *Vault) Close() error {
-	if v.packs != nil {
-		v.packs.close()
-	}
-	if v.zstd != nil {
-		v.zstd.Close()
-	}
-	v.shards.Range(func(k, d any) bool {
-		d.(*os.File).Close()
-		v.shards.Delete(k)
-		return true
-	})
-	return nil
 }
 
 // PutFile stores a file's content.
@@ -429,149 +352,80 @@ func (v *Vault) PutFile(path string) (Ref, error) {
 // Hasher returns a new hash of the kind that names objects.
 func Hasher() hash.Hash { return sha256.New() }
 
-// CopyTo materializes an object as the file dst (mode perm), by hard link
-// when link is true and the filesystem allows it, otherwise by copying.
-func (v *Vault) CopyTo(hash, dst string, perm fs.FileMode, link bool) error {
-	src, err := v.Path(hash)
-	if err != nil {
-		return err
-	}
-	if link {
-		if err := os.Link(src, dst); err == nil {
-			return nil
-		}
-	}
-	in, err := v.Open(hash)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	bp := v.bufPool.Get().(*[]byte)
-	_, err = io.CopyBuffer(out, in, *bp)
-	v.bufPool.Put(bp)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// Remove deletes an object (for caches and collection). Packed objects stay
-// until packs are collected.
+// Remove deletes an object. A chunked object's chunks stay until collected;
+// packed objects stay until their pack is compacted.
 func (v *Vault) Remove(hash string) error {
 	if !ValidHash(hash) {
 		return fmt.Errorf("vault: invalid object name %q", hash)
 	}
-	err := os.Remove(v.path(hash))
-	if errors.Is(err, fs.ErrNotExist) {
-		err = os.Remove(v.path(hash) + compressedSuffix)
-	}
-	return err
+	ctx := context.Background()
+	return errors.Join(v.mod.Delete(ctx, indexName(hash)), v.mod.Delete(ctx, wholeName(hash)))
+}
+
+// Touch marks an object as in use now, so that a Sweep with a grace period
+// keeps it (a client was just told the server holds it).
+func (v *Vault) Touch(hash string) {
+	v.rmu.Lock()
+	v.recent[hash] = time.Now()
+	v.rmu.Unlock()
 }
 
 // Dir returns the vault's directory, for messages.
-func (v *Vault) Dir() string { return strings.TrimSuffix(v.dir, string(filepath.Separator)+"objects") }
+func (v *Vault) Dir() string { return v.dir }
 
-// compressedSuffix marks an object stored compressed, in the storage object
-// format.
-const compressedSuffix = ".z"
+// Module returns the storage module below the filters, for messages.
+func (v *Vault) Module() storage.Module { return v.raw }
 
-// openCompressed opens an object stored compressed: its plain content,
-// decoded in memory (such objects are at most MaxCompressed bytes) after
-// its header and checksum are verified.
-func (v *Vault) openCompressed(hash string) (*Object, error) {
-	b, err := os.ReadFile(v.path(hash) + compressedSuffix)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("vault: object %s: %w", hash, ErrNotFound)
+// Close drains the filter pipeline and releases the files the vault keeps
+// open.
+func (v *Vault) Close() error {
+	var errs []error
+	if v.mod != nil {
+		errs = append(errs, v.mod.Close(context.Background()))
 	}
-	if err != nil {
-		return nil, err
+	if v.packs != nil {
+		v.packs.close()
 	}
-	plain, err := decodeStored(hash, b)
-	if err != nil {
-		return nil, err
+	for _, c := range v.closers {
+		errs = append(errs, c())
 	}
-	return &Object{SectionReader: io.NewSectionReader(bytes.NewReader(plain), 0, int64(len(plain))), name: hash}, nil
+	return errors.Join(errs...)
 }
 
-// decodeStored undoes the filters of an object in the storage format.
-func decodeStored(hash string, b []byte) ([]byte, error) {
-	r := bytes.NewReader(b)
-	h, err := storage.ReadHeader(r)
-	if err != nil {
-		return nil, fmt.Errorf("vault: object %s: %w", hash, errors.Join(ErrCorrupt, err))
+// Index objects list a chunked object's chunks:
+//
+//	"DVX1" | count uint32 | count × (SHA-256 32 bytes | size uint32)
+//
+// big-endian, the chunks in order.
+const indexMagic = "DVX1"
+
+func encodeIndex(parts []cdc.ChunkRef) []byte {
+	b := make([]byte, 8, 8+36*len(parts))
+	copy(b, indexMagic)
+	b[4], b[5], b[6], b[7] = byte(len(parts)>>24), byte(len(parts)>>16), byte(len(parts)>>8), byte(len(parts))
+	for _, p := range parts {
+		b = append(b, p.Hash[:]...)
+		b = append(b, byte(p.Size>>24), byte(p.Size>>16), byte(p.Size>>8), byte(p.Size))
 	}
-	if h.Stored != int64(r.Len()) || h.Plain > MaxCompressed {
-		return nil, fmt.Errorf("vault: object %s: %w: header lengths %d/%d for %d stored bytes", hash, ErrCorrupt, h.Plain, h.Stored, r.Len())
-	}
-	payload, err := io.ReadAll(storage.PayloadReader(r, h))
-	if err != nil {
-		return nil, fmt.Errorf("vault: object %s: %w", hash, errors.Join(ErrCorrupt, err))
-	}
-	for i := len(h.Filters) - 1; i >= 0; i-- {
-		if h.Filters[i] != storage.FilterZstd {
-			return nil, fmt.Errorf("vault: object %s: stored with filter %s, which this vault cannot undo", hash, h.Filters[i])
-		}
-		z, err := zstdDecoder()
-		if err != nil {
-			return nil, err
-		}
-		if payload, err = z.Decode(context.Background(), hash, payload); err != nil {
-			return nil, fmt.Errorf("vault: object %s: %w", hash, errors.Join(ErrCorrupt, err))
-		}
-	}
-	if int64(len(payload)) != h.Plain {
-		return nil, fmt.Errorf("vault: object %s: %w: %d plain bytes, header says %d", hash, ErrCorrupt, len(payload), h.Plain)
-	}
-	return payload, nil
+	return b
 }
 
-var zstdDecoder = sync.OnceValues(filter.NewZstd)
-
-// putCompressed stores an object held in memory, compressed if that saves
-// space, written once: temporary file, fsync, rename, directory fsync.
-func (v *Vault) putCompressed(b []byte, want string) (Ref, error) {
-	sum := sha256.Sum256(b)
-	ref := Ref{Hash: hex.EncodeToString(sum[:]), Size: int64(len(b))}
-	if want != "" && want != ref.Hash {
-		return Ref{}, fmt.Errorf("vault: content hashes to %s, expected %s", ref.Hash, want)
+func decodeIndex(b []byte) ([]cdc.ChunkRef, error) {
+	if len(b) < 8 || string(b[:4]) != indexMagic {
+		return nil, fmt.Errorf("%w: not an index object", ErrCorrupt)
 	}
-	if v.Has(ref.Hash) {
-		return ref, nil
+	n := int(b[4])<<24 | int(b[5])<<16 | int(b[6])<<8 | int(b[7])
+	if len(b) != 8+36*n {
+		return nil, fmt.Errorf("%w: index of %d chunks is %d bytes", ErrCorrupt, n, len(b))
 	}
-	data, dst := b, v.path(ref.Hash)
-	if out, applied, err := v.zstd.Encode(context.Background(), ref.Hash, b); err == nil && applied {
-		data, dst = storage.Encode([]storage.Filter{storage.FilterZstd}, ref.Size, out), dst+compressedSuffix
-	}
-	f, err := os.CreateTemp(v.tmp, "put-*")
-	if err != nil {
-		return Ref{}, fmt.Errorf("vault: %w", err)
-	}
-	_, err = f.Write(data)
-	if err == nil && !v.noSync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	var shard *os.File
-	if err == nil {
-		shard, err = v.shard(ref.Hash)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), dst)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return Ref{}, fmt.Errorf("vault: storing object %s: %w", ref.Hash, err)
-	}
-	if !v.noSync {
-		if err := shard.Sync(); err != nil {
-			return Ref{}, fmt.Errorf("vault: syncing object %s: %w", ref.Hash, err)
+	parts := make([]cdc.ChunkRef, n)
+	for i := range parts {
+		e := b[8+36*i:]
+		copy(parts[i].Hash[:], e[:32])
+		parts[i].Size = int64(e[32])<<24 | int64(e[33])<<16 | int64(e[34])<<8 | int64(e[35])
+		if parts[i].Size == 0 || parts[i].Size > MaxWhole {
+			return nil, fmt.Errorf("%w: index names a chunk of %d bytes", ErrCorrupt, parts[i].Size)
 		}
 	}
-	return ref, nil
+	return parts, nil
 }

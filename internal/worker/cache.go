@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -125,7 +126,7 @@ func (c *cacheIndex) evict(remove func(hash string) error) int {
 	c.mu.Unlock()
 	n := 0
 	for _, h := range victims {
-		if err := remove(h); err == nil || os.IsNotExist(err) {
+		if err := remove(h); err == nil || errors.Is(err, fs.ErrNotExist) {
 			n++
 		}
 	}

@@ -1,11 +1,12 @@
 // Package worker owns the execution of frames: a worker fingerprints its
 // backends, claims tasks — a frame, or a chunk of consecutive frames — from a
 // server (long-polling), prepares each in a scratch directory of its own
-// (the job's inputs from a local object cache, the outputs of the frames it
-// depends on), runs the backend with the job's timeout, packs each frame's
-// files into its output tarball and uploads it as soon as the frame is done,
-// and removes the scratch directory. While slots render, the next claimed
-// tasks' inputs are already being fetched.
+// (the job's inputs, cloned or copied from its own cache of plain object
+// files, and the outputs of the frames it depends on), runs the backend with
+// the job's timeout, packs each frame's files into its output tarball and
+// uploads it as soon as the frame is done, and removes the scratch
+// directory. While slots render, the next claimed tasks' inputs are already
+// being fetched.
 package worker
 
 import (
@@ -33,7 +34,6 @@ import (
 	"github.com/distren/distren/internal/dirlock"
 	"github.com/distren/distren/internal/jobpkg"
 	"github.com/distren/distren/internal/manifest"
-	"github.com/distren/distren/internal/vault"
 )
 
 // Config configures a worker.
@@ -60,7 +60,7 @@ type Config struct {
 // Worker renders frames for one server.
 type Worker struct {
 	cfg     Config
-	cache   *vault.Vault
+	cache   *store
 	unlock  func()
 	reports sync.WaitGroup // results being reported
 	scr     string
@@ -159,9 +159,9 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("%w; give each worker process its own --dir", err)
 	}
 	fail := func(err error) (*Worker, error) { unlock(); return nil, err }
-	cache, err := vault.Open(filepath.Join(cfg.Dir, "cache"), vault.Options{NoSync: true})
+	cache, err := openStore(filepath.Join(cfg.Dir, "cache"))
 	if err != nil {
-		return fail(fmt.Errorf("worker cache: %w", err))
+		return fail(err)
 	}
 	scr := filepath.Join(cfg.Dir, "scratch")
 	if err := os.RemoveAll(scr); err != nil { // leftovers of an earlier run
@@ -500,11 +500,11 @@ func (w *Worker) download(ctx context.Context, hash string) (int64, error) {
 		return 0, fmt.Errorf("fetching object %s: %w", hash, err)
 	}
 	defer rc.Close()
-	ref, err := w.cache.Put(rc, hash)
+	n, err := w.cache.Put(rc, hash)
 	if err != nil {
 		return 0, fmt.Errorf("fetching object %s: %w", hash, err)
 	}
-	return ref.Size, nil
+	return n, nil
 }
 
 // prepare fills the task's scratch directory.
@@ -575,6 +575,7 @@ func (w *Worker) prepare(ctx context.Context, t *task) {
 			return
 		}
 		if t.err = w.unpack(root, d, t); t.err != nil {
+			t.err = fmt.Errorf("output of frame %d of job %d: %w", d.Frame, d.Job, t.err)
 			return
 		}
 	}
@@ -600,34 +601,17 @@ func (w *Worker) pin(t *task, hash string, size int64) {
 	t.pinned = append(t.pinned, hash)
 }
 
-// materialize writes the concatenation of cached objects to dst: a copy of
-// the object for a file of one chunk, the chunks one after the other
-// otherwise.
+// materialize writes the concatenation of cached objects to dst, a file of
+// its own: cloned where the file system has reflinks, copied in the kernel
+// otherwise, never hard-linked, since renderers may write to their inputs
+// (see store.materialize).
 func (w *Worker) materialize(parts []api.ChunkRef, dst string, perm fs.FileMode) error {
-	if len(parts) == 1 {
-		return w.cache.CopyTo(parts[0].Hash, dst, perm, false)
-	}
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	for _, p := range parts {
-		o, err := w.cache.Open(p.Hash)
-		if err != nil {
-			f.Close()
-			return err
-		}
-		_, err = io.Copy(f, o)
-		o.Close()
-		if err != nil {
-			f.Close()
-			return err
-		}
-	}
-	return f.Close()
+	return w.cache.materialize(parts, dst, perm)
 }
 
-// unpack writes a dependency's output files into the scratch directory.
+// unpack writes a dependency's output files into the scratch directory. The
+// files are extracted from the cached tarball, so they share nothing with
+// the cache.
 func (w *Worker) unpack(root *os.Root, d api.DepOutput, t *task) error {
 	p, err := w.cache.Path(d.Output)
 	if err != nil {
@@ -638,7 +622,7 @@ func (w *Worker) unpack(root *os.Root, d api.DepOutput, t *task) error {
 		return err
 	}
 	defer f.Close()
-	return jobpkg.Scan(f, jobpkg.Limits{}, func(e jobpkg.File, c io.Reader) error {
+	err = jobpkg.Scan(f, jobpkg.Limits{}, func(e jobpkg.File, c io.Reader) error {
 		if dir := path.Dir(e.Path); dir != "." {
 			if err := root.MkdirAll(dir, 0o755); err != nil {
 				return err
@@ -657,6 +641,10 @@ func (w *Worker) unpack(root *os.Root, d api.DepOutput, t *task) error {
 		}
 		return err
 	})
+	if err != nil {
+		return fmt.Errorf("unpacking cached object %s: %w", d.Output, err)
+	}
+	return nil
 }
 
 // run renders a prepared task and reports the outcome of each of its frames.

@@ -538,37 +538,62 @@ func (m *Module) read(ctx context.Context, name string) ([]byte, error) {
 		return nil, m.wrap("get", name, err)
 	}
 	defer rc.Close()
-	h, err := storage.ReadHeader(rc)
+	data, err := m.decode(ctx, name, rc)
+	return data, m.wrap("get", name, err)
+}
+
+// decode reads an object in its stored form from r, verifies it and undoes
+// its filters.
+func (m *Module) decode(ctx context.Context, name string, r io.Reader) ([]byte, error) {
+	h, err := storage.ReadHeader(r)
 	if err != nil {
-		return nil, m.wrap("get", name, err)
+		return nil, err
 	}
 	if h.Plain > m.opt.MaxObjectSize || h.Stored > 2*m.opt.MaxObjectSize+1<<20 {
-		return nil, m.wrap("get", name, fmt.Errorf("object is %d bytes (%d stored), over the filter pipeline's limit of %d", h.Plain, h.Stored, m.opt.MaxObjectSize))
+		return nil, fmt.Errorf("object is %d bytes (%d stored), over the filter pipeline's limit of %d", h.Plain, h.Stored, m.opt.MaxObjectSize)
 	}
 	payload := make([]byte, h.Stored)
-	pr := storage.PayloadReader(rc, h)
+	pr := storage.PayloadReader(r, h)
 	if _, err := io.ReadFull(pr, payload); err != nil {
-		return nil, m.wrap("get", name, err)
+		return nil, err
 	}
 	var one [1]byte
 	if _, err := pr.Read(one[:]); err != io.EOF { // checks length and checksum
-		return nil, m.wrap("get", name, err)
+		return nil, err
 	}
 	data := payload
 	for i := len(h.Filters) - 1; i >= 0; i-- {
 		id := h.Filters[i]
 		f := m.decoders[id]
 		if f == nil {
-			return nil, m.wrap("get", name, fmt.Errorf("object was written with filter %s, which this pipeline is not configured with", id))
+			return nil, fmt.Errorf("object was written with filter %s, which this pipeline is not configured with", id)
 		}
 		if data, err = f.Decode(ctx, name, data); err != nil {
-			return nil, m.wrap("get", name, fmt.Errorf("undoing filter %s: %w", id, err))
+			return nil, fmt.Errorf("undoing filter %s: %w", id, err)
 		}
 	}
 	if int64(len(data)) != h.Plain {
-		return nil, m.wrap("get", name, fmt.Errorf("%w: filters %v gave %d bytes, header says %d", storage.ErrCorrupt, h.Filters, len(data), h.Plain))
+		return nil, fmt.Errorf("%w: filters %v gave %d bytes, header says %d", storage.ErrCorrupt, h.Filters, len(data), h.Plain)
 	}
 	return data, nil
+}
+
+// Seal returns an object's stored form — header and filtered payload, what
+// Put would store — for a caller that keeps it elsewhere than on the module
+// below (the vault's pack files). It runs in the caller's goroutine.
+func (m *Module) Seal(ctx context.Context, name string, plain []byte) ([]byte, error) {
+	if int64(len(plain)) > m.opt.MaxObjectSize {
+		return nil, m.wrap("seal", name, fmt.Errorf("object is %d bytes, over the filter pipeline's limit of %d", len(plain), m.opt.MaxObjectSize))
+	}
+	b, err := m.encode(ctx, name, plain)
+	return b, m.wrap("seal", name, err)
+}
+
+// Unseal verifies a stored form made by Seal (or read from the module
+// below) and returns the object's plain content.
+func (m *Module) Unseal(ctx context.Context, name string, stored []byte) ([]byte, error) {
+	b, err := m.decode(ctx, name, bytes.NewReader(stored))
+	return b, m.wrap("unseal", name, err)
 }
 
 // header reads an object's header.
