@@ -283,3 +283,37 @@ func TestProgressBars(t *testing.T) {
 		t.Errorf("submit -q wrote %q", msg)
 	}
 }
+
+// TestFetchOnlyWhatIsNew: fetching into a directory again downloads only
+// the frames done since, or rendered again.
+func TestFetchOnlyWhatIsNew(t *testing.T) {
+	_, url := serve(t, "--data", t.TempDir(), "--name", "again", "--workers", "2")
+	pkg := writeJob(t, `<distrenjob version="1"><name>again</name>
+<backend name="command"><program>sh</program><arg>-c</arg>
+<arg>echo {frame} $(cat /proc/sys/kernel/random/uuid) > f-{frame}.txt</arg></backend>
+<frames><range first="1" last="4"/></frames><outputs><output>*.txt</output></outputs></distrenjob>`, nil)
+	job := strings.TrimSpace(run(t, 0, "submit", pkg, "--server", url, "--wait", "-q"))
+	out := t.TempDir()
+	if msg := runStderr(t, 0, "fetch", job, "-o", out, "--server", url); !strings.Contains(msg, "4 files written") {
+		t.Errorf("first fetch: %q", msg)
+	}
+	first := readDir(t, out)
+	if msg := runStderr(t, 0, "fetch", job, "-o", out, "--server", url); !strings.Contains(msg, "4 done frames already in") || !strings.Contains(msg, "0 files written") {
+		t.Errorf("fetching again: %q", msg)
+	}
+	run(t, 0, "retry", job, "--frames", "3", "--server", url)
+	run(t, 0, "status", job, "--watch", "--interval", "100ms", "--server", url)
+	if msg := runStderr(t, 0, "fetch", job, "-o", out, "--server", url); !strings.Contains(msg, "3 done frames already in") || !strings.Contains(msg, "1 file written") {
+		t.Errorf("fetching after frame 3 was rendered again: %q", msg)
+	}
+	second := readDir(t, out)
+	for name, b := range second {
+		if changed := !bytes.Equal(b, first[name]); changed != (name == "f-3.txt") {
+			t.Errorf("%s changed: %v (only f-3.txt was rendered again)", name, changed)
+		}
+	}
+	// Another directory, or -o FILE.tar, gets everything.
+	if msg := runStderr(t, 0, "fetch", job, "-o", t.TempDir(), "--server", url); !strings.Contains(msg, "4 files written") {
+		t.Errorf("fetch into a new directory: %q", msg)
+	}
+}

@@ -302,7 +302,7 @@ func (v *Vault) putWhole(data []byte, sum [32]byte, want string) (Ref, error) {
 	if v.Has(ref.Hash) {
 		return ref, nil
 	}
-	if err := v.mod.Put(context.Background(), wholeName(ref.Hash), bytes.NewReader(data), ref.Size); err != nil {
+	if err := v.mod.PutContent(context.Background(), wholeName(ref.Hash), data, sum); err != nil {
 		return Ref{}, fmt.Errorf("vault: %w", err)
 	}
 	return ref, nil

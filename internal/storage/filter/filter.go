@@ -167,6 +167,8 @@ type entry struct {
 	stop  func() // releases ctx
 	done  chan struct{}
 
+	sum *[32]byte // the plain content's SHA-256, if the writer knew it
+
 	// Guarded by Module.mu; err is read without it once done is closed.
 	plain []byte
 	prev  *entry // an earlier write of the same name, which must land first
@@ -258,6 +260,11 @@ func (m *Module) Put(ctx context.Context, name string, r io.Reader, size int64) 
 	if err != nil {
 		return err
 	}
+	return m.await(ctx, e)
+}
+
+// await waits for a Put's write.
+func (m *Module) await(ctx context.Context, e *entry) error {
 	select {
 	case <-e.done:
 	case <-ctx.Done():
@@ -278,6 +285,27 @@ func (m *Module) Put(ctx context.Context, name string, r io.Reader, size int64) 
 func (m *Module) Enqueue(ctx context.Context, name string, r io.Reader, size int64) error {
 	_, err := m.accept(ctx, name, r, size, true)
 	return err
+}
+
+// PutContent is Put of an object held in memory whose SHA-256 the caller
+// has computed: plain is not copied (nor kept after PutContent returns),
+// and when no filter applies the checksum is not computed again.
+func (m *Module) PutContent(ctx context.Context, name string, plain []byte, sum [32]byte) error {
+	if err := m.check(ctx, "put", name); err != nil {
+		return err
+	}
+	n := int64(len(plain))
+	if n > m.opt.MaxObjectSize {
+		return m.wrap("put", name, fmt.Errorf("object is %d bytes, over the filter pipeline's limit of %d", n, m.opt.MaxObjectSize))
+	}
+	if err := m.admit(ctx, n); err != nil {
+		return m.wrap("put", name, err)
+	}
+	e := &entry{name: name, size: n, plain: plain, sum: &sum, done: make(chan struct{})}
+	if err := m.queue(ctx, e); err != nil {
+		return err
+	}
+	return m.await(ctx, e)
 }
 
 // accept reads an object and queues its write.
@@ -308,8 +336,13 @@ func (m *Module) accept(ctx context.Context, name string, r io.Reader, size int6
 		return nil, m.wrap("put", name, err)
 	}
 	e := &entry{name: name, size: admitted, async: async, plain: plain, done: make(chan struct{})}
+	return e, m.queue(ctx, e)
+}
+
+// queue queues the write of an admitted entry.
+func (m *Module) queue(ctx context.Context, e *entry) error {
 	var cancel context.CancelFunc
-	if async {
+	if e.async {
 		e.ctx, cancel = context.WithCancel(m.ctx)
 		e.stop = cancel
 	} else {
@@ -322,16 +355,16 @@ func (m *Module) accept(ctx context.Context, name string, r io.Reader, size int6
 	defer m.mu.Unlock()
 	if m.closed {
 		e.stop()
-		m.releaseLocked(admitted)
-		return nil, m.wrap("put", name, ErrClosed)
+		m.releaseLocked(e.size)
+		return m.wrap("put", e.name, ErrClosed)
 	}
 	m.seq++
 	e.seq = m.seq
-	e.prev = m.pending[name]
-	m.pending[name] = e
+	e.prev = m.pending[e.name]
+	m.pending[e.name] = e
 	m.inflight[e] = struct{}{}
 	m.work <- e // never blocks: the queue holds at most opt.Queue admitted objects
-	return e, nil
+	return nil
 }
 
 // readAll reads exactly size bytes (size -1: until EOF) from r.
@@ -422,7 +455,7 @@ func (m *Module) run(e *entry) {
 		return
 	}
 	e.state = running
-	prev, plain := e.prev, e.plain
+	prev, plain, sum := e.prev, e.plain, e.sum
 	m.mu.Unlock()
 
 	var err error
@@ -434,7 +467,7 @@ func (m *Module) run(e *entry) {
 	}
 	if err = e.ctx.Err(); err == nil {
 		var obj []byte
-		if obj, err = m.encode(e.ctx, e.name, plain); err == nil {
+		if obj, err = m.encode(e.ctx, e.name, plain, sum); err == nil {
 			err = m.under.Put(e.ctx, e.name, bytes.NewReader(obj), int64(len(obj)))
 		}
 	}
@@ -446,8 +479,9 @@ func (m *Module) run(e *entry) {
 	m.mu.Unlock()
 }
 
-// encode runs the chain and returns the object to store.
-func (m *Module) encode(ctx context.Context, name string, plain []byte) ([]byte, error) {
+// encode runs the chain and returns the object to store. sum, if not nil,
+// is plain's SHA-256: the checksum when no filter applies.
+func (m *Module) encode(ctx context.Context, name string, plain []byte, sum *[32]byte) ([]byte, error) {
 	data := plain
 	var applied []storage.Filter
 	for _, f := range m.chain {
@@ -459,6 +493,10 @@ func (m *Module) encode(ctx context.Context, name string, plain []byte) ([]byte,
 			data = out
 			applied = append(applied, f.ID())
 		}
+	}
+	if len(applied) == 0 && sum != nil {
+		h := storage.Header{Plain: int64(len(plain)), Stored: int64(len(plain)), Checksum: *sum}
+		return append(h.Encode(), plain...), nil
 	}
 	return storage.Encode(applied, int64(len(plain)), data), nil
 }
@@ -538,44 +576,66 @@ func (m *Module) read(ctx context.Context, name string) ([]byte, error) {
 		return nil, m.wrap("get", name, err)
 	}
 	defer rc.Close()
-	data, err := m.decode(ctx, name, rc)
+	data, _, err := m.decode(ctx, name, rc)
 	return data, m.wrap("get", name, err)
+}
+
+// GetContent returns an object's plain content like Get, without a reader
+// around it, and its SHA-256 when that is known for free: when no filter
+// was applied, the header's checksum — verified — is the content's.
+func (m *Module) GetContent(ctx context.Context, name string) (plain []byte, sum [32]byte, known bool, err error) {
+	if err := m.check(ctx, "get", name); err != nil {
+		return nil, sum, false, err
+	}
+	if _, err := m.waitRead(ctx, "get", name); err != nil {
+		return nil, sum, false, err
+	}
+	rc, err := m.under.Get(ctx, name)
+	if err != nil {
+		return nil, sum, false, m.wrap("get", name, err)
+	}
+	defer rc.Close()
+	data, h, err := m.decode(ctx, name, rc)
+	if err != nil {
+		return nil, sum, false, m.wrap("get", name, err)
+	}
+	return data, h.Checksum, len(h.Filters) == 0, nil
 }
 
 // decode reads an object in its stored form from r, verifies it and undoes
 // its filters.
-func (m *Module) decode(ctx context.Context, name string, r io.Reader) ([]byte, error) {
+func (m *Module) decode(ctx context.Context, name string, r io.Reader) ([]byte, storage.Header, error) {
 	h, err := storage.ReadHeader(r)
 	if err != nil {
-		return nil, err
+		return nil, h, err
 	}
 	if h.Plain > m.opt.MaxObjectSize || h.Stored > 2*m.opt.MaxObjectSize+1<<20 {
-		return nil, fmt.Errorf("object is %d bytes (%d stored), over the filter pipeline's limit of %d", h.Plain, h.Stored, m.opt.MaxObjectSize)
+		return nil, h, fmt.Errorf("object is %d bytes (%d stored), over the filter pipeline's limit of %d", h.Plain, h.Stored, m.opt.MaxObjectSize)
 	}
 	payload := make([]byte, h.Stored)
 	pr := storage.PayloadReader(r, h)
 	if _, err := io.ReadFull(pr, payload); err != nil {
-		return nil, err
+		return nil, h, err
 	}
 	var one [1]byte
 	if _, err := pr.Read(one[:]); err != io.EOF { // checks length and checksum
-		return nil, err
+		return nil, h, err
 	}
 	data := payload
 	for i := len(h.Filters) - 1; i >= 0; i-- {
 		id := h.Filters[i]
 		f := m.decoders[id]
 		if f == nil {
-			return nil, fmt.Errorf("object was written with filter %s, which this pipeline is not configured with", id)
+			return nil, h, fmt.Errorf("object was written with filter %s, which this pipeline is not configured with", id)
 		}
 		if data, err = f.Decode(ctx, name, data); err != nil {
-			return nil, fmt.Errorf("undoing filter %s: %w", id, err)
+			return nil, h, fmt.Errorf("undoing filter %s: %w", id, err)
 		}
 	}
 	if int64(len(data)) != h.Plain {
-		return nil, fmt.Errorf("%w: filters %v gave %d bytes, header says %d", storage.ErrCorrupt, h.Filters, len(data), h.Plain)
+		return nil, h, fmt.Errorf("%w: filters %v gave %d bytes, header says %d", storage.ErrCorrupt, h.Filters, len(data), h.Plain)
 	}
-	return data, nil
+	return data, h, nil
 }
 
 // Seal returns an object's stored form — header and filtered payload, what
@@ -585,14 +645,14 @@ func (m *Module) Seal(ctx context.Context, name string, plain []byte) ([]byte, e
 	if int64(len(plain)) > m.opt.MaxObjectSize {
 		return nil, m.wrap("seal", name, fmt.Errorf("object is %d bytes, over the filter pipeline's limit of %d", len(plain), m.opt.MaxObjectSize))
 	}
-	b, err := m.encode(ctx, name, plain)
+	b, err := m.encode(ctx, name, plain, nil)
 	return b, m.wrap("seal", name, err)
 }
 
 // Unseal verifies a stored form made by Seal (or read from the module
 // below) and returns the object's plain content.
 func (m *Module) Unseal(ctx context.Context, name string, stored []byte) ([]byte, error) {
-	b, err := m.decode(ctx, name, bytes.NewReader(stored))
+	b, _, err := m.decode(ctx, name, bytes.NewReader(stored))
 	return b, m.wrap("unseal", name, err)
 }
 

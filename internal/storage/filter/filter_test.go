@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -794,4 +795,35 @@ func TestCrashLeavesNothing(t *testing.T) {
 	cctx, cancel := context.WithTimeout(ctx, time.Millisecond)
 	defer cancel()
 	m.Close(cctx)
+}
+
+// TestPutContent: an object put with its SHA-256 reads back with it known
+// when no filter applied, unknown when one did; a wrong SHA-256 given by
+// the writer makes the object fail its checksum, never read as whole.
+func TestPutContent(t *testing.T) {
+	ctx := context.Background()
+	m := open(t, newFS(t), []filter.Filter{newZstd(t)}, filter.Options{})
+	random := make([]byte, 100_000)
+	rand.Read(random)
+	text := bytes.Repeat([]byte("compressible "), 10_000)
+	for _, c := range []struct {
+		name  string
+		data  []byte
+		known bool
+	}{{"random", random, true}, {"text", text, false}} {
+		sum := sha256.Sum256(c.data)
+		if err := m.PutContent(ctx, c.name, c.data, sum); err != nil {
+			t.Fatal(err)
+		}
+		got, gotSum, known, err := m.GetContent(ctx, c.name)
+		if err != nil || !bytes.Equal(got, c.data) || known != c.known || (known && gotSum != sum) {
+			t.Errorf("%s: %d bytes, known %v (want %v), %v", c.name, len(got), known, c.known, err)
+		}
+	}
+	if err := m.PutContent(ctx, "lied", random, sha256.Sum256([]byte("other"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := m.GetContent(ctx, "lied"); !errors.Is(err, storage.ErrCorrupt) {
+		t.Errorf("an object put with a wrong checksum: %v, want ErrCorrupt", err)
+	}
 }
