@@ -317,3 +317,36 @@ func TestFetchOnlyWhatIsNew(t *testing.T) {
 		t.Errorf("fetch into a new directory: %q", msg)
 	}
 }
+
+// TestCommandPolicy: a worker that refuses the command backend never
+// claims its frames (the job says it waits for a capable worker); one with
+// an allow-list runs the programs listed and fails the others, naming them.
+func TestCommandPolicy(t *testing.T) {
+	_, url := serve(t, "--data", t.TempDir(), "--name", "policy", "--workers", "1", "--command-policy", "refuse")
+	allowed := writeJob(t, `<distrenjob version="1"><name>allowed</name>
+<backend name="command"><program>sh</program><arg>-c</arg><arg>echo {frame} > f-{frame}.txt</arg></backend>
+<frames><range first="1" last="2"/></frames><outputs><output>*.txt</output></outputs></distrenjob>`, nil)
+	other := writeJob(t, `<distrenjob version="1"><name>other</name><retries>0</retries>
+<backend name="command"><program>touch</program><arg>f-{frame}.txt</arg></backend>
+<frames><frame id="1"/></frames><outputs><output>*.txt</output></outputs></distrenjob>`, nil)
+	job := strings.TrimSpace(run(t, 0, "submit", allowed, "--server", url))
+	waitFor(t, "the job to say why it waits", func() bool {
+		j, _ := status(t, url, job)
+		return strings.Contains(j.Waiting, "2 ready frames need command")
+	})
+	if msg := runStderr(t, 2, "worker", "--server", url, "--command-policy", "allow-list"); !strings.Contains(msg, "--command-policy") {
+		t.Errorf("an allow-list without programs: %q", msg)
+	}
+	start(t, "worker", "--server", url, "--slots", "1", "--dir", t.TempDir(), "--name", "strict",
+		"--command-policy", "allow-list", "--allow-program", "sh")
+	run(t, 0, "status", job, "--watch", "--interval", "100ms", "--server", url)
+	if j, _ := status(t, url, job); j.State != api.JobDone {
+		t.Fatalf("the allowed program's job: %+v", j)
+	}
+	job2 := strings.TrimSpace(run(t, 0, "submit", other, "--server", url))
+	run(t, 0, "status", job2, "--watch", "--interval", "100ms", "--server", url)
+	_, frames := status(t, url, job2)
+	if len(frames) != 1 || frames[0].State != api.StateFailed || !strings.Contains(frames[0].Error, `program "touch" is not allowed on this worker`) {
+		t.Errorf("a program not listed: %+v", frames)
+	}
+}

@@ -28,6 +28,7 @@ type serveOptions struct {
 	retention          time.Duration
 	maxOpen            int
 	vault              vaultFlags
+	policy             commandPolicy
 }
 
 // vaultFlags are the options that say how the vault's objects are stored:
@@ -81,6 +82,7 @@ content-addressed vault); it can be killed at any moment and restarts where it s
 	f.IntVar(&o.maxOpen, "max-open-objects", 256, "objects held open for readers at once (each at most 4 MiB); readers of one object share it, more readers wait")
 	f.BoolVar(&o.compress, "compress", true, "store objects compressed with zstd where that saves space (objects stored either way stay readable)")
 	o.vault.add(f)
+	o.policy.add(f)
 	return c
 }
 
@@ -96,6 +98,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err := o.vault.apply(&cfg); err != nil {
 		return err
 	}
+	slots, err := o.policy.registry()
+	if err != nil {
+		return err
+	}
+	cfg.SlotBackends = slots
 	return farm.Run(ctx, cfg)
 }
 

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"image/png"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -166,4 +168,52 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Errorf("the renderer's child %d still runs after cancel", pid)
+}
+
+// TestCommandPolicy: refuse removes the backend; an allow-list runs the
+// programs listed, by name or by absolute path, and refuses the others
+// without running them; bad policies are refused with a message.
+func TestCommandPolicy(t *testing.T) {
+	if r, err := CommandPolicy(Default(), CommandRefuse, nil); err != nil || r.Known("command") {
+		t.Errorf("refuse: %v, command still known: %v", err, r.Known("command"))
+	}
+	if r, err := CommandPolicy(Default(), CommandAny, nil); err != nil || !r.Known("command") {
+		t.Errorf("any: %v", err)
+	}
+	for _, bad := range []struct {
+		policy string
+		allow  []string
+	}{{CommandAllowList, nil}, {CommandRefuse, []string{"sh"}}, {"some", nil}} {
+		if _, err := CommandPolicy(Default(), bad.policy, bad.allow); err == nil || !strings.Contains(err.Error(), "policy") {
+			t.Errorf("CommandPolicy(%q, %v) = %v, want an error naming the policy", bad.policy, bad.allow, err)
+		}
+	}
+	touch, err := exec.LookPath("touch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := CommandPolicy(Default(), CommandAllowList, []string{"sh", touch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := r["command"]
+	run := func(prog string) (bool, error) {
+		dir := t.TempDir()
+		s := spec(t, `<backend name="command"><program>`+prog+`</program><arg>ran</arg></backend>`)
+		if prog == "sh" {
+			s = spec(t, `<backend name="command"><program>sh</program><arg>-c</arg><arg>touch ran</arg></backend>`)
+		}
+		err := cmd.Render(context.Background(), &Task{Job: 1, Frames: []int64{1}, Dir: dir, Spec: s, Stderr: io.Discard})
+		_, statErr := os.Stat(filepath.Join(dir, "ran"))
+		return statErr == nil, err
+	}
+	for prog, want := range map[string]bool{"sh": true, "touch": true, touch: true, "mkdir": false, "/usr/bin/../bin/mkdir": false} {
+		ran, err := run(prog)
+		if ran != want || (err == nil) != want {
+			t.Errorf("program %s: ran %v, error %v; want allowed %v", prog, ran, err, want)
+		}
+		if !want && (err == nil || !strings.Contains(err.Error(), "not allowed on this worker") || !strings.Contains(err.Error(), prog)) {
+			t.Errorf("refusal of %s reads %v", prog, err)
+		}
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,7 +22,71 @@ import (
 // {frame}, {frame:N}, {job} and {dir} are substituted in the program and each
 // argument. The program runs in the frame's scratch directory, in a process
 // group of its own that is killed whole on timeout or cancel.
-type Command struct{}
+//
+// Whoever may submit a job may run any program on the workers that take
+// command frames: that is the backend's purpose, as in other farms, and
+// the submit token is what guards it. A worker narrows it with a policy
+// (CommandPolicy): refuse the backend, or run only listed programs.
+type Command struct {
+	// Allow, if not nil, lists the only programs this worker runs: a
+	// frame's <program>, after substitution, must be one of them as
+	// written, or resolve (through PATH, or the scratch directory for a
+	// relative path) to one given as an absolute path. Another program
+	// fails the frame on this worker, so that it is retried elsewhere.
+	Allow []string
+}
+
+// Command policies for CommandPolicy.
+const (
+	CommandAny       = "any"        // run any program (the default)
+	CommandRefuse    = "refuse"     // never run the command backend
+	CommandAllowList = "allow-list" // run only the listed programs
+)
+
+// CommandPolicy applies a worker's command policy to its registry: any
+// leaves it; refuse removes the command backend, so the worker never
+// claims its frames (the server says they wait for a capable worker);
+// allow-list runs only the programs listed.
+func CommandPolicy(r Registry, policy string, allow []string) (Registry, error) {
+	switch {
+	case policy == CommandAny && len(allow) == 0:
+		return r, nil
+	case policy == CommandRefuse && len(allow) == 0:
+		delete(r, "command")
+		return r, nil
+	case policy == CommandAllowList && len(allow) > 0:
+		r["command"] = Command{Allow: allow}
+		return r, nil
+	case policy == CommandAllowList:
+		return nil, fmt.Errorf("command policy %s needs the programs allowed", policy)
+	case policy == CommandAny || policy == CommandRefuse:
+		return nil, fmt.Errorf("command policy %s takes no list of programs (use %s)", policy, CommandAllowList)
+	}
+	return nil, fmt.Errorf("command policy %q: want %s, %s or %s", policy, CommandAny, CommandRefuse, CommandAllowList)
+}
+
+// allowed reports whether the policy lets prog run, for a frame whose
+// scratch directory is dir.
+func (c Command) allowed(prog, dir string) bool {
+	if c.Allow == nil {
+		return true
+	}
+	resolved := ""
+	if strings.Contains(prog, "/") {
+		if !filepath.IsAbs(prog) {
+			prog = filepath.Join(dir, prog)
+		}
+		resolved = filepath.Clean(prog)
+	} else if p, err := exec.LookPath(prog); err == nil {
+		resolved, _ = filepath.Abs(p)
+	}
+	for _, a := range c.Allow {
+		if a == prog || (filepath.IsAbs(a) && resolved != "" && filepath.Clean(a) == resolved) {
+			return true
+		}
+	}
+	return false
+}
 
 // Name implements Backend.
 func (Command) Name() string { return "command" }
@@ -62,11 +128,14 @@ func (Command) Fingerprint(context.Context) (Fingerprint, error) {
 func (Command) Chunks() bool { return false }
 
 // Render implements Backend.
-func (Command) Render(ctx context.Context, t *Task) error {
+func (c Command) Render(ctx context.Context, t *Task) error {
 	prog, _, _ := t.Spec.Get("program")
 	prog, err := Expand(prog, t.Job, t.Frame(), t.Dir)
 	if err != nil {
 		return err
+	}
+	if !c.allowed(prog, t.Dir) {
+		return fmt.Errorf("program %q is not allowed on this worker (its command policy allows only %s)", prog, strings.Join(c.Allow, ", "))
 	}
 	var args []string
 	for _, a := range t.Spec.All("arg") {

@@ -41,7 +41,10 @@ type Config struct {
 	LeaseTTL time.Duration
 	Limits   server.Limits
 	Backends backend.Registry
-	Log      *slog.Logger
+	// SlotBackends, if set, are what the local slots render with (a command
+	// policy applied); Backends still say what jobs may use.
+	SlotBackends backend.Registry
+	Log          *slog.Logger
 	// NoCompress stores objects as they are, not compressed with zstd.
 	NoCompress bool
 	// EncryptKey, if set, encrypts the vault's objects with AES-256-GCM
@@ -82,6 +85,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Backends == nil {
 		cfg.Backends = backend.Default()
+	}
+	slotBackends := cfg.SlotBackends
+	if slotBackends == nil {
+		slotBackends = cfg.Backends
 	}
 	log := cfg.Log
 	var (
@@ -137,7 +144,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Start: func(context.Context) error {
 				var err error
 				w, err = worker.New(worker.Config{Name: cfg.Name + "-local", Slots: cfg.Workers,
-					Dir: filepath.Join(cfg.Data, "worker"), Backends: cfg.Backends, Log: log.With("worker", "local")})
+					Dir: filepath.Join(cfg.Data, "worker"), Backends: slotBackends, Log: log.With("worker", "local")})
 				return err
 			},
 			Run: func(ctx context.Context) error {

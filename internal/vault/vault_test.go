@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/storage/filter"
 )
 
@@ -289,4 +290,24 @@ func TestCommandFilter(t *testing.T) {
 
 func execGo(args ...string) ([]byte, error) {
 	return exec.Command("go", args...).CombinedOutput()
+}
+
+// FuzzDecodeIndex: an index object decodes to chunks of sane sizes or is
+// refused as damaged; what decodes encodes back to the same bytes.
+func FuzzDecodeIndex(f *testing.F) {
+	f.Add(encodeIndex(nil))
+	f.Add(encodeIndex([]cdc.ChunkRef{{Hash: [32]byte{1}, Size: 1 << 20}, {Hash: [32]byte{2}, Size: 7}}))
+	f.Add([]byte("DVX1\xff\xff\xff\xff"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parts, err := decodeIndex(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("refused with %v, not ErrCorrupt", err)
+			}
+			return
+		}
+		if !bytes.Equal(encodeIndex(parts), b) {
+			t.Fatal("a decoded index does not encode back to its bytes")
+		}
+	})
 }
