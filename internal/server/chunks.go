@@ -79,11 +79,10 @@ func (s *Server) treeInputs(t cdc.Tree) ([]api.InputFile, []byte, error) {
 			if f.Size > s.lim.MaxManifestBytes {
 				return nil, nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Errorf("%s: larger than the limit of %d bytes", manifest.FileName, s.lim.MaxManifestBytes)}
 			}
-			var b bytes.Buffer
-			if err := s.copyParts(&b, in.Chunks); err != nil {
-				return nil, nil, fmt.Errorf("reading %s: %w", manifest.FileName, err)
+			var err error
+			if raw, err = s.readManifest(in.Chunks); err != nil {
+				return nil, nil, err
 			}
-			raw = b.Bytes()
 			continue
 		}
 		inputs = append(inputs, in)
@@ -92,6 +91,30 @@ func (s *Server) treeInputs(t cdc.Tree) ([]api.InputFile, []byte, error) {
 		return nil, nil, badRequest("package: no %s at the package's root", manifest.FileName)
 	}
 	return inputs, raw, nil
+}
+
+// readManifest returns the manifest of a tree. Each chunk is checked against
+// the size the tree gives it before it is read, so that what is read is the
+// size checked against the limit: a tree may name a large chunk with a
+// small size, or the same chunk millions of times.
+func (s *Server) readManifest(parts []api.ChunkRef) ([]byte, error) {
+	var b bytes.Buffer
+	for _, p := range parts {
+		o, err := s.vault.Open(p.Hash)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", manifest.FileName, err)
+		}
+		if o.Size() != p.Size {
+			o.Close()
+			return nil, badRequest("package: %s: chunk %s holds %d bytes, not %d as the tree says", manifest.FileName, p.Hash, o.Size(), p.Size)
+		}
+		_, err = io.Copy(&b, o.Verified())
+		o.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", manifest.FileName, err)
+		}
+	}
+	return b.Bytes(), nil
 }
 
 // copyParts writes the concatenation of objects to w.

@@ -13,13 +13,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
 	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/distren/distren/internal/api"
@@ -126,7 +129,29 @@ func New(cfg Config) *Server {
 	s.mux.Handle("GET /v1/jobs/{job}/frames/{frame}/output", s.stream(s.getFrameOutput))
 	s.mux.Handle("GET /v1/jobs/{job}/files/{n}", s.stream(s.getFile))
 	s.mux.Handle("GET /v1/blobs/{hash}", s.stream(s.getBlob))
+	s.mux.HandleFunc("/", s.noRoute)
 	return s
+}
+
+// noRoute answers the requests no route matches, with a JSON error like
+// every other (net/http's own 404 and 405 are plain text): 405 naming the
+// methods the path has, or 404.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		other := *r
+		other.Method = m
+		if _, pattern := s.mux.Handler(&other); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		writeError(w, r, s.log, &httpError{http.StatusNotFound, fmt.Errorf("%s %s: no such endpoint", r.Method, r.URL.Path)})
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, r, s.log, &httpError{http.StatusMethodNotAllowed,
+		fmt.Errorf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", "))})
 }
 
 // ServeHTTP implements http.Handler.
@@ -166,6 +191,33 @@ func status(err error) int {
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
+}
+
+// tarballError gives an error from reading an uploaded tarball its status.
+// Errors with a status of their own (413, 400 for unsafe entries) keep it;
+// of the rest, only the server's file system failing is a 500: a truncated
+// or malformed stream, or entries whose paths collide ("a" as a file and
+// as the directory of "a/b"), are the client's fault.
+func tarballError(err error) error {
+	if status(err) != http.StatusInternalServerError || localFailure(err) {
+		return err
+	}
+	return &httpError{http.StatusBadRequest, err}
+}
+
+// localFailure reports whether err is the server's file system failing
+// (a full disk, an I/O error, a permission), not what a tarball asked of it.
+func localFailure(err error) bool {
+	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return false // the stream: its format, its compression, its end
+	}
+	for _, e := range []error{fs.ErrExist, syscall.ENOTDIR, syscall.EISDIR, syscall.ENAMETOOLONG} {
+		if errors.Is(pe.Err, e) {
+			return false // paths of the tarball that collide or are too long
+		}
+	}
+	return true
 }
 
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
@@ -271,7 +323,7 @@ func (s *Server) postJob(r *http.Request) (any, error) {
 		defer os.RemoveAll(dir)
 		if _, err := jobpkg.Extract(bufio.NewReaderSize(body, 256<<10), dir,
 			jobpkg.Limits{MaxBytes: s.lim.MaxPackageBytes, MaxEntries: s.lim.MaxPackageFiles}); err != nil {
-			return nil, fmt.Errorf("package: %w", err)
+			return nil, tarballError(fmt.Errorf("package: %w", err))
 		}
 		if raw, err = readLimited(filepath.Join(dir, manifest.FileName), s.lim.MaxManifestBytes); err != nil {
 			return nil, err
@@ -319,6 +371,9 @@ func readLimited(p string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() {
+		return nil, badRequest("package: %s is a directory, not a file", manifest.FileName)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, err
@@ -486,7 +541,7 @@ func (s *Server) postOutput(r *http.Request) (any, error) {
 		return nil, fmt.Errorf("frame %d output: %w", l.Frame, err)
 	}
 	if serr != nil {
-		return nil, fmt.Errorf("frame %d output: %w", l.Frame, serr)
+		return nil, tarballError(fmt.Errorf("frame %d output: %w", l.Frame, serr))
 	}
 	if len(files) == 0 {
 		return nil, badRequest("frame %d output: the tarball holds no file", l.Frame)
