@@ -343,3 +343,17 @@ func DecodeTree(b []byte) (Tree, error) {
 	}
 	return t, nil
 }
+
+// ValidHash reports whether h names a chunk or object: a SHA-256 in
+// lower-case hex, the only names paths and requests are built from.
+func ValidHash(h string) bool {
+	if len(h) != 2*sha256.Size {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -72,7 +72,8 @@ type Config struct {
 // VaultOptions returns the options of the server's vault.
 func (cfg Config) VaultOptions() vault.Options {
 	return vault.Options{SmallObjects: SmallObjects, Compress: !cfg.NoCompress, KeyFile: cfg.EncryptKey,
-		EncodeCommand: cfg.FilterEncode, DecodeCommand: cfg.FilterDecode, Stall: cfg.StorageStall, MaxOpen: cfg.MaxOpenObjects}
+		EncodeCommand: cfg.FilterEncode, DecodeCommand: cfg.FilterDecode, Stall: cfg.StorageStall, MaxOpen: cfg.MaxOpenObjects,
+		Grace: cfg.GC.Grace}
 }
 
 // Run runs the server until ctx ends or a subsystem fails.

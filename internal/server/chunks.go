@@ -13,7 +13,6 @@ import (
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/manifest"
-	"github.com/distren/distren/internal/vault"
 )
 
 // Chunked uploads: a client sends the package's tree after the chunks the
@@ -30,7 +29,7 @@ func (s *Server) postMissing(r *http.Request) (any, error) {
 	}
 	out := api.MissingResponse{Missing: []string{}}
 	for _, h := range req.Chunks {
-		if !vault.ValidHash(h) {
+		if !cdc.ValidHash(h) {
 			return nil, badRequest("chunks/missing: %q is not a SHA-256 in hex", h)
 		}
 		if !s.vault.Has(h) {
@@ -44,7 +43,7 @@ func (s *Server) postMissing(r *http.Request) (any, error) {
 
 func (s *Server) putChunk(r *http.Request) (any, error) {
 	h := r.PathValue("hash")
-	if !vault.ValidHash(h) {
+	if !cdc.ValidHash(h) {
 		return nil, badRequest("chunk %q: not a SHA-256 in hex", h)
 	}
 	body := http.MaxBytesReader(nil, r.Body, cdc.MaxChunkSize)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/storage"
 )
 
@@ -25,7 +26,7 @@ type SweepResult struct {
 // name is its index; "" for a name that is no object's.
 func objectOf(name string) (hash string, isIndex bool) {
 	n, isIndex := strings.CutSuffix(name, indexSuffix)
-	if len(n) != 67 || n[2] != '/' || !ValidHash(n[3:]) || n[:2] != n[3:5] {
+	if len(n) != 67 || n[2] != '/' || !cdc.ValidHash(n[3:]) || n[:2] != n[3:5] {
 		return "", false
 	}
 	return n[3:], isIndex
@@ -47,11 +48,7 @@ func objectOf(name string) (hash string, isIndex bool) {
 func (v *Vault) Sweep(ctx context.Context, live func(hash string) bool, cutoff time.Time) (SweepResult, error) {
 	var res SweepResult
 	v.rmu.Lock()
-	for h, t := range v.recent {
-		if t.Before(cutoff) {
-			delete(v.recent, h)
-		}
-	}
+	v.forgetLocked(cutoff)
 	recent := make(map[string]bool, len(v.recent))
 	for h := range v.recent {
 		recent[h] = true

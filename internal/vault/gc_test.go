@@ -151,3 +151,19 @@ func TestPacksAreCompacted(t *testing.T) {
 		t.Errorf("the newest pack was removed: %v", err)
 	}
 }
+
+// TestTouchForgets: what Touch remembers beyond the grace period is
+// forgotten as it goes, so memory stays bounded when nothing sweeps.
+func TestTouchForgets(t *testing.T) {
+	v, err := Open(t.TempDir(), Options{Grace: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	for i := range 20_000 {
+		v.Touch(fmt.Sprintf("%064x", i))
+	}
+	if n := len(v.recent); n > minPrune {
+		t.Errorf("Touch remembers %d objects after 20,000 touches with a 1 ns grace; want at most %d", n, minPrune)
+	}
+}

@@ -44,7 +44,7 @@ type handle struct {
 
 // Open opens an object for reading.
 func (v *Vault) Open(hash string) (*Object, error) {
-	if !ValidHash(hash) {
+	if !cdc.ValidHash(hash) {
 		return nil, fmt.Errorf("vault: invalid object name %q: %w", hash, ErrNotFound)
 	}
 	hd, err := v.acquire(hash)

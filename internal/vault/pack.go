@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/storage"
 )
 
@@ -100,11 +101,7 @@ func openPacks(dir string, noSync bool) (*packs, error) {
 			return nil, fmt.Errorf("vault: %w", err)
 		}
 		p.files[n] = f
-		end, err := p.scan(n, f)
-		if err != nil {
-			p.close()
-			return nil, err
-		}
+		end := p.scan(n, f)
 		if i == len(nums)-1 {
 			// Cut off a torn tail so that appends continue from a record boundary.
 			if err := f.Truncate(end); err != nil {
@@ -124,9 +121,9 @@ func openPacks(dir string, noSync bool) (*packs, error) {
 }
 
 // scan indexes one pack and returns the end of its last whole record.
-func (p *packs) scan(n int, f *os.File) (int64, error) {
+func (p *packs) scan(n int, f *os.File) int64 {
 	var off int64
-	err := eachRecord(f, func(h [32]byte, recOff int64, sealed []byte, ok bool) bool {
+	eachRecord(f, func(h [32]byte, recOff int64, sealed []byte, ok bool) bool {
 		if !ok {
 			return false
 		}
@@ -134,14 +131,14 @@ func (p *packs) scan(n int, f *os.File) (int64, error) {
 		off = recOff + packHeader + int64(len(sealed)) + packTrailer
 		return true
 	})
-	return off, err
+	return off
 }
 
 // eachRecord reads a pack's records in order, calling fn with each: its
 // name, offset and sealed bytes (valid until fn returns). A record that is
 // not whole — torn, bad magic, bad CRC — is passed with ok false and ends
 // the scan, as it does when fn returns false.
-func eachRecord(f io.ReaderAt, fn func(h [32]byte, off int64, sealed []byte, ok bool) bool) error {
+func eachRecord(f io.ReaderAt, fn func(h [32]byte, off int64, sealed []byte, ok bool) bool) {
 	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), 1<<20)
 	var off int64
 	hdr := make([]byte, packHeader)
@@ -149,18 +146,18 @@ func eachRecord(f io.ReaderAt, fn func(h [32]byte, off int64, sealed []byte, ok 
 	for {
 		_, err := io.ReadFull(r, hdr)
 		if err == io.EOF {
-			return nil
+			return
 		}
 		var h [32]byte
 		copy(h[:], hdr[8:40])
 		if err != nil || string(hdr[:4]) != packMagic {
 			fn(h, off, nil, false)
-			return nil
+			return
 		}
 		size := int64(binary.LittleEndian.Uint32(hdr[4:8]))
 		if size > 2*MaxWhole {
 			fn(h, off, nil, false)
-			return nil
+			return
 		}
 		if int64(cap(buf)) < size+packTrailer {
 			buf = make([]byte, size+packTrailer)
@@ -168,15 +165,15 @@ func eachRecord(f io.ReaderAt, fn func(h [32]byte, off int64, sealed []byte, ok 
 		buf = buf[:size+packTrailer]
 		if _, err := io.ReadFull(r, buf); err != nil {
 			fn(h, off, nil, false)
-			return nil
+			return
 		}
 		crc := crc32.Update(crc32.Checksum(hdr[4:], castagnoli), castagnoli, buf[:size])
 		if crc != binary.LittleEndian.Uint32(buf[size:]) {
 			fn(h, off, nil, false)
-			return nil
+			return
 		}
 		if !fn(h, off, buf[:size], true) {
-			return nil
+			return
 		}
 		off += packHeader + size + packTrailer
 	}
@@ -326,7 +323,7 @@ func (p *packs) close() {
 
 func rawHash(hash string) ([32]byte, error) {
 	var h [32]byte
-	if !ValidHash(hash) {
+	if !cdc.ValidHash(hash) {
 		return h, fmt.Errorf("vault: invalid object name %q: %w", hash, ErrNotFound)
 	}
 	_, err := hex.Decode(h[:], []byte(hash))

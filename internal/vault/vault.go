@@ -37,12 +37,12 @@ package vault
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -89,9 +89,11 @@ type Vault struct {
 	chunker *cdc.Chunker
 	wholes  sync.Pool // *[]byte of MaxWhole+1 bytes
 
-	opened time.Time
-	rmu    sync.Mutex
-	recent map[string]time.Time // objects written or touched by this process
+	opened  time.Time
+	rmu     sync.Mutex
+	recent  map[string]time.Time // objects written or touched by this process
+	grace   time.Duration        // how long an entry of recent matters
+	pruneAt int                  // prune recent when it reaches this size
 
 	// Decoded objects are shared by their readers and limited in number.
 	hmu     sync.Mutex
@@ -126,6 +128,10 @@ type Options struct {
 	EncodeCommand, DecodeCommand []string
 	// Workers filter and write objects in the background (default 2).
 	Workers int
+	// Grace is how long a written or touched object counts as recent for
+	// Sweep (default 1h): what Touch remembers longer is forgotten, so the
+	// memory it takes stays bounded even if nothing sweeps.
+	Grace time.Duration
 	// MaxOpen bounds the decoded objects held for readers at once (default
 	// 256; each at most MaxWhole bytes): readers of one object share it,
 	// and an Open beyond the limit waits for a reader to close.
@@ -134,7 +140,8 @@ type Options struct {
 
 // Open opens (creating if needed) the vault in dir.
 func Open(dir string, opt Options) (*Vault, error) {
-	v := &Vault{dir: dir, opened: time.Now(), recent: map[string]time.Time{}, handles: map[string]*handle{}}
+	v := &Vault{dir: dir, opened: time.Now(), recent: map[string]time.Time{}, handles: map[string]*handle{},
+		grace: cmp.Or(opt.Grace, time.Hour), pruneAt: minPrune}
 	if err := checkFormat(dir); err != nil {
 		return nil, err
 	}
@@ -223,20 +230,6 @@ func checkFormat(dir string) error {
 	return os.WriteFile(p, []byte(formatLine), 0o644)
 }
 
-// ValidHash reports whether h looks like a hex SHA-256.
-func ValidHash(h string) bool {
-	if len(h) != 64 {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 // Names of an object on the module: whole, or the index of its chunks.
 func wholeName(hash string) string { return hash[:2] + "/" + hash }
 
@@ -246,7 +239,7 @@ func indexName(hash string) string { return wholeName(hash) + indexSuffix }
 
 // Has reports whether the vault holds the object.
 func (v *Vault) Has(hash string) bool {
-	if !ValidHash(hash) {
+	if !cdc.ValidHash(hash) {
 		return false
 	}
 	if v.packs != nil {
@@ -339,23 +332,10 @@ func (v *Vault) putChunked(r io.Reader, want string) (Ref, error) {
 	return ref, nil
 }
 
-// PutFile stores a file's content.
-func (v *Vault) PutFile(path string) (Ref, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return Ref{}, fmt.Errorf("vault: %w", err)
-	}
-	defer f.Close()
-	return v.Put(f, "")
-}
-
-// Hasher returns a new hash of the kind that names objects.
-func Hasher() hash.Hash { return sha256.New() }
-
 // Remove deletes an object. A chunked object's chunks stay until collected;
 // packed objects stay until their pack is compacted.
 func (v *Vault) Remove(hash string) error {
-	if !ValidHash(hash) {
+	if !cdc.ValidHash(hash) {
 		return fmt.Errorf("vault: invalid object name %q", hash)
 	}
 	ctx := context.Background()
@@ -366,15 +346,30 @@ func (v *Vault) Remove(hash string) error {
 // keeps it (a client was just told the server holds it).
 func (v *Vault) Touch(hash string) {
 	v.rmu.Lock()
-	v.recent[hash] = time.Now()
-	v.rmu.Unlock()
+	defer v.rmu.Unlock()
+	now := time.Now()
+	v.recent[hash] = now
+	if len(v.recent) >= v.pruneAt {
+		v.forgetLocked(now.Add(-v.grace))
+	}
+}
+
+// minPrune is the least size at which Touch prunes what it remembers.
+const minPrune = 4096
+
+// forgetLocked drops the recency of objects touched before cutoff; called
+// with rmu held.
+func (v *Vault) forgetLocked(cutoff time.Time) {
+	for h, t := range v.recent {
+		if t.Before(cutoff) {
+			delete(v.recent, h)
+		}
+	}
+	v.pruneAt = max(minPrune, 2*len(v.recent))
 }
 
 // Dir returns the vault's directory, for messages.
 func (v *Vault) Dir() string { return v.dir }
-
-// Module returns the storage module below the filters, for messages.
-func (v *Vault) Module() storage.Module { return v.raw }
 
 // Close drains the filter pipeline and releases the files the vault keeps
 // open.

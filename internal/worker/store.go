@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/cdc"
 )
 
 // store is the worker's object cache: plain files named by the hex SHA-256
@@ -50,20 +51,6 @@ func openStore(dir string) (*store, error) {
 	return s, nil
 }
 
-// validHash reports whether h is a hex SHA-256 in lower case, the only names
-// the store builds paths from.
-func validHash(h string) bool {
-	if len(h) != sha256.Size*2 {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 func invalidHash(hash string) error {
 	return fmt.Errorf("worker cache: invalid object name %q", hash)
 }
@@ -72,7 +59,7 @@ func (s *store) path(hash string) string { return filepath.Join(s.objects, hash[
 
 // Path returns the file that holds (or would hold) an object.
 func (s *store) Path(hash string) (string, error) {
-	if !validHash(hash) {
+	if !cdc.ValidHash(hash) {
 		return "", invalidHash(hash)
 	}
 	return s.path(hash), nil
@@ -80,7 +67,7 @@ func (s *store) Path(hash string) (string, error) {
 
 // Has reports whether the cache holds the object.
 func (s *store) Has(hash string) bool {
-	if !validHash(hash) {
+	if !cdc.ValidHash(hash) {
 		return false
 	}
 	_, err := os.Stat(s.path(hash))
@@ -90,7 +77,7 @@ func (s *store) Has(hash string) bool {
 // Open opens an object for reading. A missing object's error matches
 // fs.ErrNotExist.
 func (s *store) Open(hash string) (*os.File, error) {
-	if !validHash(hash) {
+	if !cdc.ValidHash(hash) {
 		return nil, invalidHash(hash)
 	}
 	f, err := os.Open(s.path(hash))
@@ -104,7 +91,7 @@ func (s *store) Open(hash string) (*os.File, error) {
 // content must hash to want: otherwise Put stores nothing and its error
 // (matching errMismatch) names both hashes.
 func (s *store) Put(r io.Reader, want string) (int64, error) {
-	if !validHash(want) {
+	if !cdc.ValidHash(want) {
 		return 0, invalidHash(want)
 	}
 	f, err := os.CreateTemp(s.tmp, "put-*")
@@ -147,7 +134,7 @@ func (s *store) Put(r io.Reader, want string) (int64, error) {
 
 // Remove deletes an object. Readers that have it open keep reading it.
 func (s *store) Remove(hash string) error {
-	if !validHash(hash) {
+	if !cdc.ValidHash(hash) {
 		return invalidHash(hash)
 	}
 	if err := os.Remove(s.path(hash)); err != nil {

@@ -295,8 +295,8 @@ func (m *Module) PutContent(ctx context.Context, name string, plain []byte, sum 
 		return err
 	}
 	n := int64(len(plain))
-	if n > m.opt.MaxObjectSize {
-		return m.wrap("put", name, fmt.Errorf("object is %d bytes, over the filter pipeline's limit of %d", n, m.opt.MaxObjectSize))
+	if err := m.fits("put", name, n); err != nil {
+		return err
 	}
 	if err := m.admit(ctx, n); err != nil {
 		return m.wrap("put", name, err)
@@ -308,13 +308,21 @@ func (m *Module) PutContent(ctx context.Context, name string, plain []byte, sum 
 	return m.await(ctx, e)
 }
 
+// fits refuses an object larger than the pipeline holds in memory.
+func (m *Module) fits(op, name string, size int64) error {
+	if size > m.opt.MaxObjectSize {
+		return m.wrap(op, name, fmt.Errorf("object is %d bytes, over the filter pipeline's limit of %d", size, m.opt.MaxObjectSize))
+	}
+	return nil
+}
+
 // accept reads an object and queues its write.
 func (m *Module) accept(ctx context.Context, name string, r io.Reader, size int64, async bool) (*entry, error) {
 	if err := m.check(ctx, "put", name); err != nil {
 		return nil, err
 	}
-	if size > m.opt.MaxObjectSize {
-		return nil, m.wrap("put", name, fmt.Errorf("object is %d bytes, over the filter pipeline's limit of %d", size, m.opt.MaxObjectSize))
+	if err := m.fits("put", name, size); err != nil {
+		return nil, err
 	}
 	admitted := int64(-1)
 	if size >= 0 { // bound memory before reading
@@ -556,28 +564,11 @@ func (m *Module) waitRead(ctx context.Context, op, name string) (*entry, error) 
 
 // Get implements storage.Module. It returns the plain content.
 func (m *Module) Get(ctx context.Context, name string) (io.ReadCloser, error) {
-	if err := m.check(ctx, "get", name); err != nil {
-		return nil, err
-	}
-	if _, err := m.waitRead(ctx, "get", name); err != nil {
-		return nil, err
-	}
-	plain, err := m.read(ctx, name)
+	plain, _, _, err := m.GetContent(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	return io.NopCloser(storage.ContextReader(ctx, bytes.NewReader(plain))), nil
-}
-
-// read reads, verifies and decodes a stored object.
-func (m *Module) read(ctx context.Context, name string) ([]byte, error) {
-	rc, err := m.under.Get(ctx, name)
-	if err != nil {
-		return nil, m.wrap("get", name, err)
-	}
-	defer rc.Close()
-	data, _, err := m.decode(ctx, name, rc)
-	return data, m.wrap("get", name, err)
 }
 
 // GetContent returns an object's plain content like Get, without a reader
@@ -642,8 +633,8 @@ func (m *Module) decode(ctx context.Context, name string, r io.Reader) ([]byte, 
 // Put would store — for a caller that keeps it elsewhere than on the module
 // below (the vault's pack files). It runs in the caller's goroutine.
 func (m *Module) Seal(ctx context.Context, name string, plain []byte) ([]byte, error) {
-	if int64(len(plain)) > m.opt.MaxObjectSize {
-		return nil, m.wrap("seal", name, fmt.Errorf("object is %d bytes, over the filter pipeline's limit of %d", len(plain), m.opt.MaxObjectSize))
+	if err := m.fits("seal", name, int64(len(plain))); err != nil {
+		return nil, err
 	}
 	b, err := m.encode(ctx, name, plain, nil)
 	return b, m.wrap("seal", name, err)
