@@ -3,124 +3,340 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/distren/distren/internal/api"
 )
 
-// TestKill9MidJob kills the server (and its local slots) with SIGKILL in the
-// middle of a job, restarts it on the same data directory, and checks that
-// the job completes with every frame present once, that no frame completed
-// before the crash was rendered again, and that job ids are not reused.
-func TestKill9MidJob(t *testing.T) {
+// TestKill9TwentyTimes kills the server with SIGKILL at 20 random moments of
+// a 400-frame job with dependencies, while a remote worker claims and
+// reports, a client keeps submitting small jobs and another keeps
+// downloading the bundle, and restarts it each time on the same data
+// directory. At the end: every frame of every acknowledged job is done
+// once with its output intact, no frame done before a crash was rendered or
+// completed again, no acknowledged submission is missing, job ids were never
+// reused, and the vault holds no damaged object.
+func TestKill9TwentyTimes(t *testing.T) {
+	const kills, frames, lines = 20, 400, 500
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 1))
+	t.Logf("kill moments seeded with %d", seed)
+
 	data := t.TempDir()
-	renders := filepath.Join(t.TempDir(), "renders.log") // each render appends its frame number
-	manifest := fmt.Sprintf(`<distrenjob version="1">
-  <name>crash</name>
-  <backend name="command">
+	renders := filepath.Join(t.TempDir(), "renders.log") // each render appends its job and frame
+	// Each output holds its frame number on `lines` lines (a few KB), so an
+	// output cut short or swapped shows.
+	backendXML := func(prefix string) string {
+		return fmt.Sprintf(`<backend name="command">
     <program>sh</program><arg>-c</arg>
-    <arg>echo {frame} >> %s; sleep 0.05; echo {frame} > f-{frame:04}.txt</arg>
-  </backend>
+    <arg>echo %s-{frame} >> %s; sleep 0.05; yes {frame} | head -n %d > %s-{frame:04}.txt</arg>
+  </backend>`, prefix, renders, lines, prefix)
+	}
+	mainPkg := writeJob(t, fmt.Sprintf(`<distrenjob version="1">
+  <name>crash</name>
+  %s
   <frames>
-    <range first="1" last="60"/>
-    <range first="61" last="90"><depends offset="-30"/></range>
+    <range first="1" last="300"/>
+    <range first="301" last="400"><depends offset="-300"/></range>
   </frames>
   <outputs><output>f-*.txt</output></outputs>
-</distrenjob>`, renders)
-	pkg := writeJob(t, manifest, nil)
+</distrenjob>`, backendXML("f")), nil)
+	smallPkg := writeJob(t, fmt.Sprintf(`<distrenjob version="1">
+  <name>small</name>
+  %s
+  <frames><range first="1" last="3"/></frames>
+  <outputs><output>s-*.txt</output></outputs>
+</distrenjob>`, backendXML("s")), map[string]string{"input.bin": strings.Repeat("input ", 20000)})
 
-	srv, url := serve(t, "--data", data, "--name", "crashy", "--workers", "2", "--lease", "2s")
-	jobURL := strings.TrimSpace(run(t, 0, "submit", pkg, "--server", url))
-	var doneBefore []api.Frame
-	deadline := time.Now().Add(time.Minute)
-	for {
-		job, frames := status(t, url, jobURL)
-		if job.Counts[api.StateDone] >= 20 {
-			for _, f := range frames {
+	port := freePort(t)
+	url := "http://127.0.0.1:" + port
+	serveArgs := []string{"--listen", "127.0.0.1:" + port, "--data", data, "--name", "crashy", "--workers", "1", "--lease", "2s"}
+	srv, _ := serve(t, serveArgs...)
+	mainURL := strings.TrimSpace(run(t, 0, "submit", mainPkg, "--server", url))
+	start(t, "worker", "--server", url, "--slots", "3", "--dir", t.TempDir(), "--name", "survivor")
+
+	// The background load: submissions and bundle downloads, counted when
+	// in flight at a kill.
+	var (
+		mu           sync.Mutex
+		acknowledged []string // job URLs submit printed
+		stop         = make(chan struct{})
+		wg           sync.WaitGroup
+		uploading    atomic.Int32
+		downloading  atomic.Int32
+		downloads    atomic.Int32
+	)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			uploading.Add(1)
+			out, err := exec.Command(bin, "submit", smallPkg, "--server", url, "--quiet").Output()
+			uploading.Add(-1)
+			if err == nil {
+				mu.Lock()
+				acknowledged = append(acknowledged, strings.TrimSpace(string(out)))
+				mu.Unlock()
+			} else {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			downloading.Add(1)
+			resp, err := http.Get(url + "/v1/jobs/" + path(mainURL) + "/result")
+			if err == nil {
+				if _, err = io.Copy(io.Discard, resp.Body); err == nil && resp.StatusCode == 200 {
+					downloads.Add(1)
+				}
+				resp.Body.Close()
+			}
+			downloading.Add(-1)
+			if err != nil {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}()
+
+	// A snapshot is what the server said was done just before a kill, and
+	// how long the render log was after it said so.
+	type snapshot struct {
+		done   map[int64]api.Frame
+		logLen int
+	}
+	var snaps []snapshot
+	for k := 0; k < kills; k++ {
+		time.Sleep(time.Duration(200+rng.IntN(1300)) * time.Millisecond)
+		var s snapshot
+		if fs, err := getFrames(url, path(mainURL)); err == nil {
+			s.done = map[int64]api.Frame{}
+			for _, f := range fs {
 				if f.State == api.StateDone {
-					doneBefore = append(doneBefore, f)
+					s.done[f.ID] = f
 				}
 			}
-			break
+			s.logLen = logLength(t, renders)
+			snaps = append(snaps, s)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job made no progress: %+v", job)
-		}
-		time.Sleep(50 * time.Millisecond)
+		t.Logf("kill %d: %d frames done, %d submissions acknowledged, uploads in flight %d, downloads in flight %d",
+			k+1, len(s.done), len(acknowledgedCopy(&mu, &acknowledged)), uploading.Load(), downloading.Load())
+		srv.kill()
+		srv, _ = serve(t, serveArgs...)
 	}
-	srv.kill()
-	if len(doneBefore) == 90 {
-		t.Fatal("the job finished before the crash; make frames slower")
+	close(stop)
+	wg.Wait()
+	if len(snaps) < kills/2 {
+		t.Fatalf("only %d of %d kills came after the server answered", len(snaps), kills)
+	}
+	if last := snaps[len(snaps)-1]; len(last.done) == frames {
+		t.Fatalf("the job was done before the last kill; make frames slower")
 	}
 
-	srv2, url2 := serve(t, "--data", data, "--name", "crashy", "--workers", "2", "--lease", "2s")
-	defer srv2.kill()
-	run(t, 0, "status", jobURL, "--watch", "--interval", "100ms", "--server", url2)
-	job, frames := status(t, url2, jobURL)
-	if job.State != api.JobDone {
-		t.Fatalf("after restart the job is %s: %+v", job.State, job)
+	// Everything finishes on the last server.
+	jobs := append([]string{mainURL}, acknowledged...)
+	for _, j := range jobs {
+		run(t, 0, "status", j, "--watch", "--interval", "200ms", "--server", url)
 	}
-	byID := map[int64]api.Frame{}
-	for _, f := range frames {
-		byID[f.ID] = f
-	}
-	for _, f := range doneBefore {
-		if after := byID[f.ID]; after.Output != f.Output || after.Attempts != f.Attempts {
-			t.Errorf("frame %d changed after restart: before %+v, after %+v", f.ID, f, after)
-		}
-	}
-	// Frames done before the crash were rendered exactly once.
 	log, err := os.ReadFile(renders)
 	if err != nil {
 		t.Fatal(err)
 	}
-	count := map[int64]int{}
-	for _, l := range strings.Fields(string(log)) {
-		n, _ := strconv.ParseInt(l, 10, 64)
-		count[n]++
+
+	// No frame done before a kill was rendered again, nor changed.
+	now := map[int64]api.Frame{}
+	fs, err := getFrames(url, path(mainURL))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, f := range doneBefore {
-		if count[f.ID] != 1 {
-			t.Errorf("frame %d was done before the crash and rendered %d times", f.ID, count[f.ID])
+	for _, f := range fs {
+		now[f.ID] = f
+	}
+	for i, s := range snaps {
+		again := map[string]bool{}
+		for _, l := range strings.Fields(string(log[s.logLen:])) {
+			again[l] = true
+		}
+		for id, f := range s.done {
+			if again[fmt.Sprintf("f-%d", id)] {
+				t.Errorf("frame %d was done before kill %d and was rendered again after it", id, i+1)
+			}
+			if n := now[id]; n.Output != f.Output || n.State != api.StateDone {
+				t.Errorf("frame %d changed after kill %d: before %+v, now %+v", id, i+1, f, n)
+			}
 		}
 	}
-	// Every frame's output is in the bundle exactly once, with its content.
+	rendered := map[string]int{}
+	for _, l := range strings.Fields(string(log)) {
+		rendered[l]++
+	}
+	again := 0
+	for i := 1; i <= frames; i++ {
+		again += max(rendered[fmt.Sprintf("f-%d", i)]-1, 0)
+	}
+
+	// Every acknowledged job is there, done, with each output once and intact.
+	checkBundle(t, url, mainURL, "f", frames, lines)
+	seen := map[string]bool{}
+	for _, j := range acknowledged {
+		if seen[j] {
+			t.Errorf("two submissions were acknowledged as %s", j)
+		}
+		seen[j] = true
+		checkBundle(t, url, j, "s", 3, lines)
+	}
+	var list []api.Job
+	getJSON(t, url+"/v1/jobs", &list)
+	ids := map[int64]bool{}
+	for _, j := range list {
+		if ids[j.ID] {
+			t.Errorf("job id %d is listed twice", j.ID)
+		}
+		ids[j.ID] = true
+	}
+	for _, j := range jobs {
+		id, _ := strconv.ParseInt(path(j), 10, 64)
+		if !ids[id] {
+			t.Errorf("acknowledged job %s is missing after the crashes", j)
+		}
+	}
+	// Job ids are never reused: the next one is above every id ever listed
+	// (a job acknowledged to nobody before a kill still used its id).
+	next := strings.TrimSpace(run(t, 0, "submit", smallPkg, "--server", url))
+	nextID, _ := strconv.ParseInt(path(next), 10, 64)
+	for id := range ids {
+		if id >= nextID {
+			t.Errorf("job %s after the crashes reuses or precedes id %d", next, id)
+		}
+	}
+	srv.kill()
+	out := run(t, 0, "vault", "check", "--data", data)
+	t.Logf("vault check after %d kills: %s", kills, strings.TrimSpace(out))
+	t.Logf("survived %d kills (%d with a snapshot); %d frames of the main job and %d acknowledged submissions (%d frames) checked; %d renders of main-job frames repeated (leases lost in a crash); %d whole bundle downloads",
+		kills, len(snaps), frames, len(acknowledged), 3*len(acknowledged), again, downloads.Load())
+}
+
+// path returns the job id of a distren://server/job URL.
+func path(jobURL string) string { return jobURL[strings.LastIndex(jobURL, "/")+1:] }
+
+func acknowledgedCopy(mu *sync.Mutex, s *[]string) []string {
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]string(nil), *s...)
+}
+
+// freePort returns a loopback port free at the time of asking, so that a
+// server can be restarted at the same address.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+func logLength(t *testing.T, name string) int {
+	t.Helper()
+	fi, err := os.Stat(name)
+	if os.IsNotExist(err) {
+		return 0
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return int(fi.Size())
+}
+
+func getFrames(url, job string) ([]api.Frame, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url + "/v1/jobs/" + job + "/frames")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("frames of job %s: %s", job, resp.Status)
+	}
+	var fs []api.Frame
+	return fs, json.NewDecoder(resp.Body).Decode(&fs)
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// checkBundle downloads a job's bundle and checks it holds prefix-NNNN.txt
+// for frames 1..n once each, each its frame number on `lines` lines.
+func checkBundle(t *testing.T, url, jobURL, prefix string, n, lines int) {
+	t.Helper()
+	job, _ := status(t, url, jobURL)
+	if job.State != api.JobDone {
+		t.Errorf("%s is %s: %+v", jobURL, job.State, job)
+	}
 	var bundle bytes.Buffer
-	cmd := exec.Command(bin, "fetch", jobURL, "--server", url2, "-o", "-")
+	cmd := exec.Command(bin, "fetch", jobURL, "--server", url, "-o", "-")
 	cmd.Stdout = &bundle
 	if err := cmd.Run(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("fetch %s: %v", jobURL, err)
 	}
 	seen := map[string]int{}
 	tr := tar.NewReader(&bundle)
 	for {
 		h, err := tr.Next()
-		if err != nil {
+		if err == io.EOF {
 			break
+		} else if err != nil {
+			t.Fatalf("bundle of %s: %v", jobURL, err)
 		}
 		var b bytes.Buffer
 		b.ReadFrom(tr)
 		seen[h.Name]++
-		want := strings.TrimLeft(strings.TrimSuffix(strings.TrimPrefix(h.Name, "f-"), ".txt"), "0") + "\n"
-		if b.String() != want {
-			t.Errorf("%s holds %q, want %q", h.Name, b.String(), want)
+		num := strings.TrimLeft(strings.TrimSuffix(strings.TrimPrefix(h.Name, prefix+"-"), ".txt"), "0")
+		if want := strings.Repeat(num+"\n", lines); b.String() != want {
+			t.Errorf("%s of %s holds %d bytes, not %d lines of %q", h.Name, jobURL, b.Len(), lines, num)
 		}
 	}
-	for i := 1; i <= 90; i++ {
-		if n := seen[fmt.Sprintf("f-%04d.txt", i)]; n != 1 {
-			t.Errorf("frame %d output present %d times", i, n)
+	for i := 1; i <= n; i++ {
+		if c := seen[fmt.Sprintf("%s-%04d.txt", prefix, i)]; c != 1 {
+			t.Errorf("%s: frame %d output present %d times", jobURL, i, c)
 		}
-	}
-	// Job ids are never reused.
-	next := strings.TrimSpace(run(t, 0, "submit", pkg, "--server", url2))
-	if next == jobURL || !strings.HasPrefix(next, "distren://crashy/") {
-		t.Errorf("job after restart is %s, first was %s", next, jobURL)
 	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -13,6 +14,7 @@ import (
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/vault"
 )
 
 // Chunked uploads: a client sends the package's tree after the chunks the
@@ -50,7 +52,10 @@ func (s *Server) putChunk(r *http.Request) (any, error) {
 	s.gcMu.RLock() // a collection does not remove a chunk this Put finds stored
 	defer s.gcMu.RUnlock()
 	if _, err := s.vault.Put(body, h); err != nil {
-		return nil, badRequest("chunk %s: %v", h, err)
+		if errors.Is(err, vault.ErrMismatch) {
+			return nil, badRequest("chunk %s: %v", h, err)
+		}
+		return nil, fmt.Errorf("chunk %s: %w", h, err) // too large (413) or the server's disk (507, 500)
 	}
 	return struct{}{}, nil
 }

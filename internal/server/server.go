@@ -31,6 +31,7 @@ import (
 	"github.com/distren/distren/internal/jobpkg"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/session"
+	"github.com/distren/distren/internal/store"
 	"github.com/distren/distren/internal/vault"
 )
 
@@ -187,6 +188,8 @@ func status(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, session.ErrInvalid), errors.As(err, &ml), errors.As(err, &me), errors.Is(err, jobpkg.ErrUnsafe):
 		return http.StatusBadRequest
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, store.ErrFull):
+		return http.StatusInsufficientStorage
 	case errors.Is(err, session.ErrNotSaved), errors.Is(err, session.ErrClosed):
 		return http.StatusServiceUnavailable
 	}
@@ -593,12 +596,13 @@ func (s *Server) getResult(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/x-tar")
 	w.Header().Set("X-Distren-Frames", strconv.Itoa(len(outs)))
-	bw := bufio.NewWriterSize(w, 256<<10)
+	sw := &sentWriter{w: w}
+	bw := bufio.NewWriterSize(sw, 256<<10)
 	tw := tar.NewWriter(bw)
 	for _, o := range outs {
 		f, err := s.vault.Open(o.Hash)
 		if err != nil {
-			return s.abort(w, r, fmt.Errorf("frame %d output: %w", o.Frame, err))
+			return s.abort(w, r, sw.sent, fmt.Errorf("frame %d output: %w", o.Frame, err))
 		}
 		vr := f.Verified()
 		err = jobpkg.CopyEntries(tw, bufio.NewReaderSize(vr, 64<<10), jobpkg.Limits{MaxBytes: s.lim.MaxOutputBytes}, nil)
@@ -607,7 +611,7 @@ func (s *Server) getResult(w http.ResponseWriter, r *http.Request) error {
 		}
 		f.Close()
 		if err != nil {
-			return s.abort(w, r, fmt.Errorf("frame %d output: %w", o.Frame, err))
+			return s.abort(w, r, sw.sent, fmt.Errorf("frame %d output: %w", o.Frame, err))
 		}
 	}
 	if err := tw.Close(); err != nil {
@@ -617,11 +621,27 @@ func (s *Server) getResult(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// abort ends a streamed response that cannot be completed: the connection is
+// abort ends a streamed response that cannot be completed. Before anything
+// was sent it returns err, for an error answer; after, the connection is
 // cut, so the client sees a truncated tar, never a complete-looking one.
-func (s *Server) abort(w http.ResponseWriter, r *http.Request, err error) error {
+func (s *Server) abort(w http.ResponseWriter, r *http.Request, sent bool, err error) error {
+	if !sent {
+		w.Header().Del("X-Distren-Frames")
+		return err
+	}
 	s.log.Error("aborting stream", "path", r.URL.Path, "err", err)
 	panic(http.ErrAbortHandler)
+}
+
+// sentWriter records whether anything was written to the response.
+type sentWriter struct {
+	w    io.Writer
+	sent bool
+}
+
+func (s *sentWriter) Write(p []byte) (int, error) {
+	s.sent = s.sent || len(p) > 0
+	return s.w.Write(p)
 }
 
 func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, hash, ctype string) error {

@@ -4,17 +4,18 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/pressly/goose/v3"
-	_ "modernc.org/sqlite" // the pure-Go SQLite driver
+	"modernc.org/sqlite" // the pure-Go SQLite driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// migrations bring the schema to the version of their index + 1
-// (PRAGMA user_version). Append; never edit a released one.
 // migrations holds the schema's history, applied in order by goose. Add a
 // file; never edit one that has been released.
 //
@@ -170,7 +171,7 @@ type sqliteTx struct {
 func (s *SQLite) Begin(ctx context.Context) (Tx, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("state database: %w", err)
+		return nil, full(fmt.Errorf("state database: %w", err))
 	}
 	return &sqliteTx{ctx: ctx, tx: tx}, nil
 }
@@ -178,17 +179,17 @@ func (s *SQLite) Begin(ctx context.Context) (Tx, error) {
 func (t *sqliteTx) SetCounter(name string, v int64) error {
 	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO counters(name, value) VALUES(?, ?)
 		ON CONFLICT(name) DO UPDATE SET value = excluded.value`, name, v)
-	return err
+	return full(err)
 }
 
 func (t *sqliteTx) AddJob(j *Job) error {
 	if _, err := t.tx.ExecContext(t.ctx, `INSERT INTO jobs(id, name, submitted, canceled, next_file, deleted)
 		VALUES(?, ?, ?, ?, ?, ?)`, j.ID, j.Name, j.Submitted.UnixNano(), j.Canceled, j.NextFile, j.Deleted); err != nil {
-		return fmt.Errorf("adding job %d: %w", j.ID, err)
+		return full(fmt.Errorf("adding job %d: %w", j.ID, err))
 	}
 	if _, err := t.tx.ExecContext(t.ctx, `INSERT INTO job_specs(id, manifest, inputs) VALUES(?, ?, ?)`,
 		j.ID, j.Manifest, j.Inputs); err != nil {
-		return fmt.Errorf("adding job %d: %w", j.ID, err)
+		return full(fmt.Errorf("adding job %d: %w", j.ID, err))
 	}
 	return nil
 }
@@ -197,13 +198,13 @@ func (t *sqliteTx) UpdateJob(j *Job) error {
 	if t.job == nil {
 		st, err := t.tx.PrepareContext(t.ctx, `UPDATE jobs SET canceled = ?, next_file = ?, deleted = ? WHERE id = ?`)
 		if err != nil {
-			return err
+			return full(err)
 		}
 		t.job = st
 	}
 	r, err := t.job.ExecContext(t.ctx, j.Canceled, j.NextFile, j.Deleted, j.ID)
 	if err != nil {
-		return fmt.Errorf("updating job %d: %w", j.ID, err)
+		return full(fmt.Errorf("updating job %d: %w", j.ID, err))
 	}
 	if n, err := r.RowsAffected(); err == nil && n != 1 {
 		return fmt.Errorf("updating job %d: no such job", j.ID)
@@ -219,26 +220,26 @@ func (t *sqliteTx) PutFrame(f *Frame) error {
 			worker = excluded.worker, output = excluded.output, size = excluded.size, error = excluded.error,
 			render_ns = excluded.render_ns, finished = excluded.finished`)
 		if err != nil {
-			return err
+			return full(err)
 		}
 		t.frame = st
 	}
 	_, err := t.frame.ExecContext(t.ctx, f.Job, f.ID, f.State, f.Attempts, f.Worker, f.Output, f.Size, f.Error,
 		int64(f.Render), f.Finished.UnixNano())
-	return err
+	return full(err)
 }
 
 func (t *sqliteTx) PutFiles(files []File) error {
 	if t.file == nil {
 		st, err := t.tx.PrepareContext(t.ctx, `INSERT INTO files(job, n, frame, path, size, tar) VALUES(?, ?, ?, ?, ?, ?)`)
 		if err != nil {
-			return err
+			return full(err)
 		}
 		t.file = st
 	}
 	for _, f := range files {
 		if _, err := t.file.ExecContext(t.ctx, f.Job, f.N, f.Frame, f.Path, f.Size, f.Tar); err != nil {
-			return err
+			return full(err)
 		}
 	}
 	return nil
@@ -247,19 +248,31 @@ func (t *sqliteTx) PutFiles(files []File) error {
 func (t *sqliteTx) AddFailure(job int64, worker string) error {
 	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO failures(job, worker, count) VALUES(?, ?, 1)
 		ON CONFLICT(job, worker) DO UPDATE SET count = count + 1`, job, worker)
-	return err
+	return full(err)
 }
 
 func (t *sqliteTx) ClearFailures(job int64) error {
 	_, err := t.tx.ExecContext(t.ctx, `DELETE FROM failures WHERE job = ?`, job)
-	return err
+	return full(err)
 }
 
 func (t *sqliteTx) Commit() error {
 	if err := t.tx.Commit(); err != nil {
-		return fmt.Errorf("state database commit: %w", err)
+		return full(fmt.Errorf("state database commit: %w", err))
 	}
 	return nil
 }
 
 func (t *sqliteTx) Rollback() error { return t.tx.Rollback() }
+
+// full marks an error of a full disk (SQLITE_FULL, ENOSPC) with ErrFull.
+func full(err error) error {
+	var se *sqlite.Error
+	if err == nil || errors.Is(err, ErrFull) {
+		return err
+	}
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL || errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("%w: %w", ErrFull, err)
+	}
+	return err
+}

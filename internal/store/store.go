@@ -18,6 +18,9 @@ import (
 // ErrNotFound is returned when a record does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrFull marks a write that failed because the state store's disk is full.
+var ErrFull = errors.New("the state store's disk is full")
+
 // Job is a submitted job as stored.
 type Job struct {
 	ID        int64

@@ -271,8 +271,11 @@ func (v *Vault) Put(r io.Reader, want string) (Ref, error) {
 	return v.putChunked(io.MultiReader(bytes.NewReader(buf), r), want)
 }
 
+// ErrMismatch reports content that does not hash to the name it was sent under.
+var ErrMismatch = errors.New("content does not match its name")
+
 func mismatch(got, want string) error {
-	return fmt.Errorf("vault: content hashes to %s, expected %s", got, want)
+	return fmt.Errorf("vault: content hashes to %s, expected %s: %w", got, want, ErrMismatch)
 }
 
 // putWhole stores an object of at most MaxWhole bytes whose hash is sum.

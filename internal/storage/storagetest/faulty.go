@@ -40,6 +40,13 @@ func (f *Faulty) Inject(faults ...Fault) {
 	f.faults = append(f.faults, faults...)
 }
 
+// Clear removes every fault: the module works again.
+func (f *Faulty) Clear() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.faults = nil
+}
+
 // Calls returns how many times op was called.
 func (f *Faulty) Calls(op string) int {
 	f.mu.Lock()

@@ -1,0 +1,170 @@
+package server_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/backend"
+	"github.com/distren/distren/internal/server"
+	"github.com/distren/distren/internal/session"
+	"github.com/distren/distren/internal/storage"
+	"github.com/distren/distren/internal/storage/storagetest"
+	"github.com/distren/distren/internal/store"
+	"github.com/distren/distren/internal/vault"
+)
+
+// TestVaultIOErrors makes the vault's disk answer EIO to writes, then to
+// reads, at each step a client or worker takes: every request that needs
+// the disk fails with a 5xx naming the I/O error, nothing half-done shows
+// (no job, no completed frame), the server keeps answering, and each step
+// succeeds once the disk works again.
+func TestVaultIOErrors(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.OpenSQLite(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	reg := backend.Default()
+	sess, err := session.Open(context.Background(), st, session.Options{Name: "eio", LeaseTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sess.Close)
+	fs, err := storage.NewFS(filepath.Join(dir, "vault"), storage.FSOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := storagetest.NewFaulty(fs)
+	v, err := vault.Open(filepath.Join(dir, "vault"), vault.Options{Module: disk, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(server.New(server.Config{Session: sess, Vault: v, Backends: reg, TmpDir: tmp,
+		Log: slog.New(slog.DiscardHandler), Limits: server.Limits{MaxClaimWait: time.Millisecond}}))
+	t.Cleanup(srv.Close)
+
+	call := func(method, path string, body []byte) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, bytes.NewReader(body))
+		if body != nil && method == "POST" && path == "/v1/jobs" {
+			req.Header.Set("Content-Type", "application/x-tar")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	// failing checks that a request fails with a 5xx naming the I/O error,
+	// and that the server still answers.
+	failing := func(what string, code int, body []byte) {
+		t.Helper()
+		var e api.Error
+		if code < 500 || json.Unmarshal(body, &e) != nil || !strings.Contains(e.Error, "input/output error") {
+			t.Errorf("%s with a failing disk: %d %s", what, code, body)
+		}
+		if code, _ := call("GET", "/v1/server", nil); code != 200 {
+			t.Fatalf("after %s the server answers %d", what, code)
+		}
+	}
+	eio := func(op string) {
+		disk.Inject(storagetest.Fault{Op: op, Err: &os.PathError{Op: op, Path: "object", Err: syscall.EIO}})
+	}
+
+	pkg := tarOf(t, map[string]string{"distrenjob.xml": `<distrenjob version="1"><name>eio</name>
+  <backend name="command"><program>sh</program><arg>-c</arg><arg>cat in.txt > out-{frame}.txt</arg></backend>
+  <inputs><file>in.txt</file></inputs>
+  <frames><range first="1" last="2"/></frames><outputs><output>out-*.txt</output></outputs></distrenjob>`,
+		"in.txt": strings.Repeat("input\n", 1000)})
+
+	// A submission while writes fail.
+	eio("put")
+	code, body := call("POST", "/v1/jobs", pkg)
+	failing("a submission", code, body)
+	if jobs := sess.Jobs(); len(jobs) != 0 {
+		t.Fatalf("a job shows after a failed submission: %+v", jobs)
+	}
+	disk.Clear()
+	code, body = call("POST", "/v1/jobs", pkg)
+	var sub api.Submitted
+	if code != 200 || json.Unmarshal(body, &sub) != nil {
+		t.Fatalf("submission once the disk works: %d %s", code, body)
+	}
+
+	// A frame's output while writes fail.
+	ls, err := sess.Claim(context.Background(), api.ClaimRequest{Worker: "w", Max: 1, Backends: map[string]string{"command": "1"}})
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("claim: %v %v", ls, err)
+	}
+	out := tarOf(t, map[string]string{fmt.Sprintf("out-%d.txt", ls[0].Frame): "rendered\n"})
+	outPath := fmt.Sprintf("/v1/jobs/%d/frames/%d/output?worker=w&epoch=%d", ls[0].Job, ls[0].Frame, ls[0].Epoch)
+	eio("put")
+	code, body = call("POST", outPath, out)
+	failing("a frame output", code, body)
+	if f, _ := sess.Frame(sub.ID, ls[0].Frame); f.State != api.StateRunning {
+		t.Fatalf("frame after its output failed to store: %+v (want it still leased to w)", f)
+	}
+	disk.Clear()
+	if code, body = call("POST", outPath, out); code != 200 {
+		t.Fatalf("output once the disk works: %d %s", code, body)
+	}
+
+	// Reading the bundle while reads fail. The vault keeps recently read
+	// objects decoded in memory only while a reader holds them, so every
+	// download reads the disk.
+	resultPath := fmt.Sprintf("/v1/jobs/%d/result", sub.ID)
+	eio("get")
+	code, body = call("GET", resultPath, nil)
+	failing("a bundle download", code, body)
+	disk.Clear()
+	code, body = call("GET", resultPath, nil)
+	if code != 200 {
+		t.Fatalf("bundle once the disk works: %d %s", code, body)
+	}
+	tr := tar.NewReader(bytes.NewReader(body))
+	h, err := tr.Next()
+	if err != nil || h.Name != fmt.Sprintf("out-%d.txt", ls[0].Frame) {
+		t.Fatalf("bundle: %v %v", h, err)
+	}
+	if b, _ := io.ReadAll(tr); string(b) != "rendered\n" {
+		t.Fatalf("bundle holds %q", b)
+	}
+}
+
+func tarOf(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, data := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(data))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
