@@ -57,6 +57,10 @@ type Session struct {
 	epochSeq uint64
 	readyCh  chan struct{} // closed and replaced when frames become ready
 	notify   bool          // the batch being applied made frames ready
+	// stale, if set, is why memory may be ahead of the store: a commit
+	// failed and reloading failed too. Commands are refused until a
+	// reload succeeds.
+	stale error
 }
 
 type frameKey struct{ job, frame int64 }
@@ -213,6 +217,9 @@ func (s *Session) dispatch() {
 }
 
 func (s *Session) apply(batch []*command) {
+	if s.stale != nil && !s.reload(batch) {
+		return
+	}
 	ltx := &lazyTx{s: s}
 	s.mu.Lock()
 	for _, c := range batch {
@@ -236,14 +243,9 @@ func (s *Session) apply(batch []*command) {
 	if err != nil {
 		// Memory is ahead of the store: rebuild it from what is durable and
 		// fail every command of the batch. Nothing unsaved was acknowledged.
-		s.mu.Lock()
-		snap, lerr := s.store.Load(context.Background())
-		if lerr == nil {
-			lerr = s.rebuild(snap)
-		}
-		s.mu.Unlock()
-		if lerr != nil {
-			err = fmt.Errorf("%w (and reloading failed: %v)", err, lerr)
+		if lerr := s.load(); lerr != nil {
+			s.stale = fmt.Errorf("%w (and reloading failed: %v)", err, lerr)
+			err = s.stale
 		}
 		for _, c := range batch {
 			c.res, c.err = nil, fmt.Errorf("%w: %w", ErrNotSaved, err)
@@ -259,6 +261,35 @@ func (s *Session) apply(batch []*command) {
 	for _, c := range batch {
 		close(c.done)
 	}
+}
+
+// load replaces the in-memory state with what the store holds.
+func (s *Session) load() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap, err := s.store.Load(context.Background())
+	if err == nil {
+		err = s.rebuild(snap)
+	}
+	return err
+}
+
+// reload tries again to bring memory back to the store after a failed
+// reload; until it succeeds the batch is refused, so nothing is decided on
+// unsaved state. It reports whether the batch may be applied.
+func (s *Session) reload(batch []*command) bool {
+	if err := s.load(); err != nil {
+		for _, c := range batch {
+			c.res, c.err = nil, fmt.Errorf("%w: %w; reloading the state store: %v", ErrNotSaved, s.stale, err)
+			close(c.done)
+		}
+		return false
+	}
+	s.stale = nil
+	s.mu.Lock()
+	s.notify = true
+	s.mu.Unlock()
+	return true
 }
 
 // rebuild replaces the in-memory state with snap. Frames that were running

@@ -399,6 +399,31 @@ func TestCommitFailureLosesNothingAcknowledged(t *testing.T) {
 	}
 }
 
+func TestFailedReloadRefusesUntilReloaded(t *testing.T) {
+	st := store.NewMem()
+	s := open(t, st)
+	a := submit(t, s, mkjob(t, "", `<frame id="1"/>`))
+	st.FailCommit = errors.New("no space left on device")
+	st.FailLoad = errors.New("input/output error")
+	if _, err := s.Submit(ctx, mkjob(t, "", `<frame id="1"/>`)); !errors.Is(err, ErrNotSaved) || !strings.Contains(err.Error(), "reloading failed") {
+		t.Fatalf("submit with a failing store: %v", err)
+	}
+	// Memory may be ahead of the store: nothing is decided on it, even a
+	// command that writes nothing (a claim).
+	st.FailCommit = nil
+	if _, err := s.Claim(ctx, api.ClaimRequest{Worker: "w", Max: 1, Backends: map[string]string{"builtin": "1"}}); !errors.Is(err, ErrNotSaved) {
+		t.Fatalf("claim while the state could not be reloaded: %v", err)
+	}
+	st.FailLoad = nil
+	b := submit(t, s, mkjob(t, "", `<frame id="1"/>`))
+	if b != a+1 {
+		t.Fatalf("next id = %d, want %d (the failed submission was never acknowledged)", b, a+1)
+	}
+	if js := s.Jobs(); len(js) != 2 {
+		t.Fatalf("after the reload: %d jobs, want 2", len(js))
+	}
+}
+
 func TestConcurrentSubmitsGetDistinctIDs(t *testing.T) {
 	s := open(t, store.NewMem())
 	var mu sync.Mutex

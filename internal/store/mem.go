@@ -10,11 +10,13 @@ import (
 )
 
 // Mem is a Store in memory, for unit tests of the session against the Store
-// interface. FailCommit, when set, makes the next commits fail.
+// interface. FailCommit, when set, makes the next commits fail; FailLoad,
+// the next loads.
 type Mem struct {
 	mu         sync.Mutex
 	snap       Snapshot
 	FailCommit error
+	FailLoad   error
 }
 
 // NewMem returns an empty in-memory store.
@@ -26,6 +28,9 @@ func NewMem() *Mem {
 func (m *Mem) Load(ctx context.Context) (*Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.FailLoad != nil {
+		return nil, m.FailLoad
+	}
 	s := &Snapshot{Counters: map[string]int64{}, Failures: map[[2]string]int{}}
 	for k, v := range m.snap.Counters {
 		s.Counters[k] = v
