@@ -184,3 +184,25 @@ func smallJob(prefix, extra string) string {
   <outputs><output>%s-*.txt</output></outputs>
 </distrenjob>`, prefix, extra, prefix, prefix)
 }
+
+// TestOutputOverLimitFails renders a frame whose output is over the
+// server's --max-output-bytes: the worker reports the refusal as a failed
+// attempt, so the frame fails with the server's reason after its retries
+// instead of being leased again forever.
+func TestOutputOverLimitFails(t *testing.T) {
+	_, url := serve(t, "--data", t.TempDir(), "--workers", "1", "--max-output-bytes", "100000")
+	job := strings.TrimSpace(run(t, 3, "submit", writeJob(t, `<distrenjob version="1">
+  <name>too-big</name>
+  <retries>1</retries>
+  <backend name="command">
+    <program>sh</program><arg>-c</arg><arg>head -c 200000 /dev/zero > big-{frame}.bin</arg>
+  </backend>
+  <frames><frame id="1"/></frames>
+  <outputs><output>big-*.bin</output></outputs>
+</distrenjob>`, nil), "--server", url, "--wait"))
+	_, frames := status(t, url, job)
+	if len(frames) != 1 || frames[0].State != api.StateFailed || frames[0].Attempts != 2 ||
+		!strings.Contains(frames[0].Error, "the server refused the output") || !strings.Contains(frames[0].Error, "100000") {
+		t.Fatalf("frame with an output over the limit: %+v", frames)
+	}
+}

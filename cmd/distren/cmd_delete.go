@@ -5,8 +5,6 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
-
-	"github.com/distren/distren/internal/client"
 )
 
 func newDeleteCommand() *cobra.Command {
@@ -38,7 +36,7 @@ func newGCCommand() *cobra.Command {
 		Short: "Collect garbage on the server now: delete jobs past retention, remove objects no job refers to",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := client.New(server)
+			cl, err := newClient(server)
 			if err != nil {
 				return usageError{err}
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,6 +23,8 @@ type serveOptions struct {
 	maxPackage         int64
 	maxFrames          int64
 	maxManifest        int64
+	maxFiles           int
+	maxOutput          int64
 	compress           bool
 	gcInterval         time.Duration
 	gcGrace            time.Duration
@@ -29,6 +32,8 @@ type serveOptions struct {
 	maxOpen            int
 	vault              vaultFlags
 	policy             commandPolicy
+	debugAddr          string
+	security           securityFlags
 }
 
 // vaultFlags are the options that say how the vault's objects are stored:
@@ -63,7 +68,14 @@ func newServeCommand() *cobra.Command {
 		Short: "Run a server: accept jobs, schedule frames, run local worker slots",
 		Long: `Run a distren server. It keeps its state in --data (SQLite in WAL mode and a
 content-addressed vault); it can be killed at any moment and restarts where it stood.
---workers N runs N local worker slots (default: the number of cores; 0 for none).`,
+--workers N runs N local worker slots (default: the number of cores; 0 for none).
+
+Authentication is on while DATA/auth.db holds a token (distren token create), or
+with --auth; then every request but GET /v1/server needs one. Without it, serve
+listens on loopback only, unless --insecure. --tls-cert and --tls-key serve
+HTTPS. Behind a reverse proxy that terminates TLS, listen on 127.0.0.1 and let
+the proxy pass long requests through unbuffered: docs/security.md has an
+example.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return runServe(c.Context(), o) },
 	}
@@ -76,6 +88,8 @@ content-addressed vault); it can be killed at any moment and restarts where it s
 	f.Int64Var(&o.maxPackage, "max-package-bytes", 8<<30, "largest job package accepted (uncompressed bytes)")
 	f.Int64Var(&o.maxFrames, "max-frames", 1_000_000, "most frames in one job")
 	f.Int64Var(&o.maxManifest, "max-manifest-bytes", 16<<20, "largest distrenjob.xml accepted")
+	f.IntVar(&o.maxFiles, "max-package-files", 100_000, "most files (tar entries, directories included) in one job package")
+	f.Int64Var(&o.maxOutput, "max-output-bytes", 4<<30, "largest output tarball of one frame accepted from a worker")
 	f.DurationVar(&o.gcInterval, "gc-interval", time.Hour, "how often garbage is collected (0: never by itself; distren gc runs it)")
 	f.DurationVar(&o.gcGrace, "gc-grace", time.Hour, "unreferenced objects written or asked about this recently are kept (uploads in progress)")
 	f.DurationVar(&o.retention, "retention", 0, "delete finished jobs submitted longer ago than this (0: keep them)")
@@ -83,6 +97,8 @@ content-addressed vault); it can be killed at any moment and restarts where it s
 	f.BoolVar(&o.compress, "compress", true, "store objects compressed with zstd where that saves space (objects stored either way stay readable)")
 	o.vault.add(f)
 	o.policy.add(f)
+	o.security.add(f)
+	f.StringVar(&o.debugAddr, "debug-addr", "", "serve net/http/pprof (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060; no authentication")
 	return c
 }
 
@@ -94,7 +110,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 	cfg := farm.Config{Data: o.data, Listen: o.listen, Name: o.name, Workers: o.workers,
 		LeaseTTL: o.leaseTTL, Log: log, NoCompress: !o.compress, MaxOpenObjects: o.maxOpen,
 		GCInterval: gcInterval(o.gcInterval), GC: server.GC{Grace: o.gcGrace, Retention: o.retention},
-		Limits: server.Limits{MaxPackageBytes: o.maxPackage, MaxFrames: o.maxFrames, MaxManifestBytes: o.maxManifest}}
+		Limits: server.Limits{MaxPackageBytes: o.maxPackage, MaxFrames: o.maxFrames, MaxManifestBytes: o.maxManifest,
+			MaxPackageFiles: o.maxFiles, MaxOutputBytes: o.maxOutput}}
+	if err := o.checkLimits(); err != nil {
+		return err
+	}
 	if err := o.vault.apply(&cfg); err != nil {
 		return err
 	}
@@ -103,7 +123,15 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	cfg.SlotBackends = slots
-	return farm.Run(ctx, cfg)
+	cfg.DebugAddr = o.debugAddr
+	if err := o.security.apply(&cfg); err != nil {
+		return err
+	}
+	err = farm.Run(ctx, cfg)
+	if errors.Is(err, farm.ErrInsecure) {
+		err = usageError{err} // serve's flags decide
+	}
+	return err
 }
 
 // gcInterval maps the flag (0: never) to farm.Config (negative: never).
@@ -112,4 +140,46 @@ func gcInterval(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// checkLimits refuses limits that are not positive: 0 would otherwise mean
+// the default, silently.
+func (o serveOptions) checkLimits() error {
+	for _, l := range []struct {
+		flag string
+		v    int64
+	}{
+		{"--max-package-bytes", o.maxPackage}, {"--max-package-files", int64(o.maxFiles)}, {"--max-frames", o.maxFrames},
+		{"--max-manifest-bytes", o.maxManifest}, {"--max-output-bytes", o.maxOutput},
+	} {
+		if l.v <= 0 {
+			return usageError{fmt.Errorf("%s %d: must be 1 or more", l.flag, l.v)}
+		}
+	}
+	return nil
+}
+
+// securityFlags say who may talk to the server, and how (docs/security.md).
+type securityFlags struct {
+	auth, insecure  bool
+	tlsCert, tlsKey string
+}
+
+func (o *securityFlags) add(f *pflag.FlagSet) {
+	f.BoolVar(&o.auth, "auth", false, "require a token even while DATA/auth.db holds none (then only the local slots can call the API until one is created)")
+	f.BoolVar(&o.insecure, "insecure", false, "serve without authentication on an address other than loopback (anyone who reaches it may submit jobs)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain); needs --tls-key")
+	f.StringVar(&o.tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
+}
+
+func (o securityFlags) apply(cfg *farm.Config) error {
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return usageError{errors.New("--tls-cert and --tls-key go together")}
+	}
+	if o.auth && o.insecure {
+		return usageError{errors.New("--auth and --insecure contradict each other")}
+	}
+	cfg.Auth, cfg.RequireAuth, cfg.Insecure = true, o.auth, o.insecure
+	cfg.TLSCert, cfg.TLSKey = o.tlsCert, o.tlsKey
+	return nil
 }

@@ -50,7 +50,7 @@ func runStatus(ctx context.Context, o statusOptions, ref string, out io.Writer) 
 	if ref != "" {
 		c, id, err = jobClient(ctx, o.server, ref)
 	} else {
-		c, err = client.New(o.server)
+		c, err = newClient(o.server)
 		if err != nil {
 			err = usageError{err}
 		}

@@ -40,7 +40,7 @@ func newSubmitCommand() *cobra.Command {
 }
 
 func runSubmit(ctx context.Context, o submitOptions, pkg string, stdout io.Writer, stderr *os.File) error {
-	c, err := client.New(o.server)
+	c, err := newClient(o.server)
 	if err != nil {
 		return usageError{err}
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -75,7 +77,7 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.New(o.server)
+	c, err := newClient(o.server)
 	if err != nil {
 		return usageError{err}
 	}
@@ -87,6 +89,9 @@ func runWorker(ctx context.Context, o workerOptions) error {
 		o.dir = filepath.Join(base, "distren", "worker")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := checkWorkerToken(ctx, c, log); err != nil {
+		return err
+	}
 	w, err := worker.New(worker.Config{Client: c, Name: o.name, Slots: o.slots, Prefetch: o.prefetch, Dir: o.dir, CacheBytes: int64(cacheBytes), Backends: backends, Log: log})
 	if err != nil {
 		return err
@@ -94,4 +99,26 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	defer w.Close()
 	log.Info("worker started", "name", w.Name(), "server", o.server, "slots", o.slots, "dir", o.dir)
 	return w.Run(ctx)
+}
+
+// checkWorkerToken fails at once if the server refuses the worker's token
+// or certificate, or the token's role cannot claim frames: the claim loop
+// would retry them forever. A server that does not answer yet is left to
+// the claim loop, which waits for it.
+func checkWorkerToken(ctx context.Context, c *client.Client, log *slog.Logger) error {
+	id, err := c.Whoami(ctx)
+	var ce *client.Error
+	var cv *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &ce) && (ce.Status == 401 || ce.Status == 403), errors.As(err, &cv):
+		return err
+	case err != nil:
+		log.Warn("could not check the token with the server", "server", c.Base(), "err", err)
+		return nil
+	case id.Auth && id.Role != "worker" && id.Role != "admin":
+		return rejectedError{fmt.Errorf("token %q has role %s: a worker needs a token of role worker (distren token create --role worker)", id.Name, id.Role)}
+	case id.Auth:
+		log.Info("token accepted", "server", c.Base(), "token", id.Name, "role", id.Role)
+	}
+	return nil
 }

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/distren/distren/internal/client"
 )
 
 func newWorkersCommand() *cobra.Command {
@@ -21,7 +19,7 @@ func newWorkersCommand() *cobra.Command {
 		Short: "List the workers a server has heard from, with the backends (and versions) they have",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := client.New(server)
+			cl, err := newClient(server)
 			if err != nil {
 				return usageError{err}
 			}

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -17,13 +20,73 @@ import (
 // defaultServer is the server URL when neither --server nor DISTREN_SERVER says.
 const defaultServer = "http://127.0.0.1:7878"
 
-// serverFlag adds --server, defaulting to $DISTREN_SERVER.
+// serverFlag adds --server, defaulting to $DISTREN_SERVER, and the flags
+// that say how to talk to it (connFlags): --token, --token-file, --ca-cert.
+// Commands make their clients with newClient.
 func serverFlag(c *cobra.Command, dst *string) {
 	def := os.Getenv("DISTREN_SERVER")
 	if def == "" {
 		def = defaultServer
 	}
-	c.Flags().StringVar(dst, "server", def, "server URL (default from $DISTREN_SERVER)")
+	f := c.Flags()
+	f.StringVar(dst, "server", def, "server URL (default from $DISTREN_SERVER)")
+	f.StringVar(&conn.token, "token", "", "API token, for a server that requires one (default $DISTREN_TOKEN; other users can see a command line: prefer --token-file or the environment)")
+	f.StringVar(&conn.tokenFile, "token-file", "", "read the API token from this file")
+	f.StringVar(&conn.caCert, "ca-cert", os.Getenv("DISTREN_CA_CERT"), "PEM file of the CA an https:// server's certificate must chain to, e.g. a private CA or a self-signed certificate (default $DISTREN_CA_CERT; else the system's roots)")
+}
+
+// conn is how this process's command talks to its server, set by the flags
+// serverFlag adds: one command runs per process.
+var conn connFlags
+
+// connFlags are the token a command presents and the CA it trusts.
+type connFlags struct {
+	token, tokenFile, caCert string
+}
+
+// options returns the client options the flags (and environment) ask for.
+func (f connFlags) options() ([]client.Option, error) {
+	var opts []client.Option
+	token := f.token
+	switch {
+	case f.token != "" && f.tokenFile != "":
+		return nil, errors.New("--token and --token-file: give one of them")
+	case f.tokenFile != "":
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		if token = strings.TrimSpace(string(b)); token == "" {
+			return nil, fmt.Errorf("--token-file %s is empty", f.tokenFile)
+		}
+	case token == "":
+		token = strings.TrimSpace(os.Getenv("DISTREN_TOKEN"))
+	}
+	if token != "" {
+		opts = append(opts, client.WithToken(token))
+	}
+	if f.caCert != "" {
+		pem, err := os.ReadFile(f.caCert)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-cert: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-cert %s: no PEM certificate in it", f.caCert)
+		}
+		opts = append(opts, client.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	}
+	return opts, nil
+}
+
+// newClient returns a client for the server at base, with the token and CA
+// of the command's flags.
+func newClient(base string) (*client.Client, error) {
+	opts, err := conn.options()
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return client.New(base, opts...)
 }
 
 // jobClient resolves a job reference (number or distren:// URL) against the
@@ -33,7 +96,7 @@ func jobClient(ctx context.Context, base, ref string) (*client.Client, int64, er
 	if err != nil {
 		return nil, 0, usageError{err}
 	}
-	c, err := client.New(base)
+	c, err := newClient(base)
 	if err != nil {
 		return nil, 0, usageError{err}
 	}

@@ -20,7 +20,7 @@ func main() {
 	root := newRootCommand()
 	err := root.ExecuteContext(ctx)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "distren:", err)
+		fmt.Fprintln(os.Stderr, "distren:", explain(err))
 	}
 	stop()
 	os.Exit(exitCode(err))
@@ -38,6 +38,6 @@ func newRootCommand() *cobra.Command {
 		return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
 	})
 	root.AddCommand(newServeCommand(), newWorkerCommand(), newRenderCommand(), newSubmitCommand(),
-		newStatusCommand(), newFetchCommand(), newCancelCommand(), newRetryCommand(), newInitCommand(), newWorkersCommand(), newVaultCommand(), newDeleteCommand(), newGCCommand(), newVersionCommand())
+		newStatusCommand(), newFetchCommand(), newCancelCommand(), newRetryCommand(), newInitCommand(), newWorkersCommand(), newVaultCommand(), newDeleteCommand(), newGCCommand(), newTokenCommand(), newVersionCommand())
 	return root
 }

@@ -105,8 +105,12 @@ func (Command) Check(spec *manifest.Backend) error {
 	prog, line, ok := spec.Get("program")
 	if !ok || prog == "" {
 		errs = append(errs, specError(spec, 0, "program", "backend command needs a <program>"))
-	} else if _, err := Expand(prog, 1, 1, "."); err != nil {
+	} else if p, err := Expand(prog, 1, 1, "."); err != nil {
 		errs = append(errs, specError(spec, line, "program", "%v", err))
+	} else if c := filepath.Clean(p); !filepath.IsAbs(p) && (c == ".." || strings.HasPrefix(c, "../")) {
+		// A relative program runs from the frame's scratch directory; above
+		// it are other frames' directories and the worker's cache.
+		errs = append(errs, specError(spec, line, "program", "%q leaves the frame's scratch directory; name a program on PATH, one in the package, or an absolute path", prog))
 	}
 	for _, a := range spec.All("arg") {
 		if _, err := Expand(a.Text, 1, 1, "."); err != nil {

@@ -5,6 +5,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,12 +37,28 @@ func IsStatus(err error, status int) bool {
 
 // Client talks to one server.
 type Client struct {
-	base string
-	hc   *http.Client
+	base  string
+	hc    *http.Client
+	token string
 }
 
-// New returns a client for the server at base (http://host:port).
-func New(base string) (*Client, error) {
+// Option configures a Client.
+type Option func(*Client, *http.Transport)
+
+// WithToken sends the API token with every request (Authorization: Bearer).
+func WithToken(token string) Option {
+	return func(c *Client, _ *http.Transport) { c.token = token }
+}
+
+// WithTLS sets how https:// servers are verified, e.g. a private CA's pool
+// as RootCAs; by default, against the system's roots.
+func WithTLS(cfg *tls.Config) Option {
+	return func(_ *Client, tr *http.Transport) { tr.TLSClientConfig = cfg }
+}
+
+// New returns a client for the server at base (http://host:port or
+// https://host:port).
+func New(base string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("server URL %q: expected http://host:port or https://host:port", base)
@@ -49,7 +66,11 @@ func New(base string) (*Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
 	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	return &Client{base: strings.TrimRight(base, "/"), hc: &http.Client{Transport: tr}}, nil
+	c := &Client{base: strings.TrimRight(base, "/"), hc: &http.Client{Transport: tr}}
+	for _, o := range opts {
+		o(c, tr)
+	}
+	return c, nil
 }
 
 // Base returns the server URL.
@@ -65,6 +86,9 @@ func (c *Client) req(ctx context.Context, method, path string, body io.Reader, l
 		if ctype != "" {
 			r.Header.Set("Content-Type", ctype)
 		}
+	}
+	if c.token != "" {
+		r.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(r)
 	if err != nil {
@@ -115,6 +139,12 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 func (c *Client) Server(ctx context.Context) (api.Server, error) {
 	var s api.Server
 	return s, c.call(ctx, "GET", "/v1/server", nil, &s)
+}
+
+// Whoami says whether the server requires a token, and whose the client's is.
+func (c *Client) Whoami(ctx context.Context) (api.Identity, error) {
+	var id api.Identity
+	return id, c.call(ctx, "GET", "/v1/whoami", nil, &id)
 }
 
 // Submit uploads a job package (a tar stream, optionally gzip or zstd

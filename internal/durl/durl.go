@@ -3,7 +3,9 @@
 package durl
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -71,7 +73,7 @@ func Parse(s string) (Addr, error) {
 	}
 	parts := strings.Split(rest, "/")
 	if !ValidServer(parts[0]) {
-		return a, fmt.Errorf("malformed distren URL %q: server name %q must match [a-z0-9][a-z0-9-]*", s, parts[0])
+		return a, fmt.Errorf("malformed distren URL %q: server name %q must match [a-z0-9][a-z0-9-]* (at most 63 characters)", s, parts[0])
 	}
 	a.Server = parts[0]
 	parts = parts[1:]
@@ -79,8 +81,11 @@ func Parse(s string) (Addr, error) {
 		return a, nil
 	}
 	var err error
-	if a.Job, err = number(parts[0]); err != nil || a.Job == 0 {
-		return a, fmt.Errorf("malformed distren URL %q: job %q must be a positive number", s, parts[0])
+	if a.Job, err = number(parts[0]); err != nil {
+		return a, fmt.Errorf("malformed distren URL %q: job %q must be a positive number: %w", s, parts[0], err)
+	}
+	if a.Job == 0 {
+		return a, fmt.Errorf("malformed distren URL %q: job %q must be a positive number: jobs are numbered from 1", s, parts[0])
 	}
 	a.Kind = KindJob
 	switch {
@@ -88,7 +93,7 @@ func Parse(s string) (Addr, error) {
 		return a, nil
 	case len(parts) == 3 && (parts[1] == "frame" || parts[1] == "file"):
 		if a.N, err = number(parts[2]); err != nil {
-			return a, fmt.Errorf("malformed distren URL %q: %s %q must be a non-negative number", s, parts[1], parts[2])
+			return a, fmt.Errorf("malformed distren URL %q: %s %q must be a non-negative number: %w", s, parts[1], parts[2], err)
 		}
 		a.Kind = KindFrame
 		if parts[1] == "file" {
@@ -101,10 +106,19 @@ func Parse(s string) (Addr, error) {
 
 // number parses a plain non-negative decimal that fits in int64.
 func number(s string) (int64, error) {
-	if s == "" || len(s) > 19 || strings.TrimLeft(s, "0123456789") != "" || (len(s) > 1 && s[0] == '0') {
-		return 0, fmt.Errorf("not a plain number: %q", s)
+	switch {
+	case s == "":
+		return 0, errors.New("empty")
+	case strings.TrimLeft(s, "0123456789") != "":
+		return 0, errors.New("only the digits 0-9 are allowed")
+	case len(s) > 1 && s[0] == '0':
+		return 0, errors.New("no leading zeros")
 	}
-	return strconv.ParseInt(s, 10, 64)
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("larger than %d", int64(math.MaxInt64))
+	}
+	return n, nil
 }
 
 // ParseJobRef parses what a user typed to name a job: a job number ("42") or a
@@ -121,8 +135,11 @@ func ParseJobRef(s string) (server string, job int64, err error) {
 		return a.Server, a.Job, nil
 	}
 	job, err = number(s)
-	if err != nil || job == 0 {
-		return "", 0, fmt.Errorf("job %q: expected a job number or a distren://<server>/<job> URL", s)
+	if err == nil && job == 0 {
+		err = errors.New("jobs are numbered from 1")
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("job %q: expected a job number or a distren://<server>/<job> URL (%v)", s, err)
 	}
 	return "", job, nil
 }

@@ -38,6 +38,16 @@ func TestParse(t *testing.T) {
 		{"distren://farm/1/frame/1/x", "expected"},
 		{"distren://farm/1/frames/1", "expected"},
 		{"distren://farm/1?x=1", "positive"},
+		{"distren://", `server name ""`},
+		{"distren://UPPER/1", `server name "UPPER"`},
+		{"distren://" + strings.Repeat("a", 64) + "/1", "at most 63"},
+		{"distren://s/job/frame/x", `job "job" must be a positive number: only the digits`},
+		{"distren://s/1/frame/x", `frame "x" must be a non-negative number: only the digits`},
+		{"distren://s/9223372036854775808", "larger than 9223372036854775807"},
+		{"distren://s/1/file/9223372036854775808", `file "9223372036854775808" must be a non-negative number: larger than`},
+		{"distren://s/1/frame/007", "no leading zeros"},
+		{"distren://s/0", "numbered from 1"},
+		{"distren://s/1/frame/-1", "only the digits"},
 	}
 	for _, c := range bad {
 		_, err := Parse(c.in)
@@ -57,6 +67,17 @@ func TestParseJobRef(t *testing.T) {
 	for _, in := range []string{"", "0", "x", "-3", "distren://farm/4/frame/1", "distren://farm/"} {
 		if _, _, err := ParseJobRef(in); err == nil {
 			t.Errorf("ParseJobRef(%q) accepted", in)
+		}
+	}
+	for in, msg := range map[string]string{
+		"9223372036854775808":                 "larger than 9223372036854775807",
+		"0":                                   "numbered from 1",
+		"4x":                                  "only the digits",
+		"distren://farm/4/frame/1":            "is not a job URL",
+		"distren://farm/99999999999999999999": "larger than",
+	} {
+		if _, _, err := ParseJobRef(in); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("ParseJobRef(%q) error = %v, want it to mention %q", in, err, msg)
 		}
 	}
 }

@@ -4,20 +4,24 @@
 package farm
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"github.com/distren/distren/internal/dirlock"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/distren/distren/internal/auth"
 	"github.com/distren/distren/internal/backend"
 	"github.com/distren/distren/internal/client"
 	"github.com/distren/distren/internal/durl"
@@ -67,6 +71,21 @@ type Config struct {
 	Ready func(url string)
 	// Runner hooks, e.g. to stop the farm from outside: see lifecycle.Runner.On.
 	Hooks map[lifecycle.Event][]func()
+	// Auth guards the API with the tokens of DATA/auth.db (internal/auth):
+	// on while it holds a valid token. RequireAuth turns it on without one
+	// (then only the local slots may call the API).
+	Auth, RequireAuth bool
+	// Insecure lets a server without authentication listen on an address
+	// other than loopback; without it, such a server refuses to start
+	// (ErrInsecure).
+	Insecure bool
+	// TLSCert and TLSKey, if set, are PEM files: the API is served over
+	// HTTPS with this certificate (its chain) and key.
+	TLSCert, TLSKey string
+	// DebugAddr, if set, is a loopback address (127.0.0.1:PORT, [::1]:PORT;
+	// port 0 picks one) on which net/http/pprof's endpoints are served
+	// under /debug/pprof/, apart from the API and without authentication.
+	DebugAddr string
 }
 
 // VaultOptions returns the options of the server's vault.
@@ -75,6 +94,10 @@ func (cfg Config) VaultOptions() vault.Options {
 		EncodeCommand: cfg.FilterEncode, DecodeCommand: cfg.FilterDecode, Stall: cfg.StorageStall, MaxOpen: cfg.MaxOpenObjects,
 		Grace: cfg.GC.Grace}
 }
+
+// ErrInsecure refuses to serve without authentication on an address that
+// is not loopback.
+var ErrInsecure = errors.New("refusing to serve without authentication on an address other than loopback")
 
 // Run runs the server until ctx ends or a subsystem fails.
 func Run(ctx context.Context, cfg Config) error {
@@ -92,6 +115,15 @@ func Run(ctx context.Context, cfg Config) error {
 		slotBackends = cfg.Backends
 	}
 	log := cfg.Log
+	tlsCfg, err := loadTLS(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return err
+	}
+	guard, closeAuth, err := openAuth(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeAuth()
 	var (
 		unlock  func()
 		v       *vault.Vault
@@ -140,13 +172,27 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	if cfg.Workers > 0 {
 		var w *worker.Worker
+		var opts []client.Option
 		r.Add(lifecycle.Subsystem{
 			Name: "engine",
-			Start: func(context.Context) error {
+			Start: func(ctx context.Context) error {
 				var err error
 				w, err = worker.New(worker.Config{Name: cfg.Name + "-local", Slots: cfg.Workers,
 					Dir: filepath.Join(cfg.Data, "worker"), Backends: slotBackends, Log: log.With("worker", "local")})
-				return err
+				if err != nil {
+					return err
+				}
+				if guard != nil { // a credential that lives as long as this process, never stored
+					token, id := guard.Mint(w.Name(), auth.RoleWorker)
+					if err := guard.BindWorker(ctx, w.Name(), id); err != nil { // before the API opens
+						return err
+					}
+					opts = append(opts, client.WithToken(token))
+				}
+				if tlsCfg != nil {
+					opts = append(opts, client.WithTLS(pinned(tlsCfg.Certificates[0].Certificate[0])))
+				}
+				return nil
 			},
 			Run: func(ctx context.Context) error {
 				select { // the slots talk to the API, which opens after the engine starts
@@ -154,7 +200,7 @@ func Run(ctx context.Context, cfg Config) error {
 				case <-ctx.Done():
 					return nil
 				}
-				c, err := client.New(localURL(url))
+				c, err := client.New(localURL(url), opts...)
 				if err != nil {
 					return err
 				}
@@ -198,11 +244,14 @@ func Run(ctx context.Context, cfg Config) error {
 				return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 			}
 			url = "http://" + ln.Addr().String()
+			if tlsCfg != nil {
+				url = "https://" + ln.Addr().String()
+			}
 			h := server.New(server.Config{Session: sess, Vault: v, Backends: cfg.Backends, TmpDir: filepath.Join(cfg.Data, "tmp"),
-				Limits: cfg.Limits, URL: url, Log: log, GC: cfg.GC})
+				Limits: cfg.Limits, URL: url, Log: log, GC: cfg.GC, Auth: guard})
 			handler = h
 			srv = &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
-				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn), TLSConfig: tlsCfg}
 			once.Do(func() { close(urlSet) })
 			return nil
 		},
@@ -215,7 +264,11 @@ func Run(ctx context.Context, cfg Config) error {
 				go handler.CollectEvery(ctx, every)
 			}
 			return server.Serve(ctx, srv, func() error {
-				if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				serve := srv.Serve
+				if tlsCfg != nil {
+					serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") } // srv.TLSConfig's certificate
+				}
+				if err := serve(ln); !errors.Is(err, http.ErrServerClosed) {
 					return err
 				}
 				return nil
@@ -228,15 +281,146 @@ func Run(ctx context.Context, cfg Config) error {
 			return nil
 		},
 	})
+	if cfg.DebugAddr != "" {
+		r.Add(debugSubsystem(cfg.DebugAddr, log))
+	}
 	return r.Run(ctx)
+}
+
+// debugSubsystem serves net/http/pprof on its own loopback listener, so that
+// profiles and goroutine dumps never travel through the API's port.
+func debugSubsystem(addr string, log *slog.Logger) lifecycle.Subsystem {
+	var ln net.Listener
+	return lifecycle.Subsystem{
+		Name: "debug",
+		Start: func(context.Context) error {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				return fmt.Errorf("debug address %q: %w", addr, err)
+			}
+			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				return fmt.Errorf("debug address %q: must be a loopback address such as 127.0.0.1:6060 (the debug endpoints have no authentication)", addr)
+			}
+			if ln, err = net.Listen("tcp", addr); err != nil {
+				return fmt.Errorf("debug listener on %s: %w", addr, err)
+			}
+			return nil
+		},
+		Run: func(ctx context.Context) error {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index) // also goroutine, heap, allocs, block, mutex, ...
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			srv := &http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second,
+				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+			log.Info("debug endpoints", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+			go func() { <-ctx.Done(); srv.Close() }()
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("debug listener: %w", err)
+			}
+			return nil
+		},
+		Stop: func(context.Context) error {
+			if ln != nil {
+				ln.Close()
+			}
+			return nil
+		},
+	}
 }
 
 // localURL turns a listen URL on a wildcard address into one that reaches it locally.
 func localURL(u string) string {
-	for _, w := range []string{"http://0.0.0.0:", "http://[::]:"} {
-		if strings.HasPrefix(u, w) {
-			return "http://127.0.0.1:" + strings.TrimPrefix(u, w)
+	for _, scheme := range []string{"http://", "https://"} {
+		for _, w := range []string{"0.0.0.0:", "[::]:"} {
+			if strings.HasPrefix(u, scheme+w) {
+				return scheme + "127.0.0.1:" + strings.TrimPrefix(u, scheme+w)
+			}
 		}
 	}
 	return u
+}
+
+// openAuth opens the token store and its guard if cfg asks for them, and
+// applies the loopback rule: a server without authentication listens on
+// loopback only, unless cfg.Insecure.
+func openAuth(ctx context.Context, cfg Config) (guard *auth.Guard, closeStore func(), err error) {
+	closeStore = func() {}
+	if cfg.Auth || cfg.RequireAuth {
+		if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+			return nil, nil, err
+		}
+		st, err := auth.Open(filepath.Join(cfg.Data, auth.FileName))
+		if err != nil {
+			return nil, nil, err
+		}
+		if guard, err = auth.NewGuard(ctx, st, auth.GuardOptions{Required: cfg.RequireAuth, Log: cfg.Log}); err != nil {
+			st.Close()
+			return nil, nil, err
+		}
+		closeStore = func() { st.Close() }
+	}
+	on := guard != nil && guard.Enabled(ctx)
+	switch {
+	case on:
+		cfg.Log.Info("authentication on: requests must carry a token", "tokens", filepath.Join(cfg.Data, auth.FileName))
+	case loopback(cfg.Listen):
+	case !cfg.Insecure:
+		closeStore()
+		return nil, nil, fmt.Errorf("%w: %s is reachable from other machines, where anyone could submit jobs "+
+			"(and run programs through the command backend). Create a token first (distren token create --name NAME --role client --data %s), "+
+			"or pass --auth to require tokens before any exists, or --insecure to serve without authentication anyway",
+			ErrInsecure, cfg.Listen, cfg.Data)
+	default:
+		cfg.Log.Warn("serving WITHOUT authentication on an address other than loopback (--insecure): anyone who can reach it may submit jobs and, through the command backend, run programs",
+			"listen", cfg.Listen)
+	}
+	return guard, closeStore, nil
+}
+
+// loopback reports whether a listen address is on the loopback interface
+// only: localhost or a loopback IP, never a wildcard or another host name.
+func loopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loadTLS loads the API's certificate and key; nil if neither is set.
+func loadTLS(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate %s, key %s: %w", certFile, keyFile, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// pinned returns a client TLS configuration that accepts exactly the
+// certificate leaf (DER): the local slots reach their own server on a
+// loopback address its certificate need not name, and trust nothing else.
+func pinned(leaf []byte) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by VerifyConnection: the certificate must be ours
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, leaf) {
+				return errors.New("local slots: the server presented a certificate other than its own")
+			}
+			return nil
+		},
+	}
 }

@@ -47,10 +47,28 @@ func extract(r io.Reader, dst string, lim Limits, over bool) ([]File, error) {
 	}
 	defer root.Close()
 	var files []File
+	// The paths this stream made files and directories, so that an entry
+	// colliding with another is named as such rather than by the file
+	// system's error.
+	isFile, isDir := map[string]bool{}, map[string]bool{}
 	err = walk(r, lim, func(e *entry) error {
+		for d := path.Dir(e.name); d != "."; d = path.Dir(d) {
+			if isFile[d] {
+				return unsafeEntry(fmt.Sprintf("its directory %q is a file of the package", d))
+			}
+			isDir[d] = true
+		}
 		if e.dir {
+			if isFile[e.name] {
+				return unsafeEntry("a directory where the package has a file of the same path")
+			}
+			isDir[e.name] = true
 			return root.MkdirAll(e.name, 0o755)
 		}
+		if isDir[e.name] {
+			return unsafeEntry("a file where the package has a directory of the same path")
+		}
+		isFile[e.name] = true
 		if dir := path.Dir(e.name); dir != "." {
 			if err := root.MkdirAll(dir, 0o755); err != nil {
 				return err

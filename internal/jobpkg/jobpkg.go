@@ -6,8 +6,10 @@
 // Every tarball read by this package, compressed with gzip or zstd or not,
 // is held to the same rules: only regular files and directories are allowed,
 // entry names must be clean relative paths that stay inside the package, a
-// regular-file path may appear only once, and the optional Limits are counted
-// on the bytes actually read, never on what the headers claim.
+// regular-file path may appear only once (and, when extracting, never as
+// both a file and a directory), a zstd stream may not ask for a window over
+// MaxZstdWindow, and the optional Limits are counted on the bytes actually
+// read, never on what the headers claim.
 package jobpkg
 
 import (
@@ -115,6 +117,13 @@ func permOf(mode int64) fs.FileMode {
 	return 0o644
 }
 
+// MaxZstdWindow is the largest zstd window a compressed tarball may ask for:
+// the decoder allocates the whole window up front, so a 50-byte stream
+// declaring a 512 MiB window would cost 512 MiB. zstd's levels up to 19
+// use 8 MiB; --ultra -21 uses 64 MiB. (--ultra -22 and --long use 128 MiB:
+// such tarballs are refused.)
+const MaxZstdWindow = 64 << 20
+
 // maxTrailer is how much is read, and thrown away, after the end-of-archive
 // marker: the zero padding tar writers add to their last record, and the end
 // of a gzip or zstd stream so that its checksum is verified.
@@ -139,13 +148,26 @@ func openTar(r io.Reader) (io.Reader, func(), error) {
 		}
 		return zr, func() { zr.Close() }, nil
 	case bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(MaxZstdWindow))
 		if err != nil {
 			return nil, nil, fmt.Errorf("reading zstd-compressed tar: %w", err)
 		}
-		return zr, zr.Close, nil
+		return zstdReader{zr}, zr.Close, nil
 	}
 	return br, func() {}, nil
+}
+
+// zstdReader explains the decoder's refusal of a window over MaxZstdWindow.
+type zstdReader struct{ *zstd.Decoder }
+
+func (z zstdReader) Read(p []byte) (int, error) {
+	n, err := z.Decoder.Read(p)
+	if errors.Is(err, zstd.ErrWindowSizeExceeded) {
+		err = &reasonError{ErrTooLarge, fmt.Sprintf("zstd-compressed tar: its window is larger than the limit of %d MiB (compressed with --long or --ultra -22?): %v",
+			MaxZstdWindow>>20, err)}
+	}
+	return n, err
 }
 
 // entry is one regular file or directory of a tarball that passed the
@@ -228,10 +250,14 @@ func walk(r io.Reader, lim Limits, fn func(*entry) error) error {
 			return fmt.Errorf("tar entry %q: %w", hdr.Name, cr.tooLarge())
 		}
 		e.r = cr
-		if err := fn(e); err != nil {
-			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
+		err = fn(e)
+		if err == nil {
+			_, err = io.Copy(io.Discard, cr)
 		}
-		if _, err := io.Copy(io.Discard, cr); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("tar entry %q: %w: the tarball ends inside it (truncated?)", hdr.Name, err)
+		}
+		if err != nil {
 			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
 		}
 	}

@@ -148,6 +148,9 @@ func TestExtractRejectsUnsafe(t *testing.T) {
 		{"duplicate", []ent{reg("a/b", "1"), reg("a/b", "2")}, "a/b"},
 		{"duplicate after clean", []ent{reg("a/b", "1"), reg("./a//b", "2")}, "./a//b"},
 		{"through symlink", []ent{{name: "d", typ: tar.TypeSymlink, link: ".."}, reg("d/x", "x")}, "d"},
+		{"file under a file", []ent{reg("a", "1"), reg("a/b", "2")}, "a/b"},
+		{"dir over a file", []ent{reg("a", "1"), {name: "a/", typ: tar.TypeDir}}, "a/"},
+		{"file over a dir", []ent{reg("a/b", "1"), reg("a", "2")}, "a"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -549,4 +552,61 @@ func FuzzExtract(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestZstdWindowLimit: a zstd stream that asks for a window over
+// MaxZstdWindow is refused before the decoder allocates it (a 50-byte
+// stream could otherwise cost 512 MiB), and one within it is read.
+func TestZstdWindowLimit(t *testing.T) {
+	tarball := mkTar(t, reg("a.txt", "hello"))
+	compress := func(window int) []byte {
+		var buf bytes.Buffer
+		zw, err := zstd.NewWriter(&buf, zstd.WithWindowSize(window), zstd.WithSingleSegment(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Flushed in parts, so that the frame holds no content size and
+		// its window is the one asked for.
+		zw.Write(tarball[:512])
+		zw.Flush()
+		zw.Write(tarball[512:])
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	_, dst := newDst(t)
+	_, err := Extract(bytes.NewReader(compress(512<<20)), dst, Limits{})
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "window is larger than the limit of 64 MiB") {
+		t.Errorf("512 MiB window: err = %v, want ErrTooLarge naming the window limit", err)
+	}
+	_, dst = newDst(t)
+	if files, err := Extract(bytes.NewReader(compress(MaxZstdWindow)), dst, Limits{}); err != nil || len(files) != 1 {
+		t.Errorf("window of %d: files %v, err %v", MaxZstdWindow, files, err)
+	}
+}
+
+// TestExtractCollisionMessages: entries whose paths collide are named with
+// what they collide with, not with the file system's error.
+func TestExtractCollisionMessages(t *testing.T) {
+	for want, ents := range map[string][]ent{
+		`tar entry "a/b/c": unsafe tar entry: its directory "a" is a file of the package`:            {reg("a", "1"), reg("a/b/c", "2")},
+		`tar entry "a": unsafe tar entry: a file where the package has a directory of the same path`: {{name: "a/", typ: tar.TypeDir}, reg("a", "2")},
+	} {
+		_, dst := newDst(t)
+		if _, err := Extract(bytes.NewReader(mkTar(t, ents...)), dst, Limits{}); err == nil || err.Error() != want {
+			t.Errorf("err = %v, want %s", err, want)
+		}
+	}
+}
+
+// TestExtractTruncated: a tarball that ends inside a file's content names
+// the file and says it is cut short.
+func TestExtractTruncated(t *testing.T) {
+	b := mkTar(t, reg("a.txt", "a"), reg("b.txt", strings.Repeat("b", 2000)))
+	_, dst := newDst(t)
+	_, err := Extract(bytes.NewReader(b[:1024+512+100]), dst, Limits{})
+	if !errors.Is(err, io.ErrUnexpectedEOF) || !strings.Contains(err.Error(), `tar entry "b.txt": unexpected EOF: the tarball ends inside it`) {
+		t.Errorf("err = %v", err)
+	}
 }

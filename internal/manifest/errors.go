@@ -1,9 +1,15 @@
 package manifest
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
+
+// ErrLimit is matched, with errors.Is, by the problems that are a
+// configured limit passed (the manifest's size, its frames, its
+// dependencies) rather than a mistake in the manifest.
+var ErrLimit = errors.New("over a limit")
 
 // Error is one problem in a manifest, located by file, line and element.
 type Error struct {
@@ -11,7 +17,11 @@ type Error struct {
 	Line    int    // 0 when the problem has no single line
 	Element string // the element at fault, without brackets; may be empty
 	Msg     string
+	Err     error // ErrLimit for a limit passed; nil otherwise
 }
+
+// Unwrap returns the kind of problem, ErrLimit or nil.
+func (e *Error) Unwrap() error { return e.Err }
 
 // Error formats the problem as "file:line: <element>: message".
 func (e *Error) Error() string {
@@ -67,6 +77,12 @@ type collector struct {
 
 func (c *collector) add(line int, elem, format string, args ...any) {
 	c.errs = append(c.errs, &Error{File: c.file, Line: line, Element: elem, Msg: fmt.Sprintf(format, args...)})
+}
+
+// limit adds a problem that is a limit passed (see ErrLimit).
+func (c *collector) limit(line int, elem, format string, args ...any) {
+	c.add(line, elem, format, args...)
+	c.errs[len(c.errs)-1].Err = ErrLimit
 }
 
 func (c *collector) err() error {

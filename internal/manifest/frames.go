@@ -75,7 +75,7 @@ func (p *parser) frames(e *Element) []Frame {
 			continue
 		}
 		if n := s.count(); total > p.opt.MaxFrames-n {
-			p.c.add(c.Line, c.Name, "the job has more than %d frames, the limit", p.opt.MaxFrames)
+			p.c.limit(c.Line, c.Name, "the job has more than %d frames, the limit", p.opt.MaxFrames)
 			return nil
 		}
 		total += s.count()
@@ -98,7 +98,7 @@ func (p *parser) frames(e *Element) []Frame {
 			per += d.count()
 		}
 		if n := specs[i].count(); per > 0 && (n > p.opt.MaxDeps/per || edges > p.opt.MaxDeps-n*per) {
-			p.c.add(specs[i].line, specs[i].elem, "the job has more than %d dependencies, the limit", p.opt.MaxDeps)
+			p.c.limit(specs[i].line, specs[i].elem, "the job has more than %d dependencies, the limit", p.opt.MaxDeps)
 			return nil
 		}
 		edges += specs[i].count() * per
@@ -352,21 +352,19 @@ func (p *parser) expand(specs []frameSpec, total, edges int64) []Frame {
 		return nil
 	}
 	if cyc := findCycle(frames); cyc != nil {
-		var b strings.Builder
+		// A long cycle shows its first ten frames and the last two, back
+		// to the first.
+		var parts []string
 		for i, id := range cyc {
-			if i > 0 {
-				b.WriteString(" → ")
+			if len(cyc) > 14 && i == 10 {
+				parts = append(parts, fmt.Sprintf("… (%d more)", len(cyc)-13))
 			}
-			if i == 12 && len(cyc) > 14 {
-				fmt.Fprintf(&b, "… (%d more) → ", len(cyc)-13)
-				id = cyc[len(cyc)-1]
-				fmt.Fprintf(&b, "%d", id)
-				break
+			if len(cyc) <= 14 || i < 10 || i >= len(cyc)-3 {
+				parts = append(parts, strconv.FormatInt(id, 10))
 			}
-			fmt.Fprintf(&b, "%d", id)
 		}
 		i, _ := frameIndex(frames, cyc[0])
-		p.c.add(frames[i].Line, "depends", "dependency cycle: frame %s", b.String())
+		p.c.add(frames[i].Line, "depends", "dependency cycle: frame %s", strings.Join(parts, " → "))
 		return nil
 	}
 	return frames

@@ -186,7 +186,7 @@ func Parse(r io.Reader, file string, opt Options) (*Manifest, error) {
 		return nil, &Error{File: file, Msg: fmt.Sprintf("reading: %v", err)}
 	}
 	if int64(len(raw)) > opt.MaxBytes {
-		return nil, &Error{File: file, Msg: fmt.Sprintf("larger than the limit of %d bytes", opt.MaxBytes)}
+		return nil, &Error{File: file, Msg: fmt.Sprintf("larger than the limit of %d bytes", opt.MaxBytes), Err: ErrLimit}
 	}
 	if !utf8.Valid(raw) {
 		return nil, &Error{File: file, Msg: "not valid UTF-8"}
@@ -423,7 +423,7 @@ func (p *parser) outputs(e *Element) []string {
 		if !ok {
 			continue
 		}
-		if _, err := relPath(v); err != nil {
+		if _, err := scratchPath(v); err != nil {
 			p.c.add(o.Line, "output", "%q: %v", v, err)
 			continue
 		}
@@ -439,19 +439,37 @@ func (p *parser) outputs(e *Element) []string {
 	return out
 }
 
-// relPath checks a path inside a package or a scratch directory.
-func relPath(v string) (string, error) {
+// A pathRule says what a relative path of the manifest names and where it
+// must stay.
+type pathRule struct {
+	noun   string // "path", "glob"
+	abs    string // why an absolute one is refused
+	leaves string // what it must not leave
+}
+
+var (
+	packagePath  = pathRule{"path", "paths are relative to the package root", "the package root"}
+	scratchGlobs = pathRule{"glob", "outputs are matched in the frame's scratch directory, relative to it", "the frame's scratch directory"}
+)
+
+// relPath checks a path inside a package.
+func relPath(v string) (string, error) { return packagePath.check(v) }
+
+// scratchPath checks a glob relative to a frame's scratch directory.
+func scratchPath(v string) (string, error) { return scratchGlobs.check(v) }
+
+func (r pathRule) check(v string) (string, error) {
 	switch {
 	case v == "":
-		return "", fmt.Errorf("empty path")
+		return "", fmt.Errorf("empty %s", r.noun)
 	case strings.ContainsRune(v, 0) || strings.ContainsRune(v, '\\'):
-		return "", fmt.Errorf("NUL or backslash in path")
+		return "", fmt.Errorf("NUL or backslash in the %s", r.noun)
 	case path.IsAbs(v):
-		return "", fmt.Errorf("absolute path; paths are relative to the package root")
+		return "", fmt.Errorf("absolute %s; %s", r.noun, r.abs)
 	}
 	c := path.Clean(v)
 	if c == "." || c == ".." || strings.HasPrefix(c, "../") {
-		return "", fmt.Errorf("path leaves the package root")
+		return "", fmt.Errorf("the %s leaves %s", r.noun, r.leaves)
 	}
 	return c, nil
 }
@@ -463,12 +481,24 @@ func clip(s string) string {
 	return s
 }
 
-// suggest returns the known name closest to s, if it is a likely typo.
+// synonyms are words people write for an element, by the element meant.
+var synonyms = map[string][]string{
+	"backend": {"renderer", "render", "engine"},
+	"frames":  {"animation", "sequence"},
+	"depends": {"dependency", "dependson", "after"},
+	"outputs": {"results"},
+	"inputs":  {"files", "assets"},
+}
+
+// suggest returns the known name closest to s, or to a synonym of it, if s
+// is a likely typo of it (<rendrer> gives <backend>).
 func suggest(s string, known []string) string {
 	best, bestD := "", 3
 	for _, k := range known {
-		if d := editDistance(s, k); d < bestD {
-			best, bestD = k, d
+		for _, w := range append([]string{k}, synonyms[k]...) {
+			if d := editDistance(strings.ToLower(s), w); d < bestD {
+				best, bestD = k, d
+			}
 		}
 	}
 	return best

@@ -135,8 +135,10 @@ func TestRejections(t *testing.T) {
 		{"root", "<job/>", []string{"job.xml:1: <job>: the root element must be <distrenjob>"}},
 		{"version", "<distrenjob version=\"2\"/>", []string{`version "2" is not supported`}},
 		{"no version", "<distrenjob/>", []string{`missing attribute version="1"`}},
-		{"typo", wrap("<rendrer/>"), []string{"job.xml:3: <rendrer>: unknown element in <distrenjob>", "known:"}},
+		{"unknown", wrap("<zzz/>"), []string{"job.xml:3: <zzz>: unknown element in <distrenjob>", "known:"}},
 		{"typo suggestion", wrap("<frame/>"), []string{"job.xml:3: <frame>: unknown element in <distrenjob> (did you mean <frames>?)"}},
+		{"typo of a synonym", wrap("<rendrer/>"), []string{"job.xml:3: <rendrer>: unknown element in <distrenjob> (did you mean <backend>?)"}},
+		{"synonym", wrap("<frames><frame id=\"1\"><Dependency on=\"2\"/></frame></frames>"), []string{"<Dependency>: unknown element in <frame> (did you mean <depends>?)"}},
 		{"missing frames", wrap(""), []string{"job.xml:1: <distrenjob>: missing required element <frames>"}},
 		{"twice", wrap("<name>again</name><frames><frame id=\"1\"/></frames>"), []string{"job.xml:3: <name>: given twice (first on line 2)"}},
 		{"priority", wrap("<priority>101</priority><frames><frame id=\"1\"/></frames>"), []string{"<priority>: \"101\" is not a whole number in 0..100"}},
@@ -164,7 +166,7 @@ func TestRejections(t *testing.T) {
 		{"text in frames", wrap("<frames>junk<frame id=\"1\"/></frames>"), []string{"<frames>: unexpected text \"junk\""}},
 		{"backend no name", wrap("<frames><frame id=\"1\"><backend/></frame></frames>"), []string{"<backend>: missing attribute name"}},
 		{"input abs", wrap("<inputs><file>/etc/passwd</file></inputs><frames><frame id=\"1\"/></frames>"), []string{"<file>: \"/etc/passwd\": absolute path"}},
-		{"input dotdot", wrap("<inputs><file>a/../../x</file></inputs><frames><frame id=\"1\"/></frames>"), []string{"<file>: \"a/../../x\": path leaves the package root"}},
+		{"input dotdot", wrap("<inputs><file>a/../../x</file></inputs><frames><frame id=\"1\"/></frames>"), []string{"<file>: \"a/../../x\": the path leaves the package root"}},
 		{"input dup", wrap("<inputs><file>a</file>\n<file>./a</file></inputs><frames><frame id=\"1\"/></frames>"), []string{"job.xml:4: <file>: \"./a\" listed twice (first on line 3)"}},
 		{"bad glob", "<distrenjob version=\"1\"><name>n</name><backend name=\"b\"/><frames><frame id=\"1\"/></frames>\n<outputs><output>[</output></outputs></distrenjob>", []string{"job.xml:2: <output>: \"[\" is not a valid glob"}},
 		{"no outputs", "<distrenjob version=\"1\"><name>n</name><backend name=\"b\"/><frames><frame id=\"1\"/></frames><outputs/></distrenjob>", []string{"<outputs>: needs at least one <output>"}},
@@ -172,6 +174,17 @@ func TestRejections(t *testing.T) {
 		{"latin1", "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>" + wrap(""), []string{"malformed XML"}},
 		{"not utf8", "<distrenjob version=\"1\"><name>\xff</name></distrenjob>", []string{"not valid UTF-8"}},
 		{"dup attr", "<distrenjob version=\"1\" version=\"1\"/>", []string{"attribute \"version\" given twice"}},
+		{"doctype over lines", "<?xml version=\"1.0\"?>\n<!DOCTYPE d [\n<!ENTITY a \"a\">\n<!ENTITY b \"&a;&a;\">\n]>\n" + wrap(""),
+			[]string{"job.xml:2: DOCTYPE and entity declarations are not allowed (<!DOCTYPE>)"}},
+		{"unclosed names its line", "<distrenjob version=\"1\">\n<name>x</name>\n<frames>\n", []string{"<frames>: unexpected end of file: <frames> (line 3) is not closed"}},
+		{"deep", wrap("<backend name=\"b\">" + strings.Repeat("<x>", 10000) + strings.Repeat("</x>", 10000) + "</backend>"),
+			[]string{"job.xml:3: <x>: elements nested deeper than 32"}},
+		{"output dotdot", "<distrenjob version=\"1\"><name>n</name><backend name=\"b\"/><frames><frame id=\"1\"/></frames>\n<outputs><output>../*</output></outputs></distrenjob>",
+			[]string{"job.xml:2: <output>: \"../*\": the glob leaves the frame's scratch directory"}},
+		{"output abs", "<distrenjob version=\"1\"><name>n</name><backend name=\"b\"/><frames><frame id=\"1\"/></frames>\n<outputs><output>/etc/*</output></outputs></distrenjob>",
+			[]string{"job.xml:2: <output>: \"/etc/*\": absolute glob"}},
+		{"long cycle", frames(`<range first="1" last="9999"><depends offset="1"/></range><frame id="10000"><depends on="1"/></frame>`),
+			[]string{"job.xml:4: <depends>: dependency cycle: frame 1 → 2 → 3 → 4 → 5 → 6 → 7 → 8 → 9 → 10 → … (9988 more) → 9999 → 10000 → 1"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -237,6 +250,20 @@ func TestLimits(t *testing.T) {
 	_, err = Parse(strings.NewReader(full), "job.xml", Options{MaxBytes: 100})
 	if err == nil || !strings.Contains(err.Error(), "larger than the limit of 100 bytes") {
 		t.Errorf("size limit: %v", err)
+	}
+	if !errors.Is(err, ErrLimit) {
+		t.Errorf("size limit: %v does not match ErrLimit", err)
+	}
+	// Limits passed match ErrLimit (the server answers 413); mistakes do not.
+	for doc, isLimit := range map[string]bool{
+		big: true,
+		wrap(`<frames><range first="0" last="99"><depends first="0" last="99"/></range></frames>`): true,
+		wrap(`<frames><range first="5" last="1"/></frames>`):                                       false,
+	} {
+		_, err := Parse(strings.NewReader(doc), "job.xml", Options{MaxDeps: 9999})
+		if err == nil || errors.Is(err, ErrLimit) != isLimit {
+			t.Errorf("%s: err %v, ErrLimit %v, want %v", doc, err, errors.Is(err, ErrLimit), isLimit)
+		}
 	}
 	_, err = Parse(strings.NewReader(strings.Repeat("<a>", 40)), "job.xml", Options{})
 	if err == nil || !strings.Contains(err.Error(), "nested deeper") {

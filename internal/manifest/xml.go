@@ -48,10 +48,14 @@ func readTree(r io.Reader, file string) (*Element, error) {
 		text  [][]byte
 	)
 	line := func() int { l, _ := d.InputPos(); return l }
+	// start is the line where the token being handled begins: tokens are
+	// contiguous, so it is where the one before ended.
+	start := 1
 	fail := func(elem, format string, args ...any) error {
-		return &Error{File: file, Line: line(), Element: elem, Msg: fmt.Sprintf(format, args...)}
+		return &Error{File: file, Line: start, Element: elem, Msg: fmt.Sprintf(format, args...)}
 	}
 	for {
+		start = line()
 		tok, err := d.RawToken()
 		if err == io.EOF {
 			break
@@ -74,7 +78,7 @@ func readTree(r io.Reader, file string) (*Element, error) {
 			if len(stack) >= maxDepth {
 				return nil, fail(t.Name.Local, "elements nested deeper than %d", maxDepth)
 			}
-			e := &Element{Name: t.Name.Local, Line: line()}
+			e := &Element{Name: t.Name.Local, Line: start}
 			for _, a := range t.Attr {
 				if a.Name.Space != "" {
 					return nil, fail(t.Name.Local, "attribute %s:%s: XML namespaces are not supported", a.Name.Space, a.Name.Local)
@@ -119,7 +123,9 @@ func readTree(r io.Reader, file string) (*Element, error) {
 		}
 	}
 	if len(stack) > 0 {
-		return nil, fail(stack[len(stack)-1].Name, "unexpected end of file: <%s> is not closed", stack[len(stack)-1].Name)
+		open := stack[len(stack)-1]
+		return nil, &Error{File: file, Line: line(), Element: open.Name,
+			Msg: fmt.Sprintf("unexpected end of file: <%s> (line %d) is not closed", open.Name, open.Line)}
 	}
 	if root == nil {
 		return nil, &Error{File: file, Msg: "empty document: expected <distrenjob>"}

@@ -23,7 +23,8 @@ import (
 
 func (s *Server) postMissing(r *http.Request) (any, error) {
 	var req api.MissingRequest
-	if err := decode(r, &req); err != nil {
+	// Room for a full batch: 64 hex digits, quotes and a comma per chunk.
+	if err := decodeLimit(r, &req, api.MaxMissingBatch*(64+3)+1024); err != nil {
 		return nil, err
 	}
 	if len(req.Chunks) > api.MaxMissingBatch {
@@ -47,6 +48,10 @@ func (s *Server) putChunk(r *http.Request) (any, error) {
 	h := r.PathValue("hash")
 	if !cdc.ValidHash(h) {
 		return nil, badRequest("chunk %q: not a SHA-256 in hex", h)
+	}
+	if r.ContentLength > cdc.MaxChunkSize {
+		return nil, &httpError{http.StatusRequestEntityTooLarge,
+			fmt.Errorf("chunk %s: %d bytes, over the limit of %d for a chunk", h, r.ContentLength, cdc.MaxChunkSize)}
 	}
 	body := http.MaxBytesReader(nil, r.Body, cdc.MaxChunkSize)
 	s.gcMu.RLock() // a collection does not remove a chunk this Put finds stored

@@ -13,8 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -28,7 +26,6 @@ import (
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/server"
 	"github.com/distren/distren/internal/session"
-	"github.com/distren/distren/internal/store"
 	"github.com/distren/distren/internal/vault"
 )
 
@@ -174,29 +171,9 @@ type harness struct {
 }
 
 func newHarness(tb testing.TB) *harness {
-	dir := tb.TempDir()
-	st, err := store.OpenSQLite(filepath.Join(dir, "state.db"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { st.Close() })
-	reg := backend.Default()
-	sess, err := session.Open(context.Background(), st, session.Options{Name: "fuzz", LeaseTTL: time.Hour,
-		Chunks: func(name string) bool { b, ok := reg[name]; return ok && b.Chunks() }})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(sess.Close)
-	v, err := vault.Open(filepath.Join(dir, "vault"), vault.Options{SmallObjects: 64 << 10, NoSync: true})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { v.Close() })
-	tmp := filepath.Join(dir, "tmp")
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	srv := server.New(server.Config{Session: sess, Vault: v, Backends: reg, TmpDir: tmp, URL: "http://fuzz.test",
+	p := server.NewParts(tb, "fuzz", vault.Options{SmallObjects: 64 << 10})
+	sess, v := p.Session, p.Vault
+	srv := server.New(server.Config{Session: sess, Vault: v, Backends: backend.Default(), TmpDir: p.Tmp, URL: "http://fuzz.test",
 		Log: slog.New(slog.DiscardHandler),
 		// Small limits keep every input quick; a claim never waits long.
 		Limits: server.Limits{MaxPackageBytes: 8 << 20, MaxOutputBytes: 8 << 20, MaxFrames: 1000, MaxClaimWait: time.Millisecond}})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,10 +21,8 @@ import (
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/backend"
 	"github.com/distren/distren/internal/server"
-	"github.com/distren/distren/internal/session"
 	"github.com/distren/distren/internal/storage"
 	"github.com/distren/distren/internal/storage/storagetest"
-	"github.com/distren/distren/internal/store"
 	"github.com/distren/distren/internal/vault"
 )
 
@@ -33,33 +32,14 @@ import (
 // (no job, no completed frame), the server keeps answering, and each step
 // succeeds once the disk works again.
 func TestVaultIOErrors(t *testing.T) {
-	dir := t.TempDir()
-	st, err := store.OpenSQLite(filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	reg := backend.Default()
-	sess, err := session.Open(context.Background(), st, session.Options{Name: "eio", LeaseTTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sess.Close)
-	fs, err := storage.NewFS(filepath.Join(dir, "vault"), storage.FSOptions{NoSync: true})
+	fs, err := storage.NewFS(filepath.Join(t.TempDir(), "vault"), storage.FSOptions{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	disk := storagetest.NewFaulty(fs)
-	v, err := vault.Open(filepath.Join(dir, "vault"), vault.Options{Module: disk, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { v.Close() })
-	tmp := filepath.Join(dir, "tmp")
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(server.New(server.Config{Session: sess, Vault: v, Backends: reg, TmpDir: tmp,
+	p := server.NewParts(t, "eio", vault.Options{Module: disk})
+	sess := p.Session
+	srv := httptest.NewServer(server.New(server.Config{Session: sess, Vault: p.Vault, Backends: backend.Default(), TmpDir: p.Tmp,
 		Log: slog.New(slog.DiscardHandler), Limits: server.Limits{MaxClaimWait: time.Millisecond}}))
 	t.Cleanup(srv.Close)
 
@@ -93,7 +73,7 @@ func TestVaultIOErrors(t *testing.T) {
 		disk.Inject(storagetest.Fault{Op: op, Err: &os.PathError{Op: op, Path: "object", Err: syscall.EIO}})
 	}
 
-	pkg := tarOf(t, map[string]string{"distrenjob.xml": `<distrenjob version="1"><name>eio</name>
+	pkg := server.TarOf(t, map[string]string{"distrenjob.xml": `<distrenjob version="1"><name>eio</name>
   <backend name="command"><program>sh</program><arg>-c</arg><arg>cat in.txt > out-{frame}.txt</arg></backend>
   <inputs><file>in.txt</file></inputs>
   <frames><range first="1" last="2"/></frames><outputs><output>out-*.txt</output></outputs></distrenjob>`,
@@ -118,7 +98,7 @@ func TestVaultIOErrors(t *testing.T) {
 	if err != nil || len(ls) != 1 {
 		t.Fatalf("claim: %v %v", ls, err)
 	}
-	out := tarOf(t, map[string]string{fmt.Sprintf("out-%d.txt", ls[0].Frame): "rendered\n"})
+	out := server.TarOf(t, map[string]string{fmt.Sprintf("out-%d.txt", ls[0].Frame): "rendered\n"})
 	outPath := fmt.Sprintf("/v1/jobs/%d/frames/%d/output?worker=w&epoch=%d", ls[0].Job, ls[0].Frame, ls[0].Epoch)
 	eio("put")
 	code, body = call("POST", outPath, out)
@@ -153,18 +133,48 @@ func TestVaultIOErrors(t *testing.T) {
 	}
 }
 
-func tarOf(t *testing.T, files map[string]string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for name, data := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write([]byte(data))
-	}
-	if err := tw.Close(); err != nil {
+// TestStalledUploadEnds sends a frame-output upload that stops half-way:
+// the server ends it after UploadIdle, and the collection it held off (an
+// upload holds the collection lock while it stores) then runs.
+func TestStalledUploadEnds(t *testing.T) {
+	p := server.NewParts(t, "stall", vault.Options{})
+	sess := p.Session
+	srv := httptest.NewServer(server.New(server.Config{Session: sess, Vault: p.Vault, Backends: backend.Default(), TmpDir: p.Tmp,
+		Log: slog.New(slog.DiscardHandler), Limits: server.Limits{UploadIdle: 300 * time.Millisecond}}))
+	t.Cleanup(srv.Close)
+
+	var sub api.Submitted
+	resp, err := http.Post(srv.URL+"/v1/jobs", "application/x-tar", bytes.NewReader(server.TarOf(t, map[string]string{
+		"distrenjob.xml": `<distrenjob version="1"><name>stall</name><backend name="command"><program>true</program></backend>
+  <frames><frame id="1"/></frames><outputs><output>*</output></outputs></distrenjob>`})))
+	if err != nil {
 		t.Fatal(err)
 	}
-	return buf.Bytes()
+	json.NewDecoder(resp.Body).Decode(&sub)
+	resp.Body.Close()
+	ls, err := sess.Claim(context.Background(), api.ClaimRequest{Worker: "w", Max: 1, Backends: map[string]string{"command": "1"}})
+	if err != nil || len(ls) != 1 {
+		t.Fatalf("claim: %v %v", ls, err)
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/jobs/%d/frames/%d/output?worker=w&epoch=%d HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n%s",
+		ls[0].Job, ls[0].Frame, ls[0].Epoch, bytes.Repeat([]byte{0}, 1000))
+	// The server ends the stalled request: it answers or closes.
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.ReadAll(conn); err != nil {
+		t.Fatalf("the stalled upload was not ended: %v", err)
+	}
+	// Nothing holds the collection lock any more.
+	resp, err = http.Post(srv.URL+"/v1/gc", "application/json", nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("collection after the stalled upload: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if f, _ := sess.Frame(sub.ID, 1); f.State != api.StateRunning {
+		t.Fatalf("frame after a stalled upload: %+v (want it still leased)", f)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"path"
@@ -24,8 +25,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/auth"
 	"github.com/distren/distren/internal/backend"
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/jobpkg"
@@ -43,6 +46,10 @@ type Limits struct {
 	MaxFrames        int64 // frames per job (default 1,000,000)
 	MaxOutputBytes   int64 // one frame's output tarball (default 4 GiB)
 	MaxClaimWait     time.Duration
+	// UploadIdle ends a request whose body makes no progress for this long
+	// (default 2 min), so a stalled upload does not hold what its handler
+	// holds — the collection lock, a temporary file — forever.
+	UploadIdle time.Duration
 }
 
 func (l *Limits) defaults() {
@@ -64,6 +71,9 @@ func (l *Limits) defaults() {
 	if l.MaxClaimWait <= 0 {
 		l.MaxClaimWait = time.Minute
 	}
+	if l.UploadIdle <= 0 {
+		l.UploadIdle = 2 * time.Minute
+	}
 }
 
 // Server serves the API.
@@ -79,6 +89,8 @@ type Server struct {
 	chunker  *cdc.Chunker
 	gc       GC
 	gcMu     sync.RWMutex // collection (write) against job submission, chunk and output uploads (read)
+	auth     *auth.Guard  // nil: no authentication
+	routes   []string     // the patterns registered, for the role table's test (auth.go)
 }
 
 // Config assembles a server.
@@ -91,6 +103,9 @@ type Config struct {
 	Limits   Limits
 	URL      string // how clients reach this server, for GET /v1/server
 	Log      *slog.Logger
+	// Auth, if set, checks every request's token against the route table
+	// (auth.go); nil: no authentication.
+	Auth *auth.Guard
 }
 
 // New returns the API handler.
@@ -100,14 +115,15 @@ func New(cfg Config) *Server {
 		cfg.Log = slog.Default()
 	}
 	s := &Server{sess: cfg.Session, vault: cfg.Vault, backends: cfg.Backends, tmp: cfg.TmpDir, lim: cfg.Limits,
-		url: cfg.URL, log: cfg.Log, mux: http.NewServeMux()}
+		url: cfg.URL, log: cfg.Log, mux: http.NewServeMux(), auth: cfg.Auth}
 	s.chunker, _ = cdc.New(cdc.Options{}) // the defaults are valid
 	s.gc = cfg.GC
 	if s.gc.Grace <= 0 {
 		s.gc.Grace = time.Hour
 	}
-	h := func(pattern string, f func(*http.Request) (any, error)) { s.mux.Handle(pattern, s.json(f)) }
+	h := func(pattern string, f func(*http.Request) (any, error)) { s.handle(pattern, s.json(f)) }
 	h("GET /v1/server", s.getServer)
+	h("GET /v1/whoami", s.getWhoami)
 	h("POST /v1/jobs", s.postJob)
 	h("DELETE /v1/jobs/{job}", s.deleteJob)
 	h("POST /v1/gc", s.postGC)
@@ -126,11 +142,11 @@ func New(cfg Config) *Server {
 	h("POST /v1/heartbeat", s.postHeartbeat)
 	h("POST /v1/jobs/{job}/frames/{frame}/output", s.postOutput)
 	h("POST /v1/jobs/{job}/frames/{frame}/fail", s.postFail)
-	s.mux.Handle("GET /v1/jobs/{job}/result", s.stream(s.getResult))
-	s.mux.Handle("GET /v1/jobs/{job}/frames/{frame}/output", s.stream(s.getFrameOutput))
-	s.mux.Handle("GET /v1/jobs/{job}/files/{n}", s.stream(s.getFile))
-	s.mux.Handle("GET /v1/blobs/{hash}", s.stream(s.getBlob))
-	s.mux.HandleFunc("/", s.noRoute)
+	s.handle("GET /v1/jobs/{job}/result", s.stream(s.getResult))
+	s.handle("GET /v1/jobs/{job}/frames/{frame}/output", s.stream(s.getFrameOutput))
+	s.handle("GET /v1/jobs/{job}/files/{n}", s.stream(s.getFile))
+	s.handle("GET /v1/blobs/{hash}", s.stream(s.getBlob))
+	s.handle("/", http.HandlerFunc(s.noRoute))
 	return s
 }
 
@@ -155,8 +171,38 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 		fmt.Errorf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", "))})
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler: a request the token it carries allows
+// (auth.go) goes to its route.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Body != nil && r.Body != http.NoBody {
+		// On a copy: net/http decides from the original's body type
+		// whether to drain what a handler did not read.
+		r = r.WithContext(r.Context())
+		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.lim.UploadIdle}
+	}
+	if r = s.authorize(w, r); r != nil {
+		s.mux.ServeHTTP(w, r)
+	}
+}
+
+// idleBody bounds how long a request body may make no progress: each read
+// moves the connection's read deadline UploadIdle ahead, and the end of the
+// body clears it (net/http then watches the connection for the client going
+// away, with no deadline, while the handler works).
+type idleBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	b.rc.SetReadDeadline(time.Now().Add(b.idle)) // not supported by test recorders: then unbounded
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
 
 // httpError carries a status chosen by a handler.
 type httpError struct {
@@ -263,7 +309,7 @@ func pathInt(r *http.Request, name string, min int64) (int64, error) {
 	v := r.PathValue(name)
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < min {
-		return 0, badRequest("%s %q: expected a number >= %d", name, v, min)
+		return 0, badRequest("%s %q: expected a whole number %d..%d", name, v, min, int64(math.MaxInt64))
 	}
 	return n, nil
 }
@@ -280,14 +326,58 @@ func frameSet(r *http.Request) ([]manifest.Range, error) {
 	return rs, nil
 }
 
+// maxJSONBody bounds a JSON request body.
+const maxJSONBody = 1 << 20
+
+// decode reads a JSON request body of at most maxJSONBody bytes into v.
 func decode(r *http.Request, v any) error {
-	d := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	return decodeLimit(r, v, maxJSONBody)
+}
+
+// decodeLimit reads a JSON request body of at most limit bytes into v: one
+// JSON value, only the fields v has, nothing after it. A body over the
+// limit is a 413; any other problem a 400.
+func decodeLimit(r *http.Request, v any, limit int64) error {
+	d := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
 	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		return badRequest("%s %s: request body: %w", r.Method, r.URL.Path, err)
+	err := d.Decode(v)
+	if err == nil {
+		// A second value, or anything but white space, after the first.
+		if _, next := d.Token(); next != io.EOF {
+			err = errors.New("unexpected data after the JSON value")
+			if next != nil && !errors.As(next, new(*json.SyntaxError)) {
+				err = next
+			}
+		}
+	}
+	var mbe *http.MaxBytesError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &mbe):
+		return &httpError{http.StatusRequestEntityTooLarge,
+			fmt.Errorf("%s %s: request body larger than the limit of %d bytes", r.Method, r.URL.Path, limit)}
+	case errors.Is(err, io.EOF):
+		return badRequest("%s %s: request body: empty (expected a JSON object)", r.Method, r.URL.Path)
+	}
+	return badRequest("%s %s: request body: %w", r.Method, r.URL.Path, err)
+}
+
+// checkWorker checks a worker's name as claims, heartbeats and reports give it.
+func checkWorker(name string) error {
+	switch {
+	case name == "":
+		return errors.New("worker is missing")
+	case len(name) > maxWorkerName:
+		return fmt.Errorf("worker name of %d bytes is longer than %d", len(name), maxWorkerName)
+	case strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f || r == utf8.RuneError }):
+		return fmt.Errorf("worker %q: control characters or invalid UTF-8 in the name", name)
 	}
 	return nil
 }
+
+// maxWorkerName bounds a worker's name.
+const maxWorkerName = 256
 
 func (s *Server) getServer(*http.Request) (any, error) {
 	return api.Server{Name: s.sess.Name(), URL: s.url, Version: Version, Workers: s.sess.Workers()}, nil
@@ -303,10 +393,19 @@ func (s *Server) postJob(r *http.Request) (any, error) {
 	// and recording the job that refers to them.
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
-	var inputs []api.InputFile
-	var raw []byte
+	var (
+		inputs []api.InputFile
+		raw    []byte
+		have   = map[string]bool{} // the package's files, by path
+		dir    string              // the unpacked tarball, stored once the manifest is accepted
+	)
 	if r.Header.Get("Content-Type") == api.TreeContentType {
 		b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, cdc.MaxTreeEncoded))
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &httpError{http.StatusRequestEntityTooLarge,
+				fmt.Errorf("package tree: larger than the limit of %d bytes", int64(cdc.MaxTreeEncoded))}
+		}
 		if err != nil {
 			return nil, badRequest("package tree: %v", err)
 		}
@@ -317,35 +416,52 @@ func (s *Server) postJob(r *http.Request) (any, error) {
 		if inputs, raw, err = s.treeInputs(t); err != nil {
 			return nil, err
 		}
+		for _, f := range inputs {
+			have[f.Path] = true
+		}
 	} else {
-		body := http.MaxBytesReader(nil, r.Body, s.lim.MaxPackageBytes+1<<20) // compressed form, tar overhead
-		dir, err := os.MkdirTemp(s.tmp, "upload-")
-		if err != nil {
+		// The tar stream may be larger than its content by its headers and
+		// padding: up to a few blocks per file, and the end-of-archive marker.
+		limit := s.lim.MaxPackageBytes + 1<<20 + 2048*int64(s.lim.MaxPackageFiles)
+		if limit < s.lim.MaxPackageBytes {
+			limit = math.MaxInt64 // a limit so large that the sum overflows
+		}
+		if r.ContentLength > limit {
+			return nil, &httpError{http.StatusRequestEntityTooLarge,
+				fmt.Errorf("package: a request body of %d bytes is over the limit of %d (--max-package-bytes %d, with room for tar headers)",
+					r.ContentLength, limit, s.lim.MaxPackageBytes)}
+		}
+		body := http.MaxBytesReader(nil, r.Body, limit)
+		var err error
+		if dir, err = os.MkdirTemp(s.tmp, "upload-"); err != nil {
 			return nil, err
 		}
 		defer os.RemoveAll(dir)
-		if _, err := jobpkg.Extract(bufio.NewReaderSize(body, 256<<10), dir,
-			jobpkg.Limits{MaxBytes: s.lim.MaxPackageBytes, MaxEntries: s.lim.MaxPackageFiles}); err != nil {
+		files, err := jobpkg.Extract(bufio.NewReaderSize(body, 256<<10), dir,
+			jobpkg.Limits{MaxBytes: s.lim.MaxPackageBytes, MaxEntries: s.lim.MaxPackageFiles})
+		if err != nil {
 			return nil, tarballError(fmt.Errorf("package: %w", err))
+		}
+		if len(files) == 0 {
+			return nil, badRequest("package: the tarball holds no file; a package needs %s at its root", manifest.FileName)
 		}
 		if raw, err = readLimited(filepath.Join(dir, manifest.FileName), s.lim.MaxManifestBytes); err != nil {
 			return nil, err
 		}
-		if inputs, err = s.ingest(dir); err != nil {
-			return nil, err
+		for _, f := range files {
+			have[f.Path] = true
 		}
 	}
 	m, err := manifest.Parse(bytesReader(raw), manifest.FileName, manifest.Options{
 		MaxBytes: s.lim.MaxManifestBytes, MaxFrames: s.lim.MaxFrames, Backends: s.backends.Known})
+	if errors.Is(err, manifest.ErrLimit) {
+		return nil, &httpError{http.StatusRequestEntityTooLarge, err} // frames or dependencies over the limit
+	}
 	if err != nil {
 		return nil, err
 	}
 	if err := s.backends.CheckManifest(m); err != nil {
 		return nil, err
-	}
-	have := make(map[string]bool, len(inputs))
-	for _, f := range inputs {
-		have[f.Path] = true
 	}
 	var missing manifest.ErrorList
 	for _, in := range m.Inputs {
@@ -356,6 +472,12 @@ func (s *Server) postJob(r *http.Request) (any, error) {
 	}
 	if len(missing) > 0 {
 		return nil, missing
+	}
+	if dir != "" {
+		// Only an accepted package's files reach the vault.
+		if inputs, err = s.ingest(dir); err != nil {
+			return nil, err
+		}
 	}
 	sub, err := s.sess.Submit(r.Context(), session.Submission{Manifest: m, Raw: raw, Inputs: inputs})
 	if err != nil {
@@ -469,6 +591,9 @@ func (s *Server) postClaim(r *http.Request) (any, error) {
 	if err := decode(r, &req); err != nil {
 		return nil, err
 	}
+	if err := checkWorker(req.Worker); err != nil {
+		return nil, badRequest("claim: %w", err)
+	}
 	if req.Max < 1 || req.Max > 1024 {
 		return nil, badRequest("claim: max %d out of range 1..1024", req.Max)
 	}
@@ -488,6 +613,9 @@ func (s *Server) postHeartbeat(r *http.Request) (any, error) {
 	if err := decode(r, &hb); err != nil {
 		return nil, err
 	}
+	if err := checkWorker(hb.Worker); err != nil {
+		return nil, badRequest("heartbeat: %w", err)
+	}
 	return s.sess.Heartbeat(r.Context(), hb)
 }
 
@@ -502,8 +630,9 @@ func leaseOf(r *http.Request) (worker string, l api.LeaseRef, err error) {
 	if l.Epoch, err = strconv.ParseUint(q.Get("epoch"), 10, 64); err != nil {
 		return "", l, badRequest("epoch %q: expected a number", q.Get("epoch"))
 	}
-	if worker = q.Get("worker"); worker == "" {
-		return "", l, badRequest("worker is missing")
+	worker = q.Get("worker")
+	if werr := checkWorker(worker); werr != nil {
+		return "", l, badRequest("%w", werr)
 	}
 	return worker, l, nil
 }
@@ -515,7 +644,12 @@ func (s *Server) postOutput(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	renderMS, _ := strconv.ParseInt(r.URL.Query().Get("render_ms"), 10, 64)
+	var renderMS int64
+	if v := r.URL.Query().Get("render_ms"); v != "" {
+		if renderMS, err = strconv.ParseInt(v, 10, 64); err != nil || renderMS < 0 {
+			return nil, badRequest("render_ms %q: expected a whole number of milliseconds, 0 or more", v)
+		}
+	}
 	if err := s.sess.CheckLease(worker, l.Job, l.Frame, l.Epoch); err != nil {
 		return nil, err
 	}
@@ -541,6 +675,10 @@ func (s *Server) postOutput(r *http.Request) (any, error) {
 	pw.CloseWithError(err)
 	serr := <-scanned
 	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &httpError{http.StatusRequestEntityTooLarge, fmt.Errorf("frame %d output: larger than the server's limit of %d bytes (serve --max-output-bytes)", l.Frame, mbe.Limit)}
+		}
 		return nil, fmt.Errorf("frame %d output: %w", l.Frame, err)
 	}
 	if serr != nil {
@@ -569,6 +707,9 @@ func (s *Server) postFail(r *http.Request) (any, error) {
 	var f api.Failure
 	if err := decode(r, &f); err != nil {
 		return nil, err
+	}
+	if err := checkWorker(f.Worker); err != nil {
+		return nil, badRequest("frame %d failure: %w", fr, err)
 	}
 	if len(f.Error) > 64<<10 {
 		f.Error = f.Error[len(f.Error)-64<<10:]
@@ -718,7 +859,11 @@ func (s *Server) getFile(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
-	return s.serveObject(w, r, r.PathValue("hash"), "application/octet-stream")
+	h := r.PathValue("hash")
+	if !cdc.ValidHash(h) {
+		return badRequest("blob %q: not a SHA-256 in hex (64 lowercase hex digits)", h)
+	}
+	return s.serveObject(w, r, h, "application/octet-stream")
 }
 
 // Serve runs srv until ctx ends, then shuts it down gracefully.

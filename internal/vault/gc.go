@@ -38,9 +38,10 @@ func objectOf(name string) (hash string, isIndex bool) {
 // submitted yet. Objects stored before this process started count as
 // touched when it started, so a restart never lets a sweep remove an
 // upload in progress. Indexes are removed before chunks, so an index never
-// outlives a chunk it names. Packs other than the newest whose records are
-// at least half unreferenced are compacted: their live records are copied
-// to the newest pack and the pack file is removed.
+// outlives a chunk it names. Packs whose records are at least half
+// unreferenced are compacted: their live records are copied to the newest
+// pack (a new one, if the newest is being compacted) and the pack file is
+// removed.
 //
 // The caller must keep Puts out while Sweep runs (the server holds a lock
 // against submissions and uploads): a Put that finds an object already
@@ -116,17 +117,16 @@ func (v *Vault) Sweep(ctx context.Context, live func(hash string) bool, cutoff t
 	return res, nil
 }
 
-// compact rewrites the packs, other than the newest, whose records are at
-// least half unreferenced (by bytes): the live records are appended to the
-// newest pack and made durable, then the old pack is removed.
+// compact rewrites the packs whose records are at least half unreferenced
+// (by bytes): the live records are appended to the newest pack and made
+// durable, then the old pack is removed. The newest pack qualifies too —
+// otherwise what was deleted would stay indexed in memory until it grew to
+// packRoll — by starting a new pack first.
 func (p *packs) compact(ctx context.Context, live func([32]byte) bool, res *SweepResult) error {
 	p.mu.RLock()
 	type stat struct{ live, dead int64 }
 	stats := map[int]*stat{}
 	for h, l := range p.index {
-		if l.pack == p.last {
-			continue
-		}
 		s := stats[l.pack]
 		if s == nil {
 			s = &stat{}
@@ -146,9 +146,33 @@ func (p *packs) compact(ctx context.Context, live func([32]byte) bool, res *Swee
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		p.mu.Lock()
+		var err error
+		busy := p.writing[n] > 0 // records of it are being appended: next time
+		if !busy && n == p.last {
+			err = p.rollLocked()
+		}
+		p.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if busy {
+			continue
+		}
 		if err := p.compactOne(n, live, res); err != nil {
 			return err
 		}
+	}
+	if res.Packs > 0 {
+		// A new index rather than the old one with its entries deleted: a
+		// Go map keeps its size at its largest.
+		p.mu.Lock()
+		index := make(map[[32]byte]packLoc, len(p.index))
+		for h, l := range p.index {
+			index[h] = l
+		}
+		p.index = index
+		p.mu.Unlock()
 	}
 	return nil
 }

@@ -66,6 +66,9 @@ type packs struct {
 	files map[int]*os.File // by pack number
 	last  int              // the pack appended to
 	size  int64            // of the last pack
+	// writing counts, by pack, the records appended but not yet indexed
+	// (being made durable): compaction leaves such a pack alone.
+	writing map[int]int
 
 	syncMu sync.Mutex // one fsync at a time; waiters share the next
 	synced int64      // bytes of the last pack known durable
@@ -93,7 +96,7 @@ func openPacks(dir string, noSync bool) (*packs, error) {
 		}
 	}
 	sort.Ints(nums)
-	p := &packs{dir: dir, noSync: noSync, rollAt: packRoll, index: map[[32]byte]packLoc{}, files: map[int]*os.File{}, last: -1}
+	p := &packs{dir: dir, noSync: noSync, rollAt: packRoll, index: map[[32]byte]packLoc{}, files: map[int]*os.File{}, writing: map[int]int{}, last: -1}
 	for i, n := range nums {
 		f, err := os.OpenFile(filepath.Join(dir, packName(n)), os.O_RDWR, 0)
 		if err != nil {
@@ -213,17 +216,23 @@ func (p *packs) put(h [32]byte, sealed []byte) error {
 		return nil
 	}
 	n, off, err := p.appendLocked(rec)
+	if err == nil {
+		p.writing[n]++
+	}
 	p.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	if err := p.syncTo(n, off+int64(len(rec))); err != nil {
-		return err
-	}
+	err = p.syncTo(n, off+int64(len(rec)))
 	p.mu.Lock()
-	p.index[h] = packLoc{pack: n, off: off + packHeader, size: int64(len(sealed))}
+	if p.writing[n]--; p.writing[n] == 0 {
+		delete(p.writing, n)
+	}
+	if err == nil {
+		p.index[h] = packLoc{pack: n, off: off + packHeader, size: int64(len(sealed))}
+	}
 	p.mu.Unlock()
-	return nil
+	return err
 }
 
 // record frames an object's sealed form as a pack record.
@@ -242,11 +251,7 @@ func record(h [32]byte, sealed []byte) []byte {
 // yet.
 func (p *packs) appendLocked(rec []byte) (int, int64, error) {
 	if p.size > 0 && p.size+int64(len(rec)) > p.rollAt {
-		// Make the full pack durable before moving on: sync only follows the last.
-		if err := p.syncLast(); err != nil {
-			return 0, 0, err
-		}
-		if err := p.roll(); err != nil {
+		if err := p.rollLocked(); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -257,6 +262,15 @@ func (p *packs) appendLocked(rec []byte) (int, int64, error) {
 	}
 	p.size += int64(len(rec))
 	return n, off, nil
+}
+
+// rollLocked makes the last pack durable (sync only follows the last) and
+// starts a new one; called with mu held.
+func (p *packs) rollLocked() error {
+	if err := p.syncLast(); err != nil {
+		return err
+	}
+	return p.roll()
 }
 
 // syncLast makes the last pack durable; called with mu held.

@@ -88,6 +88,7 @@ type Vault struct {
 	small   int64
 	chunker *cdc.Chunker
 	wholes  sync.Pool // *[]byte of MaxWhole+1 bytes
+	firsts  sync.Pool // *[]byte of firstRead bytes
 
 	opened  time.Time
 	rmu     sync.Mutex
@@ -190,6 +191,7 @@ func Open(dir string, opt Options) (*Vault, error) {
 		return nil, err
 	}
 	v.wholes.New = func() any { b := make([]byte, MaxWhole+1); return &b }
+	v.firsts.New = func() any { b := make([]byte, firstRead); return &b }
 	if opt.MaxOpen <= 0 {
 		opt.MaxOpen = 256
 	}
@@ -255,13 +257,30 @@ func (v *Vault) Has(hash string) bool {
 	return err == nil
 }
 
+// firstRead is how much of an object Put reads before it takes a buffer
+// of MaxWhole+1 bytes. Most objects (frame outputs, small inputs) fit: if
+// every concurrent Put held 4 MiB, hundreds of workers uploading tiny
+// outputs would cost gigabytes of heap.
+const firstRead = 64 << 10
+
 // Put stores the content of r and returns its name. If want is not empty,
 // the content must hash to it, or Put fails and records nothing.
 func (v *Vault) Put(r io.Reader, want string) (Ref, error) {
+	fp := v.firsts.Get().(*[]byte)
+	defer v.firsts.Put(fp)
+	n, err := io.ReadFull(r, *fp)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return v.putWhole((*fp)[:n], sha256.Sum256((*fp)[:n]), want)
+	case err != nil:
+		return Ref{}, fmt.Errorf("vault: writing object: %w", err)
+	}
 	bp := v.wholes.Get().(*[]byte)
 	defer v.wholes.Put(bp)
 	buf := *bp
-	n, err := io.ReadFull(r, buf)
+	copy(buf, (*fp)[:n])
+	m, err := io.ReadFull(r, buf[n:])
+	n += m
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		return v.putWhole(buf[:n], sha256.Sum256(buf[:n]), want)
@@ -363,11 +382,15 @@ const minPrune = 4096
 // forgetLocked drops the recency of objects touched before cutoff; called
 // with rmu held.
 func (v *Vault) forgetLocked(cutoff time.Time) {
+	// A new map rather than deletes: a Go map keeps its size at its
+	// largest, and a burst of uploads would hold its memory for good.
+	kept := make(map[string]time.Time, len(v.recent)/2)
 	for h, t := range v.recent {
-		if t.Before(cutoff) {
-			delete(v.recent, h)
+		if !t.Before(cutoff) {
+			kept[h] = t
 		}
 	}
+	v.recent = kept
 	v.pruneAt = max(minPrune, 2*len(v.recent))
 }
 

@@ -103,6 +103,7 @@ type task struct {
 	// Guarded by Worker.mu:
 	progress map[int64]float64 // frame → fraction done
 	done     map[int64]bool    // frames whose result is sent or being sent
+	sent     map[int64]bool    // frames whose result has been sent (or given up)
 	pending  sync.WaitGroup    // results being sent
 }
 
@@ -259,8 +260,12 @@ func (w *Worker) claimLoop(ctx context.Context, claimed chan<- *task) {
 			w.tokens <- struct{}{}
 			n++
 		}
-		resp, err := w.cfg.Client.Claim(ctx, api.ClaimRequest{Worker: w.cfg.Name, Max: n,
+		// The server answers within the wait; a claim unanswered well past
+		// it is lost on a dead connection.
+		cctx, cancel := context.WithTimeout(ctx, w.cfg.ClaimWait+stallLimit)
+		resp, err := w.cfg.Client.Claim(cctx, api.ClaimRequest{Worker: w.cfg.Name, Max: n,
 			WaitMS: int(w.cfg.ClaimWait.Milliseconds()), Backends: w.backends})
+		cancel()
 		tasks := group(resp.Leases)
 		for range n - len(tasks) {
 			<-w.tokens
@@ -281,7 +286,7 @@ func (w *Worker) claimLoop(ctx context.Context, claimed chan<- *task) {
 		backoff = 100 * time.Millisecond
 		for _, ls := range tasks {
 			tctx, cancel := context.WithCancel(ctx)
-			t := &task{leases: ls, ctx: tctx, cancel: cancel, progress: map[int64]float64{}, done: map[int64]bool{}}
+			t := &task{leases: ls, ctx: tctx, cancel: cancel, progress: map[int64]float64{}, done: map[int64]bool{}, sent: map[int64]bool{}}
 			w.mu.Lock()
 			for _, l := range ls {
 				w.held[ref(l)] = t
@@ -390,22 +395,16 @@ func (w *Worker) heartbeats(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		w.mu.Lock()
-		hb := api.Heartbeat{Worker: w.cfg.Name}
-		for r, t := range w.held {
-			if t.done[r.Frame] {
-				continue // reported: the server no longer holds it as running
-			}
-			hb.Leases = append(hb.Leases, api.LeaseProgress{LeaseRef: r, Progress: t.progress[r.Frame]})
-			if ttl := time.Duration(t.leases[0].TTLMS) * time.Millisecond; ttl > 0 {
-				period = min(max(ttl/3, 50*time.Millisecond), 5*time.Second)
-			}
-		}
-		w.mu.Unlock()
+		hb, ttl := w.heartbeat()
 		if len(hb.Leases) == 0 {
 			continue
 		}
-		resp, err := w.cfg.Client.Heartbeat(ctx, hb)
+		period = min(max(ttl/3, 50*time.Millisecond), 5*time.Second)
+		// A heartbeat that has not arrived within a lease is of no use; one
+		// stuck on a dead connection must not hold back the next.
+		hctx, cancel := context.WithTimeout(ctx, ttl)
+		resp, err := w.cfg.Client.Heartbeat(hctx, hb)
+		cancel()
 		if err != nil {
 			w.cfg.Log.Warn("heartbeat failed", "err", err)
 			continue
@@ -420,6 +419,27 @@ func (w *Worker) heartbeats(ctx context.Context) {
 		}
 		w.mu.Unlock()
 	}
+}
+
+// heartbeat returns the leases to renew, and the lease length (default 30s).
+// A frame whose result is being sent is still running on the server until
+// the upload is in: its lease is renewed meanwhile, so that an upload may
+// take longer than a lease.
+func (w *Worker) heartbeat() (api.Heartbeat, time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	hb := api.Heartbeat{Worker: w.cfg.Name}
+	ttl := 30 * time.Second
+	for r, t := range w.held {
+		if t.sent[r.Frame] {
+			continue // reported: the server no longer holds it as running
+		}
+		hb.Leases = append(hb.Leases, api.LeaseProgress{LeaseRef: r, Progress: t.progress[r.Frame]})
+		if l := time.Duration(t.leases[0].TTLMS) * time.Millisecond; l > 0 {
+			ttl = l
+		}
+	}
+	return hb, ttl
 }
 
 // spec returns the job's spec, fetching and parsing it once per job.
@@ -495,14 +515,16 @@ func (w *Worker) fetchObject(ctx context.Context, hash string) (int64, error) {
 }
 
 func (w *Worker) download(ctx context.Context, hash string) (int64, error) {
-	rc, err := w.cfg.Client.Blob(ctx, hash)
+	dog, stop := watch(ctx, stallLimit)
+	defer stop()
+	rc, err := w.cfg.Client.Blob(dog.Context(), hash)
 	if err != nil {
-		return 0, fmt.Errorf("fetching object %s: %w", hash, err)
+		return 0, fmt.Errorf("fetching object %s: %w", hash, dog.explain(err))
 	}
 	defer rc.Close()
-	n, err := w.cache.Put(rc, hash)
+	n, err := w.cache.Put(dog.reader(rc), hash)
 	if err != nil {
-		return 0, fmt.Errorf("fetching object %s: %w", hash, err)
+		return 0, fmt.Errorf("fetching object %s: %w", hash, dog.explain(err))
 	}
 	return n, nil
 }
@@ -710,12 +732,27 @@ func (w *Worker) sendDone(ctx context.Context, t *task, l api.Lease, files []str
 	t.pending.Add(1)
 	w.reports.Go(func() {
 		defer t.pending.Done()
-		w.report(ctx, log, func(c context.Context) error {
+		defer w.markSent(t, l.Frame)
+		rejected := w.report(ctx, log, func(c context.Context) error {
+			dog, stop := watch(c, stallLimit)
+			defer stop()
 			pr, pw := io.Pipe()
 			go func() { pw.CloseWithError(jobpkg.WriteFiles(pw, t.dir, files)) }()
-			err := w.cfg.Client.Complete(c, w.cfg.Name, ref(l), took, pr, -1)
+			err := w.cfg.Client.Complete(dog.Context(), w.cfg.Name, ref(l), took, dog.reader(pr), -1)
 			pr.CloseWithError(errors.New("upload ended"))
-			return err
+			return dog.explain(err)
+		})
+		if rejected == nil {
+			return
+		}
+		// An output the server will not take (too large, unsafe names) is
+		// this attempt failing: reported, so the frame is retried or fails
+		// rather than being leased again and again when its lease expires.
+		f := api.Failure{Worker: w.cfg.Name, Epoch: l.Epoch, Error: fmt.Sprintf("the server refused the output: %v", rejected)}
+		w.report(ctx, log, func(c context.Context) error {
+			dog, stop := watch(c, stallLimit)
+			defer stop()
+			return dog.explain(w.cfg.Client.Fail(dog.Context(), ref(l), f))
 		})
 	})
 }
@@ -733,8 +770,20 @@ func (w *Worker) sendFail(ctx context.Context, t *task, l api.Lease, f api.Failu
 	t.pending.Add(1)
 	w.reports.Go(func() {
 		defer t.pending.Done()
-		w.report(ctx, log, func(c context.Context) error { return w.cfg.Client.Fail(c, ref(l), f) })
+		defer w.markSent(t, l.Frame)
+		w.report(ctx, log, func(c context.Context) error {
+			dog, stop := watch(c, stallLimit)
+			defer stop()
+			return dog.explain(w.cfg.Client.Fail(dog.Context(), ref(l), f))
+		})
 	})
+}
+
+// markSent records that a frame's report is over: its heartbeats stop.
+func (w *Worker) markSent(t *task, frame int64) {
+	w.mu.Lock()
+	t.sent[frame] = true
+	w.mu.Unlock()
 }
 
 // frameList writes frames compactly: "7" or "7-10".
@@ -746,30 +795,31 @@ func frameList(fs []int64) string {
 }
 
 // report sends a result, retrying while the server is unreachable; a refused
-// lease (409) or a rejected report ends it.
-func (w *Worker) report(ctx context.Context, log *slog.Logger, send func(context.Context) error) {
+// lease (409) or a rejected report ends it. It returns the rejection (a 4xx
+// other than 409), if that is how it ended.
+func (w *Worker) report(ctx context.Context, log *slog.Logger, send func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := send(ctx)
 		var ce *client.Error
 		switch {
 		case err == nil:
-			return
+			return nil
 		case client.IsStatus(err, http.StatusConflict):
 			log.Info("result refused: lease no longer held", "err", err)
-			return
+			return nil
 		case errors.As(err, &ce) && ce.Status < 500:
 			log.Error("result rejected", "err", err)
-			return
+			return err
 		case ctx.Err() != nil || attempt >= 20:
 			log.Error("result not delivered", "err", err)
-			return
+			return nil
 		}
 		log.Warn("reporting failed, retrying", "err", err, "retry_in", backoff)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
-			return
+			return nil
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
