@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"github.com/distren/distren/internal/api"
 )
@@ -205,4 +206,133 @@ func TestOutputOverLimitFails(t *testing.T) {
 		!strings.Contains(frames[0].Error, "the server refused the output") || !strings.Contains(frames[0].Error, "100000") {
 		t.Fatalf("frame with an output over the limit: %+v", frames)
 	}
+}
+
+// ext4Disk is a small ext4 file system on a loop device, mounted at dir, that
+// a test can make fail: shutdown turns every later operation on it into EIO,
+// as a dying disk does; remount brings it back with what was durable.
+type ext4Disk struct {
+	t        *testing.T
+	img, dir string
+}
+
+func newExt4Disk(t *testing.T, dir, size string) *ext4Disk {
+	t.Helper()
+	d := &ext4Disk{t: t, img: filepath.Join(t.TempDir(), "disk.img"), dir: dir}
+	for _, c := range [][]string{{"truncate", "-s", size, d.img}, {"mkfs.ext4", "-q", "-F", d.img}} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("the disk-fault test makes an ext4 image (e2fsprogs): %s: %v: %s", c[0], err, out)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.mount()
+	t.Cleanup(func() { exec.Command("umount", "-l", d.dir).Run() })
+	return d
+}
+
+func (d *ext4Disk) mount() {
+	d.t.Helper()
+	if out, err := exec.Command("mount", "-o", "loop", d.img, d.dir).CombinedOutput(); err != nil {
+		d.t.Fatalf("the disk-fault test mounts an ext4 image on a loop device and needs root (CAP_SYS_ADMIN) for it: %v: %s", err, out)
+	}
+}
+
+// shutdown makes the file system fail every operation with EIO from now on
+// (EXT4_IOC_SHUTDOWN, without flushing its journal).
+func (d *ext4Disk) shutdown() {
+	d.t.Helper()
+	f, err := os.Open(d.dir)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer f.Close()
+	const ext4IocShutdown, noLogFlush = 0x8004587d, 2 // _IOR('X', 125, __u32), EXT4_GOING_FLAGS_NOLOGFLUSH
+	flags := uint32(noLogFlush)
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), ext4IocShutdown, uintptr(unsafe.Pointer(&flags))); errno != 0 {
+		d.t.Fatalf("shutting down the file system at %s: %v", d.dir, errno)
+	}
+}
+
+// remount unmounts the failed file system and mounts it again: the journal
+// is replayed, and what was durable before the failure is back.
+func (d *ext4Disk) remount() {
+	d.t.Helper()
+	if out, err := exec.Command("umount", d.dir).CombinedOutput(); err != nil {
+		d.t.Fatalf("umount %s: %v: %s", d.dir, err, out)
+	}
+	d.mount()
+}
+
+// TestDiskIOErrors makes the disk under the vault, then the disk under the
+// state store, fail every operation with EIO — a real file system shut
+// down under the running server: requests that need the disk fail with an
+// error naming the I/O error, the server keeps serving what it holds in
+// memory, and after the disk is replaced (remounted) and the server
+// restarted, every acknowledged job is there and the vault is undamaged.
+func TestDiskIOErrors(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	stateDisk := newExt4Disk(t, data, "64M")
+	vaultDisk := newExt4Disk(t, filepath.Join(data, "vault"), "64M")
+	args := []string{"--data", data, "--workers", "1", "--name", "eio", "--compress=false"}
+	srv, url := serve(t, args...)
+	before := strings.TrimSpace(run(t, 0, "submit", writeJob(t, smallJob("b", ""), nil), "--server", url, "--wait"))
+	pkg := writeJob(t, smallJob("n", ""), map[string]string{"input.bin": strings.Repeat("fedcba9876543210", 1<<16)})
+	alive := func(when string) {
+		t.Helper()
+		if resp, err := http.Get(url + "/v1/server"); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: the server does not answer: %v %v", when, resp, err)
+		}
+		if job, _ := status(t, url, before); job.State != api.JobDone {
+			t.Fatalf("%s: %s reads as %s", when, before, job.State)
+		}
+	}
+
+	// 1. The vault's disk fails.
+	vaultDisk.shutdown()
+	_, errOut := run2(t, 1, "submit", pkg, "--server", url)
+	if !strings.Contains(errOut, "input/output error") {
+		t.Errorf("submitting with the vault's disk failing: the error does not name the I/O error: %s", errOut)
+	}
+	t.Logf("submit, vault disk failing: %s", strings.TrimSpace(errOut))
+	fetch := exec.Command(bin, "fetch", before, "--server", url, "-o", t.TempDir())
+	if out, err := fetch.CombinedOutput(); err == nil || !strings.Contains(string(out), "input/output error") {
+		t.Errorf("fetching with the vault's disk failing: %v: %s", err, out)
+	} else {
+		t.Logf("fetch, vault disk failing: %s", strings.TrimSpace(string(out)))
+	}
+	alive("vault disk failing")
+
+	// The disk is replaced: the server restarts on it and serves.
+	srv.kill()
+	vaultDisk.remount()
+	srv, url = serve(t, args...)
+	checkBundle(t, url, before, "b", 3, 1)
+	second := strings.TrimSpace(run(t, 0, "submit", pkg, "--server", url, "--wait"))
+
+	// 2. The state store's disk fails.
+	stateDisk.shutdown()
+	_, errOut = run2(t, 1, "submit", writeJob(t, smallJob("s", ""), nil), "--server", url)
+	if !strings.Contains(errOut, "state could not be saved") || !strings.Contains(errOut, "I/O error") {
+		t.Errorf("submitting with the state store's disk failing: %s", errOut)
+	}
+	t.Logf("submit, state disk failing: %s", strings.TrimSpace(errOut))
+	alive("state disk failing")
+
+	// Replaced: every acknowledged job is there, nothing is damaged.
+	srv.kill()
+	exec.Command("umount", vaultDisk.dir).Run()
+	stateDisk.remount()
+	vaultDisk.mount()
+	srv, url = serve(t, args...)
+	checkBundle(t, url, before, "b", 3, 1)
+	checkBundle(t, url, second, "n", 3, 1)
+	var list []api.Job
+	getJSON(t, url+"/v1/jobs", &list)
+	if len(list) != 2 {
+		t.Errorf("after the state disk failed: %d jobs, want the 2 acknowledged", len(list))
+	}
+	srv.kill()
+	run(t, 0, "vault", "check", "--data", data)
 }

@@ -231,6 +231,32 @@ func SyncDir(dir string) error {
 	return d.Sync()
 }
 
+// WriteFileSync replaces the file name with data durably: written to a
+// temporary file beside it, synced, renamed over it, and the directory
+// synced, so that after a crash the file holds either its old content or
+// data, never a part of it.
+func WriteFileSync(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // after the rename, nothing to remove
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err == nil {
+		err = SyncDir(filepath.Dir(name))
+	}
+	return err
+}
+
 // ContextReader returns a reader of r whose reads fail once ctx ends.
 func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
 

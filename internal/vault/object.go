@@ -155,7 +155,7 @@ func (v *Vault) load(hash string) ([]byte, error) {
 			return nil, err
 		}
 		if sealed, ok, err := v.packs.read(h); err != nil {
-			return nil, fmt.Errorf("vault: object %s: %w", hash, errors.Join(ErrCorrupt, err))
+			return nil, fmt.Errorf("vault: object %s: %w", hash, err) // the disk failing, not the record
 		} else if ok {
 			return v.unseal(hash, sealed)
 		}

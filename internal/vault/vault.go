@@ -229,7 +229,12 @@ func checkFormat(dir string) error {
 				"move the data directory aside and submit the jobs again", dir, formatFile)
 		}
 	}
-	return os.WriteFile(p, []byte(formatLine), 0o644)
+	// Durable before anything is stored: a crash must not leave objects
+	// beside an empty format file.
+	if err := storage.WriteFileSync(p, []byte(formatLine)); err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	return nil
 }
 
 // Names of an object on the module: whole, or the index of its chunks.
