@@ -207,7 +207,7 @@ func TestAuthRoles(t *testing.T) {
 		t.Errorf("GET /v1/server without a token: %d; it is the public health check", code)
 	}
 
-	start(t, "worker", "--server", url, "--token-file", tokenFile(t, worker), "--slots", "2", "--dir", t.TempDir(), "--name", "remote")
+	remote := start(t, "worker", "--server", url, "--token-file", tokenFile(t, worker), "--slots", "2", "--dir", t.TempDir(), "--name", "remote")
 	job := strings.TrimSpace(run(t, 0, "submit", pkg, "--server", url, "--token-file", tokenFile(t, client), "--wait", "-q"))
 	j, frames := statusWith(t, url, job, reader)
 	if j.State != api.JobDone || len(frames) != 4 {
@@ -228,6 +228,17 @@ func TestAuthRoles(t *testing.T) {
 		code, _, errOut := runCode(t, env, "status", job, "--server", url)
 		return code == 5 && strings.Contains(errOut, "revoked")
 	})
+	// A worker whose token is revoked stops, saying why, rather than
+	// asking again and again.
+	run(t, 0, "token", "revoke", "render-1", "--data", data)
+	select {
+	case <-remote.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("the worker whose token was revoked still runs: %s", remote.log)
+	}
+	if code := remote.cmd.ProcessState.ExitCode(); code != 5 || !strings.Contains(remote.log.String(), "the server refused its token") {
+		t.Errorf("worker with a revoked token: exit %d, log %s", code, remote.log)
+	}
 }
 
 func statusWith(t *testing.T, url, job, token string) (api.Job, []api.Frame) {

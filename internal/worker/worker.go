@@ -200,9 +200,13 @@ func DefaultName() string {
 // Name returns the worker's name.
 func (w *Worker) Name() string { return w.cfg.Name }
 
-// Run works until ctx ends. Frames being rendered then are abandoned: their
-// leases expire on the server and they are rendered again elsewhere.
+// Run works until ctx ends, or until the server refuses the worker's token
+// (revoked, or a role that may not claim), which it returns. Frames being
+// rendered then are abandoned: their leases expire on the server and they
+// are rendered again elsewhere.
 func (w *Worker) Run(ctx context.Context) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
 	w.fingerprint(ctx)
 	claimed := make(chan *task, cap(w.tokens))
 	prepared := make(chan *task, w.maxAhead)
@@ -235,13 +239,14 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		})
 	}
-	w.claimLoop(ctx, claimed)
+	err := w.claimLoop(ctx, claimed)
+	stop(err)
 	wg.Wait()
 	w.reports.Wait()
-	return nil
+	return err
 }
 
-func (w *Worker) claimLoop(ctx context.Context, claimed chan<- *task) {
+func (w *Worker) claimLoop(ctx context.Context, claimed chan<- *task) error {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		// One token per frame held, from claim to report; only this loop
@@ -251,7 +256,7 @@ func (w *Worker) claimLoop(ctx context.Context, claimed chan<- *task) {
 			select {
 			case <-w.freed:
 			case <-ctx.Done():
-				return
+				return nil
 			}
 			window = w.window()
 		}
@@ -272,13 +277,16 @@ func (w *Worker) claimLoop(ctx context.Context, claimed chan<- *task) {
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return
+				return nil
+			}
+			if client.IsStatus(err, http.StatusUnauthorized) || client.IsStatus(err, http.StatusForbidden) {
+				return fmt.Errorf("worker %s: the server refused its token: %w", w.cfg.Name, err)
 			}
 			w.cfg.Log.Warn("claim failed", "server", w.cfg.Client.Base(), "err", err, "retry_in", backoff)
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
-				return
+				return nil
 			}
 			backoff = min(backoff*2, 10*time.Second)
 			continue
@@ -295,6 +303,7 @@ func (w *Worker) claimLoop(ctx context.Context, claimed chan<- *task) {
 			claimed <- t // capacity covers every token
 		}
 	}
+	return nil
 }
 
 // group splits leases into tasks: a chunk's leases (same Chunk, which the
