@@ -60,6 +60,7 @@ type Frame struct {
 	URL      string  `json:"url"`
 	State    string  `json:"state"`
 	Attempts int     `json:"attempts"`
+	Lost     int     `json:"lost,omitempty"` // attempts whose lease expired (not counted against <retries>)
 	Worker   string  `json:"worker,omitempty"`
 	Error    string  `json:"error,omitempty"`
 	Progress float64 `json:"progress,omitempty"` // 0..1 while running, where the renderer reports it

@@ -343,6 +343,13 @@ func (s *Session) Complete(ctx context.Context, c Completion) error {
 	return err
 }
 
+// MaxLostLeases is how many times a frame may lose its lease — its worker
+// vanished, or could not be heard from for a lease — before it fails. Lost
+// leases do not count against the job's retries (a network partition says
+// nothing about the frame), but a frame that loses lease after lease may be
+// what kills its workers.
+const MaxLostLeases = 10
+
 // Fail records a failed attempt: the frame is retried, preferably on another
 // worker, until the job's retry limit, then fails. A jobError (the job is at
 // fault: its scene does not parse, say) fails the frame at once.
@@ -358,7 +365,7 @@ func (s *Session) Fail(ctx context.Context, worker string, jobID, frameID int64,
 		if !jobError { // the machine is not to blame
 			j.failures[worker]++
 		}
-		return nil, s.failAttempt(tx, j, i, msg, jobError)
+		return nil, s.failAttempt(tx, j, i, msg, jobError, false)
 	})
 	return err
 }
@@ -382,18 +389,25 @@ func (s *Session) Release(ctx context.Context, worker string, jobID, frameID int
 	return err
 }
 
-func (s *Session) failAttempt(tx store.Tx, j *job, i int32, msg string, final bool) error {
+func (s *Session) failAttempt(tx store.Tx, j *job, i int32, msg string, final, lost bool) error {
 	f := &j.frames[i]
-	rec := store.Frame{Job: j.rec.ID, ID: f.id, State: store.FramePending, Attempts: f.attempts + 1, Worker: f.worker,
-		Error: msg, Finished: time.Now().UTC()}
+	rec := store.Frame{Job: j.rec.ID, ID: f.id, State: store.FramePending, Attempts: f.attempts + 1, Lost: int(f.lost),
+		Worker: f.worker, Error: msg, Finished: time.Now().UTC()}
+	if lost {
+		rec.Lost++
+		if rec.Lost > MaxLostLeases {
+			final = true
+			rec.Error = fmt.Sprintf("%s; the frame lost its lease %d times (it may be what stops its workers)", msg, rec.Lost)
+		}
+	}
 	next := fsReady
-	if rec.Attempts > j.m.Retries || final {
+	if rec.Attempts-rec.Lost > j.m.Retries || final {
 		rec.State, next = store.FrameFailed, fsFailed
 	}
 	if err := tx.PutFrame(&rec); err != nil {
 		return err
 	}
-	f.attempts, f.err = rec.Attempts, msg
+	f.attempts, f.lost, f.err = rec.Attempts, uint8(rec.Lost), rec.Error
 	if !slices.Contains(f.failedOn, f.worker) {
 		f.failedOn = append(f.failedOn, f.worker)
 	}
@@ -401,7 +415,7 @@ func (s *Session) failAttempt(tx store.Tx, j *job, i int32, msg string, final bo
 	delete(s.running, frameKey{j.rec.ID, f.id})
 	j.setState(i, next)
 	if next == fsFailed && j.firstErr == "" {
-		j.firstErr = fmt.Sprintf("frame %d: %s", f.id, msg)
+		j.firstErr = fmt.Sprintf("frame %d: %s", f.id, rec.Error)
 	}
 	s.notify = true
 	return nil
@@ -419,7 +433,7 @@ func (s *Session) expire(ctx context.Context) error {
 				continue
 			}
 			msg := fmt.Sprintf("lease expired: no word from worker %q for %s", f.worker, s.opt.LeaseTTL)
-			if err := s.failAttempt(tx, j, i, msg, false); err != nil {
+			if err := s.failAttempt(tx, j, i, msg, false, true); err != nil {
 				return nil, err
 			}
 		}

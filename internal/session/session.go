@@ -330,7 +330,7 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 			continue
 		}
 		f := &j.frames[i]
-		f.attempts, f.err, f.worker = fr.Attempts, fr.Error, fr.Worker
+		f.attempts, f.lost, f.err, f.worker = fr.Attempts, uint8(min(fr.Lost, MaxLostLeases+1)), fr.Error, fr.Worker
 		switch fr.State {
 		case store.FrameDone:
 			f.output, f.size, f.render = fr.Output, fr.Size, fr.Render

@@ -399,6 +399,56 @@ func TestCommitFailureLosesNothingAcknowledged(t *testing.T) {
 	}
 }
 
+// TestLostLeasesDoNotUseRetries: a frame whose lease expires is an attempt
+// lost, not failed — with no retries it is still requeued — until it has
+// lost MaxLostLeases+1 leases, also across a restart; a real failure after
+// lost leases fails it as its retries say.
+func TestLostLeasesDoNotUseRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := store.NewMem()
+		s := open(t, st)
+		id := submit(t, s, mkjob(t, "<retries>0</retries>", `<frame id="1"/><frame id="2"/>`))
+		lose := func(s *Session, frame int64, w string) api.Frame {
+			t.Helper()
+			ls := claim(t, s, w, 1)
+			if i := slices.IndexFunc(ls, func(l api.Lease) bool { return l.Frame == frame }); i < 0 {
+				t.Fatalf("%s was not leased frame %d: %v", w, frame, frames(ls))
+			}
+			time.Sleep(ttl + ttl/2)
+			synctest.Wait()
+			f, _ := s.Frame(id, frame)
+			return f
+		}
+		for n := 1; n <= MaxLostLeases; n++ {
+			if f := lose(s, 1, fmt.Sprintf("w%d", n)); f.State != api.StateReady || f.Attempts != n || f.Lost != n ||
+				!strings.Contains(f.Error, "lease expired") {
+				t.Fatalf("after %d lost leases: %+v, want ready, %d attempts, %d lost", n, f, n, n)
+			}
+		}
+		s.Close()
+		s = open(t, st)
+		f := lose(s, 1, "last")
+		if f.State != api.StateFailed || f.Lost != MaxLostLeases+1 || !strings.Contains(f.Error, fmt.Sprintf("lost its lease %d times", MaxLostLeases+1)) {
+			t.Fatalf("after %d lost leases and a restart: %+v, want failed", MaxLostLeases+1, f)
+		}
+		// Frame 2 loses a lease, then fails for real: with no retries, that
+		// failure is its last attempt.
+		if f := lose(s, 2, "w-lost"); f.Lost != 1 || f.State != api.StateReady {
+			t.Fatalf("frame 2 after a lost lease: %+v", f)
+		}
+		l := claim(t, s, "w-fail", 1)
+		if len(l) != 1 || l[0].Frame != 2 {
+			t.Fatalf("claimed %v, want frame 2", frames(l))
+		}
+		if err := s.Fail(ctx, "w-fail", id, 2, l[0].Epoch, "boom", false); err != nil {
+			t.Fatal(err)
+		}
+		if f, _ := s.Frame(id, 2); f.State != api.StateFailed || f.Error != "boom" {
+			t.Fatalf("frame 2 after a failure: %+v, want failed", f)
+		}
+	})
+}
+
 func TestFailedReloadRefusesUntilReloaded(t *testing.T) {
 	st := store.NewMem()
 	s := open(t, st)

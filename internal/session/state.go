@@ -52,6 +52,7 @@ type frame struct {
 	started    time.Time
 	progress   float64
 	req        uint8 // index of the backend it needs in job.reqs
+	lost       uint8 // attempts whose lease expired (at most MaxLostLeases+1)
 	dependents []frameRef
 	failedOn   []string // workers whose attempts failed, for retrying elsewhere
 	output     string
@@ -237,7 +238,7 @@ func (s *Session) frameInfo(j *job, i int32) api.Frame {
 		st = api.StateCanceled
 	}
 	out := api.Frame{
-		ID: f.id, URL: frameURL(s.name, j.rec.ID, f.id), State: st, Attempts: f.attempts,
+		ID: f.id, URL: frameURL(s.name, j.rec.ID, f.id), State: st, Attempts: f.attempts, Lost: int(f.lost),
 		Worker: f.worker, Error: f.err, Output: f.output, Size: f.size,
 		RenderMS: f.render.Milliseconds(), Files: f.files,
 	}

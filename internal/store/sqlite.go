@@ -109,14 +109,14 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 	if err := rows.Close(); err != nil {
 		return nil, err
 	}
-	rows, err = s.db.QueryContext(ctx, `SELECT job, id, state, attempts, worker, output, size, error, render_ns, finished FROM frames ORDER BY job, id`)
+	rows, err = s.db.QueryContext(ctx, `SELECT job, id, state, attempts, lost, worker, output, size, error, render_ns, finished FROM frames ORDER BY job, id`)
 	if err != nil {
 		return nil, fmt.Errorf("loading frames: %w", err)
 	}
 	for rows.Next() {
 		var f Frame
 		var rn, fin int64
-		if err := rows.Scan(&f.Job, &f.ID, &f.State, &f.Attempts, &f.Worker, &f.Output, &f.Size, &f.Error, &rn, &fin); err != nil {
+		if err := rows.Scan(&f.Job, &f.ID, &f.State, &f.Attempts, &f.Lost, &f.Worker, &f.Output, &f.Size, &f.Error, &rn, &fin); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("loading frames: %w", err)
 		}
@@ -214,9 +214,9 @@ func (t *sqliteTx) UpdateJob(j *Job) error {
 
 func (t *sqliteTx) PutFrame(f *Frame) error {
 	if t.frame == nil {
-		st, err := t.tx.PrepareContext(t.ctx, `INSERT INTO frames(job, id, state, attempts, worker, output, size, error, render_ns, finished)
-			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(job, id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
+		st, err := t.tx.PrepareContext(t.ctx, `INSERT INTO frames(job, id, state, attempts, lost, worker, output, size, error, render_ns, finished)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(job, id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts, lost = excluded.lost,
 			worker = excluded.worker, output = excluded.output, size = excluded.size, error = excluded.error,
 			render_ns = excluded.render_ns, finished = excluded.finished`)
 		if err != nil {
@@ -224,7 +224,7 @@ func (t *sqliteTx) PutFrame(f *Frame) error {
 		}
 		t.frame = st
 	}
-	_, err := t.frame.ExecContext(t.ctx, f.Job, f.ID, f.State, f.Attempts, f.Worker, f.Output, f.Size, f.Error,
+	_, err := t.frame.ExecContext(t.ctx, f.Job, f.ID, f.State, f.Attempts, f.Lost, f.Worker, f.Output, f.Size, f.Error,
 		int64(f.Render), f.Finished.UnixNano())
 	return full(err)
 }

@@ -47,6 +47,7 @@ type Frame struct {
 	ID       int64
 	State    string
 	Attempts int
+	Lost     int    // attempts that ended with their lease expiring
 	Worker   string // the worker that finished it
 	Output   string // hash of the output tarball (done)
 	Size     int64  // size of the output tarball

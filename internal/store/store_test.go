@@ -42,7 +42,7 @@ func conformance(t *testing.T, s Store, reopen func() Store) {
 	// Updates replace.
 	tx, _ = s.Begin(ctx)
 	tx.UpdateJob(&Job{ID: 1, NextFile: 2, Canceled: true})
-	tx.PutFrame(&Frame{Job: 1, ID: 5, State: FrameFailed, Attempts: 3, Error: "boom", Finished: now})
+	tx.PutFrame(&Frame{Job: 1, ID: 5, State: FrameFailed, Attempts: 3, Lost: 2, Error: "boom", Finished: now})
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func conformance(t *testing.T, s Store, reopen func() Store) {
 	if !snap.Jobs[1].Submitted.Equal(now) || string(snap.Jobs[1].Manifest) != "<m/>" {
 		t.Errorf("job 2 = %+v", snap.Jobs[1])
 	}
-	if len(snap.Frames) != 1 || snap.Frames[0].State != FrameFailed || snap.Frames[0].Attempts != 3 || snap.Frames[0].Error != "boom" {
+	if len(snap.Frames) != 1 || snap.Frames[0].State != FrameFailed || snap.Frames[0].Attempts != 3 || snap.Frames[0].Lost != 2 || snap.Frames[0].Error != "boom" {
 		t.Errorf("frames = %+v", snap.Frames)
 	}
 	if len(snap.Files) != 1 || snap.Files[0].Path != "f.png" {
