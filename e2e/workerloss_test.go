@@ -230,7 +230,9 @@ func TestWorkerKilledMidFrame(t *testing.T) {
 		t.Fatalf("frame %d is rendering on wa but the server has it %s on %q", killed.frame, f.State, f.Worker)
 	}
 	a.kill()
-	syscall.Kill(-killed.pid, syscall.SIGKILL) // the machine is gone: its renderer too
+	// The renderer does not outlive its worker: the kernel kills it
+	// (parent-death signal) rather than leave it rendering for nobody.
+	waitFor(t, "the dead worker's renderer to be killed", func() bool { return !processAlive(killed.pid) })
 	t.Logf("killed worker wa while it rendered frame %d (epoch %d)", killed.frame, killed.epoch())
 
 	var others []int64
@@ -425,4 +427,16 @@ func postOutput(t *testing.T, url string, job, frame int64, worker string, epoch
 		e.Error = string(b)
 	}
 	return resp.StatusCode, e.Error
+}
+
+// processAlive reports whether pid runs (a zombie waiting for its reaper
+// does not).
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
 }

@@ -157,11 +157,14 @@ func (c Command) Render(ctx context.Context, t *Task) error {
 	return RunGroup(ctx, cmd)
 }
 
-// RunGroup runs cmd (made by exec.CommandContext with ctx) in a process group of its own and waits for it. When ctx
-// ends, the whole group is killed (so are the renderer's children) and the
-// context's error is returned.
+// RunGroup runs cmd (made by exec.CommandContext with ctx) in a process
+// group of its own and waits for it. When ctx ends, the whole group is
+// killed (so are the renderer's children) and the context's error is
+// returned. If the worker itself dies (killed, out of memory), the kernel
+// kills the renderer (the group's leader) rather than leave it rendering
+// for nobody.
 func RunGroup(ctx context.Context, cmd *exec.Cmd) error {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
