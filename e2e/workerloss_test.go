@@ -206,26 +206,43 @@ func outputsPerFrame(t *testing.T, c *client.Client, job int64) map[int64]int {
 	return n
 }
 
-// TestWorkerKilledMidFrame kills a remote worker (and its renderer) with
-// SIGKILL in the middle of a frame. The frame stays leased to the dead worker
-// until its lease expires, is then requeued with the expiry recorded, and is
-// rendered and completed by a second worker; the job completes with every
-// frame's output present once.
-func TestWorkerKilledMidFrame(t *testing.T) {
+// lossFarm is a server without local slots (2 s leases) named name, a
+// gated job of n frames on it, and worker wa — one slot, nothing claimed
+// ahead: it holds exactly the frame it renders — rendering the first of
+// them. Worker wb's directory is ready for the test to start it.
+type lossFarm struct {
+	url, renders, gates, dirA, dirB string
+	c                               *client.Client
+	job                             int64
+	a                               *proc
+	first                           render // wa's render
+}
+
+func newLossFarm(t *testing.T, name string, n int) *lossFarm {
+	t.Helper()
 	tmp := t.TempDir()
-	renders, gates := filepath.Join(tmp, "renders.log"), filepath.Join(tmp, "gates")
-	if err := os.Mkdir(gates, 0o755); err != nil {
+	lf := &lossFarm{renders: filepath.Join(tmp, "renders.log"), gates: filepath.Join(tmp, "gates"), dirA: t.TempDir(), dirB: t.TempDir()}
+	if err := os.Mkdir(lf.gates, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	const frames = 4
-	_, url := serve(t, "--data", t.TempDir(), "--name", "loss", "--workers", "0", "--lease", "2s")
-	c := apiClient(t, url)
-	dirA, dirB := t.TempDir(), t.TempDir()
-	// One slot, nothing claimed ahead: A holds exactly the frame it renders.
-	a := start(t, "worker", "--server", url, "--slots", "1", "--prefetch", "-1", "--dir", dirA, "--name", "wa")
-	job := jobID(t, strings.TrimSpace(run(t, 0, "submit", writeJob(t, gatedJob(renders, gates, frames), nil), "--server", url)))
+	_, lf.url = serve(t, "--data", t.TempDir(), "--name", name, "--workers", "0", "--lease", "2s")
+	lf.c = apiClient(t, lf.url)
+	lf.a = start(t, "worker", "--server", lf.url, "--slots", "1", "--prefetch", "-1", "--dir", lf.dirA, "--name", "wa")
+	lf.job = jobID(t, strings.TrimSpace(run(t, 0, "submit", writeJob(t, gatedJob(lf.renders, lf.gates, n), nil), "--server", lf.url)))
+	lf.first = waitRender(t, lf.renders, "worker wa to start a frame", func(r render) bool { return r.event == "start" && r.by(lf.dirA) })
+	return lf
+}
 
-	killed := waitRender(t, renders, "worker wa to start a frame", func(r render) bool { return r.event == "start" && r.by(dirA) })
+// TestWorkerKilledMidFrame kills a remote worker with SIGKILL in the middle
+// of a frame. Its renderer dies with it; the frame stays leased to the dead
+// worker until its lease expires, is then requeued with the expiry recorded,
+// and is rendered and completed by a second worker; the job completes with
+// every frame's output present once.
+func TestWorkerKilledMidFrame(t *testing.T) {
+	const frames = 4
+	lf := newLossFarm(t, "loss", frames)
+	url, c, job, a, renders, gates, dirA, dirB := lf.url, lf.c, lf.job, lf.a, lf.renders, lf.gates, lf.dirA, lf.dirB
+	killed := lf.first
 	if f := frameOf(t, c, job, killed.frame); f.State != api.StateRunning || f.Worker != "wa" {
 		t.Fatalf("frame %d is rendering on wa but the server has it %s on %q", killed.frame, f.State, f.Worker)
 	}
@@ -317,19 +334,10 @@ func TestWorkerKilledMidFrame(t *testing.T) {
 // render finished and reports it, its result is refused too, and the bundle
 // holds the other worker's output.
 func TestStaleLeaseRefused(t *testing.T) {
-	tmp := t.TempDir()
-	renders, gates := filepath.Join(tmp, "renders.log"), filepath.Join(tmp, "gates")
-	if err := os.Mkdir(gates, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	const frames = 3
-	_, url := serve(t, "--data", t.TempDir(), "--name", "stale", "--workers", "0", "--lease", "2s")
-	c := apiClient(t, url)
-	dirA, dirB := t.TempDir(), t.TempDir()
-	a := start(t, "worker", "--server", url, "--slots", "1", "--prefetch", "-1", "--dir", dirA, "--name", "wa")
-	job := jobID(t, strings.TrimSpace(run(t, 0, "submit", writeJob(t, gatedJob(renders, gates, frames), nil), "--server", url)))
-
-	frozen := waitRender(t, renders, "worker wa to start a frame", func(r render) bool { return r.event == "start" && r.by(dirA) })
+	lf := newLossFarm(t, "stale", frames)
+	url, c, job, a, renders, gates, dirB := lf.url, lf.c, lf.job, lf.a, lf.renders, lf.gates, lf.dirB
+	frozen := lf.first
 	// The worker process stops; its renderer, in a process group of its
 	// own, goes on and waits at its gate.
 	if err := syscall.Kill(-a.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
