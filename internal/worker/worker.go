@@ -101,10 +101,11 @@ type task struct {
 	pinned   []string // cached objects the task needs
 
 	// Guarded by Worker.mu:
-	progress map[int64]float64 // frame → fraction done
-	done     map[int64]bool    // frames whose result is sent or being sent
-	sent     map[int64]bool    // frames whose result has been sent (or given up)
-	pending  sync.WaitGroup    // results being sent
+	progress map[int64]float64                 // frame → fraction done
+	done     map[int64]bool                    // frames whose result is sent or being sent
+	sent     map[int64]bool                    // frames whose result has been sent (or given up)
+	aborts   map[int64]context.CancelCauseFunc // frames whose result is being sent: ends the upload
+	pending  sync.WaitGroup                    // results being sent
 }
 
 func (t *task) job() int64 { return t.leases[0].Job }
@@ -294,7 +295,8 @@ func (w *Worker) claimLoop(ctx context.Context, claimed chan<- *task) error {
 		backoff = 100 * time.Millisecond
 		for _, ls := range tasks {
 			tctx, cancel := context.WithCancel(ctx)
-			t := &task{leases: ls, ctx: tctx, cancel: cancel, progress: map[int64]float64{}, done: map[int64]bool{}, sent: map[int64]bool{}}
+			t := &task{leases: ls, ctx: tctx, cancel: cancel, progress: map[int64]float64{}, done: map[int64]bool{}, sent: map[int64]bool{},
+				aborts: map[int64]context.CancelCauseFunc{}}
 			w.mu.Lock()
 			for _, l := range ls {
 				w.held[ref(l)] = t
@@ -418,15 +420,29 @@ func (w *Worker) heartbeats(ctx context.Context) {
 			w.cfg.Log.Warn("heartbeat failed", "err", err)
 			continue
 		}
-		w.mu.Lock()
-		for _, r := range resp.Stop {
-			// A frame of a chunk may have been reported since the heartbeat left.
-			if t := w.held[r]; t != nil && !t.done[r.Frame] {
-				w.cfg.Log.Info("abandoning frame", "job", r.Job, "frame", r.Frame, "reason", "lease no longer held")
-				t.cancel()
-			}
+		w.stop(resp.Stop)
+	}
+}
+
+// errLeaseLost ends the upload of a result whose lease the server no
+// longer holds: it would be refused when it arrived.
+var errLeaseLost = errors.New("lease no longer held")
+
+// stop abandons the leases a heartbeat's answer lists: a frame still
+// rendering is stopped, a result still uploading is not sent on.
+func (w *Worker) stop(refs []api.LeaseRef) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range refs {
+		t := w.held[r]
+		switch {
+		case t == nil || t.sent[r.Frame]:
+		case !t.done[r.Frame]:
+			w.cfg.Log.Info("abandoning frame", "job", r.Job, "frame", r.Frame, "reason", "lease no longer held")
+			t.cancel()
+		case t.aborts[r.Frame] != nil:
+			t.aborts[r.Frame](errLeaseLost)
 		}
-		w.mu.Unlock()
 	}
 }
 
@@ -742,7 +758,12 @@ func (w *Worker) sendDone(ctx context.Context, t *task, l api.Lease, files []str
 	w.reports.Go(func() {
 		defer t.pending.Done()
 		defer w.markSent(t, l.Frame)
-		rejected := w.report(ctx, log, func(c context.Context) error {
+		rctx, abort := context.WithCancelCause(ctx)
+		defer abort(nil)
+		w.mu.Lock()
+		t.aborts[l.Frame] = abort
+		w.mu.Unlock()
+		rejected := w.report(rctx, log, func(c context.Context) error {
 			dog, stop := watch(c, stallLimit)
 			defer stop()
 			pr, pw := io.Pipe()
@@ -792,6 +813,7 @@ func (w *Worker) sendFail(ctx context.Context, t *task, l api.Lease, f api.Failu
 func (w *Worker) markSent(t *task, frame int64) {
 	w.mu.Lock()
 	t.sent[frame] = true
+	delete(t.aborts, frame)
 	w.mu.Unlock()
 }
 
@@ -816,6 +838,9 @@ func (w *Worker) report(ctx context.Context, log *slog.Logger, send func(context
 			return nil
 		case client.IsStatus(err, http.StatusConflict):
 			log.Info("result refused: lease no longer held", "err", err)
+			return nil
+		case errors.Is(context.Cause(ctx), errLeaseLost):
+			log.Info("result refused: lease no longer held", "err", "the server answered a heartbeat that it no longer holds the lease; the upload is abandoned")
 			return nil
 		case errors.As(err, &ce) && ce.Status < 500:
 			log.Error("result rejected", "err", err)

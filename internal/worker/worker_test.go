@@ -1,8 +1,14 @@
 package worker
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/distren/distren/internal/api"
 )
 
 func TestClaimWindowAdaptsToFrameTimes(t *testing.T) {
@@ -55,4 +61,49 @@ func TestWorkerDirIsLocked(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 	w2.Close()
+}
+
+// TestStopAbandonsUpload: a heartbeat answer that the server no longer holds
+// a lease ends the upload of that frame's result at once (it would only be
+// refused when it arrived), stops a frame still rendering, and leaves a
+// frame whose result was sent alone.
+func TestStopAbandonsUpload(t *testing.T) {
+	var logs bytes.Buffer
+	w := &Worker{cfg: Config{Log: slog.New(slog.NewTextHandler(&logs, nil))}, held: map[api.LeaseRef]*task{}}
+	uploading, rendering, sent := api.LeaseRef{Job: 1, Frame: 1, Epoch: 7}, api.LeaseRef{Job: 1, Frame: 2, Epoch: 8}, api.LeaseRef{Job: 1, Frame: 3, Epoch: 9}
+	tctx, cancel := context.WithCancel(context.Background())
+	tk := &task{ctx: tctx, cancel: cancel, done: map[int64]bool{1: true, 3: true}, sent: map[int64]bool{3: true},
+		aborts: map[int64]context.CancelCauseFunc{}}
+	for _, r := range []api.LeaseRef{uploading, rendering, sent} {
+		w.held[r] = tk
+	}
+	rctx, abort := context.WithCancelCause(context.Background())
+	tk.aborts[1] = abort
+
+	reported := make(chan error, 1)
+	go func() {
+		reported <- w.report(rctx, w.cfg.Log, func(ctx context.Context) error {
+			<-ctx.Done() // an upload that would go on for a long time
+			return ctx.Err()
+		})
+	}()
+	w.stop([]api.LeaseRef{uploading, sent})
+	select {
+	case err := <-reported:
+		if err != nil {
+			t.Fatalf("report of an abandoned upload returned %v, want nil (nothing to report as failed)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upload went on after the server said the lease is gone")
+	}
+	if !strings.Contains(logs.String(), "result refused: lease no longer held") {
+		t.Errorf("log: %s", logs.String())
+	}
+	if tctx.Err() != nil {
+		t.Fatal("stopping an uploading frame stopped the task's other frames")
+	}
+	w.stop([]api.LeaseRef{rendering})
+	if tctx.Err() == nil {
+		t.Fatal("a frame still rendering was not stopped")
+	}
 }
