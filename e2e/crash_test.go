@@ -80,49 +80,45 @@ func TestKill9TwentyTimes(t *testing.T) {
 		downloading  atomic.Int32
 		downloads    atomic.Int32
 	)
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			uploading.Add(1)
-			out, err := exec.Command(bin, "submit", smallPkg, "--server", url, "--quiet").Output()
-			uploading.Add(-1)
-			if err == nil {
-				mu.Lock()
-				acknowledged = append(acknowledged, strings.TrimSpace(string(out)))
-				mu.Unlock()
-			} else {
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			downloading.Add(1)
-			resp, err := http.Get(url + "/v1/jobs/" + path(mainURL) + "/result")
-			if err == nil {
-				if _, err = io.Copy(io.Discard, resp.Body); err == nil && resp.StatusCode == 200 {
-					downloads.Add(1)
+	// repeat runs once until stop closes, counted in flight while it runs,
+	// pausing after a failure (the server is down).
+	repeat := func(inFlight *atomic.Int32, once func() error) {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
 				}
-				resp.Body.Close()
+				inFlight.Add(1)
+				err := once()
+				inFlight.Add(-1)
+				if err != nil {
+					time.Sleep(50 * time.Millisecond)
+				}
 			}
-			downloading.Add(-1)
-			if err != nil {
-				time.Sleep(50 * time.Millisecond)
-			}
+		})
+	}
+	repeat(&uploading, func() error {
+		out, err := exec.Command(bin, "submit", smallPkg, "--server", url, "--quiet").Output()
+		if err == nil {
+			mu.Lock()
+			acknowledged = append(acknowledged, strings.TrimSpace(string(out)))
+			mu.Unlock()
 		}
-	}()
+		return err
+	})
+	repeat(&downloading, func() error {
+		resp, err := http.Get(url + "/v1/jobs/" + path(mainURL) + "/result")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if _, err = io.Copy(io.Discard, resp.Body); err == nil && resp.StatusCode == 200 {
+			downloads.Add(1)
+		}
+		return err
+	})
 
 	// A snapshot is what the server said was done just before a kill, and
 	// how long the render log was after it said so.

@@ -233,6 +233,20 @@ func newLossFarm(t *testing.T, name string, n int) *lossFarm {
 	return lf
 }
 
+// startB opens the gates of the job's n frames but wa's, and starts worker
+// wb (two slots, nothing claimed ahead) to render them.
+func (lf *lossFarm) startB(t *testing.T, n int) {
+	t.Helper()
+	var others []int64
+	for f := int64(1); f <= int64(n); f++ {
+		if f != lf.first.frame {
+			others = append(others, f)
+		}
+	}
+	openGates(t, lf.gates, others...)
+	start(t, "worker", "--server", lf.url, "--slots", "2", "--prefetch", "-1", "--dir", lf.dirB, "--name", "wb")
+}
+
 // TestWorkerKilledMidFrame kills a remote worker with SIGKILL in the middle
 // of a frame. Its renderer dies with it; the frame stays leased to the dead
 // worker until its lease expires, is then requeued with the expiry recorded,
@@ -241,7 +255,7 @@ func newLossFarm(t *testing.T, name string, n int) *lossFarm {
 func TestWorkerKilledMidFrame(t *testing.T) {
 	const frames = 4
 	lf := newLossFarm(t, "loss", frames)
-	url, c, job, a, renders, gates, dirA, dirB := lf.url, lf.c, lf.job, lf.a, lf.renders, lf.gates, lf.dirA, lf.dirB
+	c, job, a, renders, gates, dirA, dirB := lf.c, lf.job, lf.a, lf.renders, lf.gates, lf.dirA, lf.dirB
 	killed := lf.first
 	if f := frameOf(t, c, job, killed.frame); f.State != api.StateRunning || f.Worker != "wa" {
 		t.Fatalf("frame %d is rendering on wa but the server has it %s on %q", killed.frame, f.State, f.Worker)
@@ -252,14 +266,7 @@ func TestWorkerKilledMidFrame(t *testing.T) {
 	waitFor(t, "the dead worker's renderer to be killed", func() bool { return !processAlive(killed.pid) })
 	t.Logf("killed worker wa while it rendered frame %d (epoch %d)", killed.frame, killed.epoch())
 
-	var others []int64
-	for f := int64(1); f <= frames; f++ {
-		if f != killed.frame {
-			others = append(others, f)
-		}
-	}
-	openGates(t, gates, others...)
-	start(t, "worker", "--server", url, "--slots", "2", "--prefetch", "-1", "--dir", dirB, "--name", "wb")
+	lf.startB(t, frames)
 
 	// The lost frame is requeued when its lease expires, not before, and
 	// goes to wb; its gate is still closed, so it stays there, running.
@@ -344,14 +351,7 @@ func TestStaleLeaseRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("froze worker wa while it rendered frame %d (epoch %d)", frozen.frame, frozen.epoch())
-	var others []int64
-	for f := int64(1); f <= frames; f++ {
-		if f != frozen.frame {
-			others = append(others, f)
-		}
-	}
-	openGates(t, gates, others...)
-	start(t, "worker", "--server", url, "--slots", "2", "--prefetch", "-1", "--dir", dirB, "--name", "wb")
+	lf.startB(t, frames)
 	waitFor(t, fmt.Sprintf("frame %d to be re-leased to wb", frozen.frame), func() bool {
 		f := frameOf(t, c, job, frozen.frame)
 		return f.State == api.StateRunning && f.Worker == "wb"

@@ -11,9 +11,6 @@ import (
 // workers for a few seconds. Latencies are only logged: nothing here
 // depends on how fast the machine is.
 func TestLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds distren and loads it with 500 workers")
-	}
 	o := defaults()
 	o.duration = 8 * time.Second
 	o.jobFrames = 1000

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -73,64 +72,22 @@ func Permanent(err error) bool {
 	return false
 }
 
-// watchdog cancels a context when kick has not been called for timeout.
-type watchdog struct {
-	mu      sync.Mutex
-	timer   *time.Timer
-	stalled bool
-	timeout time.Duration
-}
-
-func newWatchdog(ctx context.Context, timeout time.Duration) (context.Context, *watchdog, context.CancelFunc) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	w := &watchdog{timeout: timeout}
-	w.timer = time.AfterFunc(timeout, func() {
-		w.mu.Lock()
-		w.stalled = true
-		w.mu.Unlock()
-		cancel(ErrStalled)
-	})
-	return ctx, w, func() { w.timer.Stop(); cancel(nil) }
-}
-
-func (w *watchdog) kick() { w.timer.Reset(w.timeout) }
-
-func (w *watchdog) fired() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.stalled
-}
-
-// kicking passes data through, kicking the watchdog on every byte moved.
-type kicking struct {
-	r io.Reader
-	w *watchdog
-}
-
-func (k kicking) Read(p []byte) (int, error) {
-	n, err := k.r.Read(p)
-	if n > 0 {
-		k.w.kick()
-	}
-	return n, err
-}
-
 // do runs op with a watchdog, retrying as the options say. The watchdog
 // stops when op returns, unless op called keep, which hands over its stop
 // function (Get does, for the reader it returns).
 func (r *resilient) do(ctx context.Context, what, name string, retry func() bool,
-	op func(ctx context.Context, w *watchdog, keep func() context.CancelFunc) error) error {
+	op func(ctx context.Context, w *Watchdog, keep func() context.CancelFunc) error) error {
 	backoff := r.opt.Backoff
 	var err error
 	attempt := 1
 	for ; ; attempt++ {
-		wctx, w, stop := newWatchdog(ctx, r.opt.StallTimeout)
+		w, stop := Watch(ctx, r.opt.StallTimeout, ErrStalled)
 		kept := false
-		err = op(wctx, w, func() context.CancelFunc { kept = true; return stop })
+		err = op(w.Context(), w, func() context.CancelFunc { kept = true; return stop })
 		if !kept || err != nil {
 			stop()
 		}
-		if err != nil && w.fired() {
+		if err != nil && w.Stalled() {
 			err = fmt.Errorf("%w after %s without progress: %w", ErrStalled, r.opt.StallTimeout, err)
 		}
 		if err == nil || Permanent(err) || ctx.Err() != nil || attempt >= r.opt.Attempts || !retry() {
@@ -162,20 +119,20 @@ func (r *resilient) Put(ctx context.Context, name string, src io.Reader, size in
 		}
 	}
 	first := true
-	return r.do(ctx, "put", name, func() bool { return seeker != nil }, func(ctx context.Context, w *watchdog, _ func() context.CancelFunc) error {
+	return r.do(ctx, "put", name, func() bool { return seeker != nil }, func(ctx context.Context, w *Watchdog, _ func() context.CancelFunc) error {
 		if !first {
 			if _, err := seeker.Seek(start, io.SeekStart); err != nil {
 				return err
 			}
 		}
 		first = false
-		return r.m.Put(ctx, name, kicking{src, w}, size)
+		return r.m.Put(ctx, name, w.Reader(src), size)
 	})
 }
 
 func (r *resilient) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	var out io.ReadCloser
-	err := r.do(ctx, "get", name, always, func(ctx context.Context, w *watchdog, keep func() context.CancelFunc) error {
+	err := r.do(ctx, "get", name, always, func(ctx context.Context, w *Watchdog, keep func() context.CancelFunc) error {
 		rc, err := r.m.Get(ctx, name)
 		if err == nil {
 			// Reading is watched too: a stall mid-stream fails the read
@@ -192,7 +149,7 @@ func (r *resilient) Get(ctx context.Context, name string) (io.ReadCloser, error)
 
 type watchedReader struct {
 	rc   io.ReadCloser
-	w    *watchdog
+	w    *Watchdog
 	stop context.CancelFunc
 	r    *resilient
 	name string
@@ -201,9 +158,9 @@ type watchedReader struct {
 func (wr *watchedReader) Read(p []byte) (int, error) {
 	n, err := wr.rc.Read(p)
 	if n > 0 {
-		wr.w.kick()
+		wr.w.Kick()
 	}
-	if err != nil && err != io.EOF && wr.w.fired() {
+	if err != nil && err != io.EOF && wr.w.Stalled() {
 		err = wrap("get", wr.r.m, wr.name, fmt.Errorf("%w after %s without progress: %w", ErrStalled, wr.r.opt.StallTimeout, err))
 	}
 	return n, err
@@ -216,7 +173,7 @@ func (wr *watchedReader) Close() error {
 
 func (r *resilient) Stat(ctx context.Context, name string) (Info, error) {
 	var info Info
-	err := r.do(ctx, "stat", name, always, func(ctx context.Context, _ *watchdog, _ func() context.CancelFunc) error {
+	err := r.do(ctx, "stat", name, always, func(ctx context.Context, _ *Watchdog, _ func() context.CancelFunc) error {
 		var err error
 		info, err = r.m.Stat(ctx, name)
 		return err
@@ -227,17 +184,17 @@ func (r *resilient) Stat(ctx context.Context, name string) (Info, error) {
 func (r *resilient) List(ctx context.Context, prefix string, fn func(Info) error) error {
 	// Not retried: fn has seen part of the listing. Watched: each object
 	// listed is progress.
-	wctx, w, stop := newWatchdog(ctx, r.opt.StallTimeout)
+	w, stop := Watch(ctx, r.opt.StallTimeout, ErrStalled)
 	defer stop()
-	err := r.m.List(wctx, prefix, func(i Info) error { w.kick(); return fn(i) })
-	if err != nil && w.fired() {
+	err := r.m.List(w.Context(), prefix, func(i Info) error { w.Kick(); return fn(i) })
+	if err != nil && w.Stalled() {
 		err = fmt.Errorf("%w after %s without progress: listing %q on %s: %w", ErrStalled, r.opt.StallTimeout, prefix, r.m, err)
 	}
 	return err
 }
 
 func (r *resilient) Delete(ctx context.Context, name string) error {
-	return r.do(ctx, "delete", name, always, func(ctx context.Context, _ *watchdog, _ func() context.CancelFunc) error {
+	return r.do(ctx, "delete", name, always, func(ctx context.Context, _ *Watchdog, _ func() context.CancelFunc) error {
 		return r.m.Delete(ctx, name)
 	})
 }

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
+
+	"github.com/distren/distren/internal/storage"
 )
 
 // stallLimit is how long a transfer with the server may make no progress
@@ -22,47 +23,16 @@ const stallLimit = time.Minute
 // errStalled is the cause of a transfer canceled by its watchdog.
 var errStalled = errors.New("transfer stalled")
 
-// watchdog cancels a transfer's context when it has made no progress for
-// its limit.
-type watchdog struct {
-	ctx   context.Context
-	timer *time.Timer
-	limit time.Duration
+// watch returns the watchdog of a transfer (storage.Watchdog: progress is
+// bytes moved through its Reader) and the function that releases it.
+func watch(ctx context.Context, limit time.Duration) (*storage.Watchdog, context.CancelFunc) {
+	return storage.Watch(ctx, limit, errStalled)
 }
-
-// watch returns a context for a transfer that is canceled, with errStalled
-// as its cause, once the transfer has made no progress for limit; stop
-// releases it when the transfer is over.
-func watch(ctx context.Context, limit time.Duration) (d *watchdog, stop func()) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	d = &watchdog{ctx: ctx, limit: limit}
-	d.timer = time.AfterFunc(limit, func() { cancel(fmt.Errorf("no progress for %s: %w", limit, errStalled)) })
-	return d, func() { d.timer.Stop(); cancel(nil) }
-}
-
-// Context is the transfer's context.
-func (d *watchdog) Context() context.Context { return d.ctx }
-
-// reader passes r on, each read that moves bytes counting as progress.
-func (d *watchdog) reader(r io.Reader) io.Reader { return progressReader{r, d} }
 
 // explain names the stall as the reason of an error that it caused.
-func (d *watchdog) explain(err error) error {
-	if err != nil && errors.Is(context.Cause(d.ctx), errStalled) {
-		return fmt.Errorf("%w (%w)", err, context.Cause(d.ctx))
+func explain(d *storage.Watchdog, err error) error {
+	if err != nil && d.Stalled() {
+		return fmt.Errorf("%w (no progress for %s: %w)", err, d.Limit(), errStalled)
 	}
 	return err
-}
-
-type progressReader struct {
-	r io.Reader
-	d *watchdog
-}
-
-func (p progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	if n > 0 {
-		p.d.timer.Reset(p.d.limit)
-	}
-	return n, err
 }

@@ -19,7 +19,7 @@ func TestWatchdog(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d, stop := watch(context.Background(), time.Minute)
 		defer stop()
-		r := d.reader(strings.NewReader(strings.Repeat("x", 10)))
+		r := d.Reader(strings.NewReader(strings.Repeat("x", 10)))
 		b := make([]byte, 1)
 		for range 10 { // ten minutes, a byte every 50 seconds
 			time.Sleep(50 * time.Second)
@@ -43,7 +43,7 @@ func TestWatchdog(t *testing.T) {
 		if !errors.Is(context.Cause(d.Context()), errStalled) {
 			t.Fatalf("a stalled transfer's context: %v, cause %v", d.Context().Err(), context.Cause(d.Context()))
 		}
-		if err := d.explain(context.Canceled); !errors.Is(err, errStalled) || !strings.Contains(err.Error(), "no progress for 1m0s") {
+		if err := explain(d, context.Canceled); !errors.Is(err, errStalled) || !strings.Contains(err.Error(), "no progress for 1m0s") {
 			t.Errorf("explain: %v", err)
 		}
 	})
@@ -59,7 +59,7 @@ func TestWatchdogStop(t *testing.T) {
 		if errors.Is(context.Cause(d.Context()), errStalled) {
 			t.Error("a finished transfer was canceled as stalled")
 		}
-		if err := d.explain(errors.New("x")); errors.Is(err, errStalled) {
+		if err := explain(d, errors.New("x")); errors.Is(err, errStalled) {
 			t.Errorf("explain: %v", err)
 		}
 	})

@@ -544,12 +544,12 @@ func (w *Worker) download(ctx context.Context, hash string) (int64, error) {
 	defer stop()
 	rc, err := w.cfg.Client.Blob(dog.Context(), hash)
 	if err != nil {
-		return 0, fmt.Errorf("fetching object %s: %w", hash, dog.explain(err))
+		return 0, fmt.Errorf("fetching object %s: %w", hash, explain(dog, err))
 	}
 	defer rc.Close()
-	n, err := w.cache.Put(dog.reader(rc), hash)
+	n, err := w.cache.Put(dog.Reader(rc), hash)
 	if err != nil {
-		return 0, fmt.Errorf("fetching object %s: %w", hash, dog.explain(err))
+		return 0, fmt.Errorf("fetching object %s: %w", hash, explain(dog, err))
 	}
 	return n, nil
 }
@@ -768,9 +768,9 @@ func (w *Worker) sendDone(ctx context.Context, t *task, l api.Lease, files []str
 			defer stop()
 			pr, pw := io.Pipe()
 			go func() { pw.CloseWithError(jobpkg.WriteFiles(pw, t.dir, files)) }()
-			err := w.cfg.Client.Complete(dog.Context(), w.cfg.Name, ref(l), took, dog.reader(pr), -1)
+			err := w.cfg.Client.Complete(dog.Context(), w.cfg.Name, ref(l), took, dog.Reader(pr), -1)
 			pr.CloseWithError(errors.New("upload ended"))
-			return dog.explain(err)
+			return explain(dog, err)
 		})
 		if rejected == nil {
 			return
@@ -782,7 +782,7 @@ func (w *Worker) sendDone(ctx context.Context, t *task, l api.Lease, files []str
 		w.report(ctx, log, func(c context.Context) error {
 			dog, stop := watch(c, stallLimit)
 			defer stop()
-			return dog.explain(w.cfg.Client.Fail(dog.Context(), ref(l), f))
+			return explain(dog, w.cfg.Client.Fail(dog.Context(), ref(l), f))
 		})
 	})
 }
@@ -804,7 +804,7 @@ func (w *Worker) sendFail(ctx context.Context, t *task, l api.Lease, f api.Failu
 		w.report(ctx, log, func(c context.Context) error {
 			dog, stop := watch(c, stallLimit)
 			defer stop()
-			return dog.explain(w.cfg.Client.Fail(dog.Context(), ref(l), f))
+			return explain(dog, w.cfg.Client.Fail(dog.Context(), ref(l), f))
 		})
 	})
 }
