@@ -27,7 +27,7 @@ import (
 // reports, a client keeps submitting small jobs and another keeps
 // downloading the bundle, and restarts it each time on the same data
 // directory. At the end: every frame of every acknowledged job is done
-// once with its output intact, no frame done before a crash was rendered or
+// once with its output intact, no frame done before a crash was leased or
 // completed again, no acknowledged submission is missing, job ids were never
 // reused, and the vault holds no damaged object.
 func TestKill9TwentyTimes(t *testing.T) {
@@ -37,13 +37,13 @@ func TestKill9TwentyTimes(t *testing.T) {
 	t.Logf("kill moments seeded with %d", seed)
 
 	data := t.TempDir()
-	renders := filepath.Join(t.TempDir(), "renders.log") // each render appends its job and frame
+	renders := filepath.Join(t.TempDir(), "renders.log") // each render appends its job, frame and scratch directory (which names its lease's epoch)
 	// Each output holds its frame number on `lines` lines (a few KB), so an
 	// output cut short or swapped shows.
 	backendXML := func(prefix string) string {
 		return fmt.Sprintf(`<backend name="command">
     <program>sh</program><arg>-c</arg>
-    <arg>echo %s-{frame} >> %s; sleep 0.05; yes {frame} | head -n %d > %s-{frame:04}.txt</arg>
+    <arg>echo %s-{frame} {dir} >> %s; sleep 0.05; yes {frame} | head -n %d > %s-{frame:04}.txt</arg>
   </backend>`, prefix, renders, lines, prefix)
 	}
 	mainPkg := writeJob(t, fmt.Sprintf(`<distrenjob version="1">
@@ -164,7 +164,31 @@ func TestKill9TwentyTimes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// No frame done before a kill was rendered again, nor changed.
+	// No frame done before a kill was leased again, nor changed. A worker
+	// may still start a render under a lease it took before the frame was
+	// done elsewhere (it learns the lease is gone at its next heartbeat);
+	// that lease's epoch is below the one that completed the frame, so
+	// below every epoch the frame was rendered under before the kill. A
+	// lease given after the frame was done would have a higher one.
+	type logged struct {
+		key   string // f-N
+		epoch uint64
+		end   int // offset of the end of its line
+	}
+	var entries []logged
+	for off := 0; off < len(log); {
+		n := bytes.IndexByte(log[off:], '\n')
+		if n < 0 {
+			break
+		}
+		f := strings.Fields(string(log[off : off+n]))
+		if len(f) != 2 || (render{dir: f[1]}).epoch() == 0 {
+			t.Fatalf("render log line %q: want a frame and a scratch directory naming its epoch", log[off:off+n])
+		}
+		entries = append(entries, logged{f[0], render{dir: f[1]}.epoch(), off + n + 1})
+		off += n + 1
+	}
+	stale := map[int]bool{} // entries of renders under a stale lease
 	now := map[int64]api.Frame{}
 	fs, err := getFrames(url, path(mainURL))
 	if err != nil {
@@ -174,22 +198,38 @@ func TestKill9TwentyTimes(t *testing.T) {
 		now[f.ID] = f
 	}
 	for i, s := range snaps {
-		again := map[string]bool{}
-		for _, l := range strings.Fields(string(log[s.logLen:])) {
-			again[l] = true
+		before := map[string]uint64{} // frame → highest epoch rendered under before the kill
+		for _, e := range entries {
+			if e.end <= s.logLen {
+				before[e.key] = max(before[e.key], e.epoch)
+			}
+		}
+		for k, e := range entries {
+			var id int64
+			if e.end <= s.logLen || !strings.HasPrefix(e.key, "f-") {
+				continue
+			} else if _, err := fmt.Sscanf(e.key, "f-%d", &id); err != nil {
+				t.Fatalf("render log: %q: %v", e.key, err)
+			}
+			if _, done := s.done[id]; !done {
+				continue
+			}
+			if e.epoch > before[e.key] {
+				t.Errorf("frame %d was done before kill %d and was leased again after it (epoch %d; before the kill it was rendered under epochs up to %d)",
+					id, i+1, e.epoch, before[e.key])
+			} else {
+				stale[k] = true
+			}
 		}
 		for id, f := range s.done {
-			if again[fmt.Sprintf("f-%d", id)] {
-				t.Errorf("frame %d was done before kill %d and was rendered again after it", id, i+1)
-			}
 			if n := now[id]; n.Output != f.Output || n.State != api.StateDone {
 				t.Errorf("frame %d changed after kill %d: before %+v, now %+v", id, i+1, f, n)
 			}
 		}
 	}
 	rendered := map[string]int{}
-	for _, l := range strings.Fields(string(log)) {
-		rendered[l]++
+	for _, e := range entries {
+		rendered[e.key]++
 	}
 	again := 0
 	for i := 1; i <= frames; i++ {
@@ -233,8 +273,8 @@ func TestKill9TwentyTimes(t *testing.T) {
 	srv.kill()
 	out := run(t, 0, "vault", "check", "--data", data)
 	t.Logf("vault check after %d kills: %s", kills, strings.TrimSpace(out))
-	t.Logf("survived %d kills (%d with a snapshot); %d frames of the main job and %d acknowledged submissions (%d frames) checked; %d renders of main-job frames repeated (leases lost in a crash); %d whole bundle downloads",
-		kills, len(snaps), frames, len(acknowledged), 3*len(acknowledged), again, downloads.Load())
+	t.Logf("survived %d kills (%d with a snapshot); %d frames of the main job and %d acknowledged submissions (%d frames) checked; %d renders of main-job frames repeated (leases lost in a crash), %d of them started after the frame was done under a stale lease; %d whole bundle downloads",
+		kills, len(snaps), frames, len(acknowledged), 3*len(acknowledged), again, len(stale), downloads.Load())
 }
 
 // path returns the job id of a distren://server/job URL.
