@@ -5,7 +5,8 @@
 //
 //   - Stage (interaction): cmd/distren (CLI), internal/server (HTTP API),
 //     internal/client (typed API client used by the CLI, workers and tests),
-//     internal/auth (API tokens, roles, the check on every request).
+//     internal/auth (API tokens, roles, the check on every request),
+//     internal/termsafe (escaping what the CLI prints of jobs and servers).
 //   - Steam (processing): internal/session (commands, dispatcher, scheduler),
 //     internal/store (durable state in SQLite), internal/manifest (distrenjob.xml).
 //   - Vault (data and execution): internal/vault (content-addressed blobs),

@@ -50,7 +50,8 @@ func TestRejections(t *testing.T) {
 	t.Run("no manifest", func(t *testing.T) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "scene.pov"), []byte("x"), 0o644)
-		if out := runErr(t, 5, "submit", dir, "--server", url); !strings.Contains(out, "distrenjob.xml") {
+		// Not a package: submit says so before uploading (exit 2, issue 12 item 16).
+		if out := runErr(t, 2, "submit", dir, "--server", url); !strings.Contains(out, "distrenjob.xml") {
 			t.Errorf("error %q does not name the manifest", out)
 		}
 	})

@@ -23,28 +23,36 @@ import (
 )
 
 // TestKill9TwentyTimes kills the server with SIGKILL at 20 random moments of
-// a 400-frame job with dependencies, while a remote worker claims and
+// a 401-frame job with dependencies, while a remote worker claims and
 // reports, a client keeps submitting small jobs and another keeps
 // downloading the bundle, and restarts it each time on the same data
 // directory. At the end: every frame of every acknowledged job is done
 // once with its output intact, no frame done before a crash was leased or
 // completed again, no acknowledged submission is missing, job ids were never
 // reused, and the vault holds no damaged object.
+//
+// What the kills hit does not depend on the machine's speed: kill k comes
+// 0-0.5 s after k/21 of the job's first 400 frames are done, and frame 401
+// waits for a gate file the test creates only after the last restart, so
+// the kills are spread over the job and it cannot finish before the last.
 func TestKill9TwentyTimes(t *testing.T) {
-	const kills, frames, lines = 20, 400, 500
+	const kills, frames, lines = 20, 401, 500
+	const gateFrame = frames // renders only once the test opens the gate
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 1))
 	t.Logf("kill moments seeded with %d", seed)
 
 	data := t.TempDir()
 	renders := filepath.Join(t.TempDir(), "renders.log") // each render appends its job, frame and scratch directory (which names its lease's epoch)
+	gate := filepath.Join(t.TempDir(), "gate")           // frame 401 renders once it exists
 	// Each output holds its frame number on `lines` lines (a few KB), so an
-	// output cut short or swapped shows.
-	backendXML := func(prefix string) string {
+	// output cut short or swapped shows. wait is shell run before the output
+	// is written.
+	backendXML := func(prefix, wait string) string {
 		return fmt.Sprintf(`<backend name="command">
     <program>sh</program><arg>-c</arg>
-    <arg>echo %s-{frame} {dir} >> %s; sleep 0.05; yes {frame} | head -n %d > %s-{frame:04}.txt</arg>
-  </backend>`, prefix, renders, lines, prefix)
+    <arg>echo %s-{frame} {dir} >> %s; %s sleep 0.05; yes {frame} | head -n %d > %s-{frame:04}.txt</arg>
+  </backend>`, prefix, renders, wait, lines, prefix)
 	}
 	mainPkg := writeJob(t, fmt.Sprintf(`<distrenjob version="1">
   <name>crash</name>
@@ -52,15 +60,16 @@ func TestKill9TwentyTimes(t *testing.T) {
   <frames>
     <range first="1" last="300"/>
     <range first="301" last="400"><depends offset="-300"/></range>
+    <frame id="%d"/>
   </frames>
   <outputs><output>f-*.txt</output></outputs>
-</distrenjob>`, backendXML("f")), nil)
+</distrenjob>`, backendXML("f", fmt.Sprintf("[ {frame} -ne %d ] || until [ -e %s ]; do sleep 0.05; done;", gateFrame, gate)), gateFrame), nil)
 	smallPkg := writeJob(t, fmt.Sprintf(`<distrenjob version="1">
   <name>small</name>
   %s
   <frames><range first="1" last="3"/></frames>
   <outputs><output>s-*.txt</output></outputs>
-</distrenjob>`, backendXML("s")), map[string]string{"input.bin": strings.Repeat("input ", 20000)})
+</distrenjob>`, backendXML("s", "")), map[string]string{"input.bin": strings.Repeat("input ", 20000)})
 
 	port := freePort(t)
 	url := "http://127.0.0.1:" + port
@@ -126,32 +135,51 @@ func TestKill9TwentyTimes(t *testing.T) {
 		done   map[int64]api.Frame
 		logLen int
 	}
-	var snaps []snapshot
-	for k := 0; k < kills; k++ {
-		time.Sleep(time.Duration(200+rng.IntN(1300)) * time.Millisecond)
-		var s snapshot
-		if fs, err := getFrames(url, path(mainURL)); err == nil {
-			s.done = map[int64]api.Frame{}
-			for _, f := range fs {
-				if f.State == api.StateDone {
-					s.done[f.ID] = f
+	// snap takes a snapshot once at least want frames are done, asking
+	// until the server has got that far.
+	snap := func(k, want int) snapshot {
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			fs, err := getFrames(url, path(mainURL))
+			if err == nil {
+				s := snapshot{done: map[int64]api.Frame{}}
+				for _, f := range fs {
+					if f.State == api.StateDone {
+						s.done[f.ID] = f
+					}
 				}
+				s.logLen = logLength(t, renders)
+				if len(s.done) >= want {
+					return s
+				}
+				err = fmt.Errorf("%d frames done", len(s.done))
 			}
-			s.logLen = logLength(t, renders)
-			snaps = append(snaps, s)
+			if time.Now().After(deadline) {
+				t.Fatalf("before kill %d: want %d of the job's frames done, still %v after 2 minutes", k, want, err)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
+	}
+	var snaps []snapshot
+	for k := 1; k <= kills; k++ {
+		snap(k, k*(frames-1)/(kills+1))
+		time.Sleep(time.Duration(rng.IntN(500)) * time.Millisecond)
+		s := snap(k, 0)
+		snaps = append(snaps, s)
 		t.Logf("kill %d: %d frames done, %d submissions acknowledged, uploads in flight %d, downloads in flight %d",
-			k+1, len(s.done), len(acknowledgedCopy(&mu, &acknowledged)), uploading.Load(), downloading.Load())
+			k, len(s.done), len(acknowledgedCopy(&mu, &acknowledged)), uploading.Load(), downloading.Load())
 		srv.kill()
 		srv, _ = serve(t, serveArgs...)
 	}
 	close(stop)
 	wg.Wait()
-	if len(snaps) < kills/2 {
-		t.Fatalf("only %d of %d kills came after the server answered", len(snaps), kills)
+	for i, s := range snaps {
+		if f, done := s.done[gateFrame]; done {
+			t.Fatalf("frame %d was done before kill %d, before its gate opened: %+v", gateFrame, i+1, f)
+		}
 	}
-	if last := snaps[len(snaps)-1]; len(last.done) == frames {
-		t.Fatalf("the job was done before the last kill; make frames slower")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 
 	// Everything finishes on the last server.
@@ -232,7 +260,7 @@ func TestKill9TwentyTimes(t *testing.T) {
 		rendered[e.key]++
 	}
 	again := 0
-	for i := 1; i <= frames; i++ {
+	for i := 1; i < gateFrame; i++ {
 		again += max(rendered[fmt.Sprintf("f-%d", i)]-1, 0)
 	}
 
@@ -273,8 +301,8 @@ func TestKill9TwentyTimes(t *testing.T) {
 	srv.kill()
 	out := run(t, 0, "vault", "check", "--data", data)
 	t.Logf("vault check after %d kills: %s", kills, strings.TrimSpace(out))
-	t.Logf("survived %d kills (%d with a snapshot); %d frames of the main job and %d acknowledged submissions (%d frames) checked; %d renders of main-job frames repeated (leases lost in a crash), %d of them started after the frame was done under a stale lease; %d whole bundle downloads",
-		kills, len(snaps), frames, len(acknowledged), 3*len(acknowledged), again, len(stale), downloads.Load())
+	t.Logf("survived %d kills; %d frames of the main job and %d acknowledged submissions (%d frames) checked; %d renders of frames 1-%d repeated (leases lost in a crash), %d of them started after the frame was done under a stale lease; frame %d started %d times (a crash takes its lease); %d whole bundle downloads",
+		kills, frames, len(acknowledged), 3*len(acknowledged), again, gateFrame-1, len(stale), gateFrame, rendered[fmt.Sprintf("f-%d", gateFrame)], downloads.Load())
 }
 
 // path returns the job id of a distren://server/job URL.

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,13 +25,25 @@ import (
 
 var bin string // the distren binary under test
 
+// raceBuild tells whether the binary under test is built with the race
+// detector (DISTREN_E2E_RACE_BINARY=1; go test -race alone checks only the
+// test process). A test then fails if a process it ran reports a race.
+var raceBuild = os.Getenv("DISTREN_E2E_RACE_BINARY") == "1"
+
+// raceReport is how the race detector starts a report, on stderr.
+const raceReport = "WARNING: DATA RACE"
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "distren-e2e-")
 	if err != nil {
 		panic(err)
 	}
 	bin = filepath.Join(dir, "distren")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/distren").CombinedOutput()
+	build := []string{"build", "-o", bin}
+	if raceBuild {
+		build = append(build, "-race")
+	}
+	out, err := exec.Command("go", append(build, "../cmd/distren")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building distren: %v\n%s", err, out)
 		os.Exit(1)
@@ -45,9 +58,32 @@ func TestMain(m *testing.M) {
 
 // proc is a distren process running in the background.
 type proc struct {
-	cmd  *exec.Cmd
+	cmd *exec.Cmd
+	// done is closed once the process has exited and all its output is in
+	// log.
 	done chan struct{}
-	log  *bytes.Buffer
+	log  *procLog // its stdout and stderr, whole lines only
+}
+
+// procLog is a process's output as it grows, safe to read while the process
+// writes it: String returns what it holds so far.
+type procLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+// add appends one line.
+func (l *procLog) add(line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.WriteString(line)
+}
+
+// String returns the lines written so far; each ends with a newline.
+func (l *procLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // start runs distren with args in the background; the test kills it at the end.
@@ -58,31 +94,42 @@ func start(t *testing.T, args ...string) *proc {
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	cmd.Stdout = pw
-	p := &proc{cmd: cmd, done: make(chan struct{}), log: &bytes.Buffer{}}
+	p := &proc{cmd: cmd, done: make(chan struct{}), log: &procLog{}}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	lines := make(chan string, 1024)
+	// Every line goes to the log as soon as it is read, whatever its
+	// length, so the process never blocks on its output and no line is
+	// lost; a last line without a newline is completed at the end.
+	read := make(chan struct{})
 	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default:
+		defer close(read)
+		r := bufio.NewReader(pr)
+		for {
+			line, err := r.ReadString('\n')
+			if line != "" && !strings.HasSuffix(line, "\n") {
+				line += "\n"
+			}
+			if line != "" {
+				p.log.add(line)
+			}
+			if err != nil {
+				return
 			}
 		}
 	}()
 	go func() {
 		cmd.Wait()
 		pw.Close()
+		<-read
 		close(p.done)
 	}()
-	go func() {
-		for l := range lines {
-			p.log.WriteString(l + "\n")
+	t.Cleanup(func() {
+		p.kill()
+		if l := p.log.String(); strings.Contains(l, raceReport) {
+			t.Errorf("distren %s: the race detector reported a race:\n%s", strings.Join(args, " "), l[strings.Index(l, raceReport):])
 		}
-	}()
-	t.Cleanup(func() { p.kill() })
+	})
 	return p
 }
 
@@ -136,6 +183,9 @@ func run2(t *testing.T, want int, args ...string) (string, string) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
+	if strings.Contains(stderr.String(), raceReport) {
+		t.Errorf("distren %s: the race detector reported a race:\n%s", strings.Join(args, " "), stderr.String())
+	}
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()

@@ -211,7 +211,8 @@ func waitWorkers(t *testing.T, url string, names ...string) {
 
 // TestPOVRayChunkFailsPartly: frame 3 of a chunk of four does not parse.
 // Frames 1 and 2 are kept, frame 3 fails at once (the scene's fault), and
-// frame 4, never attempted, is rendered again without counting an attempt.
+// the farm stops the job (issue 12, item 7): frame 4, never attempted, and
+// frames 5-6 are canceled without counting an attempt.
 func TestPOVRayChunkFailsPartly(t *testing.T) {
 	needPrograms(t, "povray")
 	_, url := serve(t, "--data", t.TempDir(), "--name", "part", "--workers", "1")
@@ -222,7 +223,7 @@ func TestPOVRayChunkFailsPartly(t *testing.T) {
 <frames><range first="1" last="6"/></frames><outputs><output>*.png</output></outputs></distrenjob>`, files)
 	job := strings.TrimSpace(run(t, 3, "submit", pkg, "--server", url, "--wait"))
 	j, frames := status(t, url, job)
-	if j.State != api.JobFailed || j.Counts[api.StateDone] != 5 {
+	if j.State != api.JobFailed || j.Counts[api.StateDone] != 2 || !strings.Contains(j.Error, "frame 3 failed for a reason in the job") {
 		t.Fatalf("job %+v", j)
 	}
 	for _, f := range frames {
@@ -230,6 +231,10 @@ func TestPOVRayChunkFailsPartly(t *testing.T) {
 		case f.ID == 3:
 			if f.State != api.StateFailed || f.Attempts != 1 || !strings.Contains(f.Error, "frame 3 is broken") {
 				t.Errorf("frame 3: %s after %d attempts: %q", f.State, f.Attempts, f.Error)
+			}
+		case f.ID > 3:
+			if f.State != api.StateCanceled || f.Attempts != 0 {
+				t.Errorf("frame %d: %s after %d attempts (%s)", f.ID, f.State, f.Attempts, f.Error)
 			}
 		case f.State != api.StateDone || f.Attempts != 1:
 			t.Errorf("frame %d: %s after %d attempts (%s)", f.ID, f.State, f.Attempts, f.Error)

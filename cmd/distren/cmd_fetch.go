@@ -63,34 +63,44 @@ outputs it holds are recorded in DIR/.distren-fetch.json.`,
 	return c
 }
 
-// fetchInto downloads a job's result bundle to out and returns the number of files.
+// fetchInto downloads a job's result bundle to out and returns the number of
+// files. It opens the result stream once: here for stdout or a tarball,
+// in fetchDir for a directory (which asks only for the frames it lacks).
 func fetchInto(ctx context.Context, c *client.Client, id int64, frames, out string) (int, error) {
+	if out != "-" && !strings.HasSuffix(out, ".tar") {
+		return fetchDir(ctx, c, id, frames, out)
+	}
 	rc, err := c.Result(ctx, id, frames)
 	if err != nil {
 		return 0, err
 	}
 	defer rc.Close()
-	switch {
-	case out == "-":
+	if out == "-" {
 		_, err := io.Copy(os.Stdout, rc)
 		return 0, err
-	case strings.HasSuffix(out, ".tar"):
-		f, err := os.Create(out)
-		if err != nil {
-			return 0, err
-		}
-		n := 0
-		err = jobpkg.Scan(io.TeeReader(rc, f), jobpkg.Limits{}, func(jobpkg.File, io.Reader) error { n++; return nil })
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(out)
-			return 0, fmt.Errorf("result of job %d: %w", id, err)
-		}
-		return n, nil
 	}
-	return fetchDir(ctx, c, id, frames, out)
+	// Written beside out and renamed over it once whole and checked: an
+	// error leaves no partial tarball, and out as it was.
+	f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*.partial")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	err = jobpkg.Scan(io.TeeReader(rc, f), jobpkg.Limits{}, func(jobpkg.File, io.Reader) error { n++; return nil })
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), out)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return 0, fmt.Errorf("result of job %d: %w", id, err)
+	}
+	return n, nil
 }
 
 // fetchRecord, in a directory fetch writes into, names the frames whose
@@ -108,11 +118,11 @@ type fetchState struct {
 // not hold yet: those fetched before with the same output (a frame rendered
 // again has a new one) are not downloaded again.
 func fetchDir(ctx context.Context, c *client.Client, id int64, frames, out string) (int, error) {
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return 0, err
-	}
 	list, err := c.Frames(ctx, id, frames)
 	if err != nil {
+		return 0, err
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil { // once the job is known to be there
 		return 0, err
 	}
 	job := fmt.Sprintf("%s/v1/jobs/%d", c.Base(), id)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/distren/distren/internal/backend"
 	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/termsafe"
 )
 
 type initOptions struct {
@@ -131,6 +132,6 @@ func runInitPOVRay(_ context.Context, o initOptions, ini string, stdout io.Write
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s: %d frames (%d-%d) of %s, %d per POV-Ray process\n",
-		o.out, len(m.Frames), a.InitialFrame, a.FinalFrame, a.Scene, o.chunk)
+		o.out, len(m.Frames), a.InitialFrame, a.FinalFrame, termsafe.Line(a.Scene), o.chunk)
 	return nil
 }

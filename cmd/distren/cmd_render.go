@@ -12,6 +12,7 @@ import (
 
 	"github.com/distren/distren/internal/client"
 	"github.com/distren/distren/internal/farm"
+	"github.com/distren/distren/internal/termsafe"
 )
 
 type renderOptions struct {
@@ -44,6 +45,9 @@ and local worker slots, write every frame's outputs to -o, and exit. Exits 3 if 
 func runRender(ctx context.Context, o renderOptions, pkg string, stdout io.Writer, stderr *os.File) error {
 	if o.workers < 1 {
 		return usageError{fmt.Errorf("--workers %d: must be at least 1", o.workers)}
+	}
+	if err := checkBeforeUpload(pkg); err != nil { // not a package at all: say so before starting a farm
+		return err
 	}
 	data := o.data
 	if data == "" {
@@ -80,7 +84,7 @@ func runRender(ctx context.Context, o renderOptions, pkg string, stdout io.Write
 		if err != nil {
 			return err
 		}
-		werr := waitJob(ctx, c, sub.ID, stderr, bar)
+		_, werr := waitJob(ctx, c, sub.ID, stderr, bar)
 		if _, ok := werr.(jobFailedError); werr != nil && !ok {
 			return werr
 		}
@@ -88,7 +92,7 @@ func runRender(ctx context.Context, o renderOptions, pkg string, stdout io.Write
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: %s, %s written to %s in %s\n", sub.Name, plural(sub.Frames, "frame"), plural(n, "file"),
+		fmt.Fprintf(stdout, "%s: %s, %s written to %s in %s\n", termsafe.Line(sub.Name), plural(sub.Frames, "frame"), plural(n, "file"),
 			o.out, time.Since(start).Round(time.Millisecond))
 		return werr
 	}()

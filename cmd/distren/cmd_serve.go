@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,6 +25,7 @@ type serveOptions struct {
 	leaseTTL           time.Duration
 	maxPackage         int64
 	maxFrames          int64
+	maxFramesHeld      int64
 	maxManifest        int64
 	maxFiles           int
 	maxOutput          int64
@@ -82,11 +86,12 @@ example.`,
 	f := c.Flags()
 	f.StringVar(&o.data, "data", "distren-data", "data directory")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:7878", "address to listen on")
-	f.StringVar(&o.name, "name", "local", "server name ([a-z0-9][a-z0-9-]*), constant for the server's life")
+	f.StringVar(&o.name, "name", "", "server name ([a-z0-9][a-z0-9-]*), recorded in --data at the first start and the same ever after (default: the name recorded; at the first start, the host name and a random suffix)")
 	f.IntVar(&o.workers, "workers", defaultSlots(), "local worker slots (0: none)")
 	f.DurationVar(&o.leaseTTL, "lease", 30*time.Second, "frame lease length; workers heartbeat at a third of it")
 	f.Int64Var(&o.maxPackage, "max-package-bytes", 8<<30, "largest job package accepted (uncompressed bytes)")
 	f.Int64Var(&o.maxFrames, "max-frames", 1_000_000, "most frames in one job")
+	f.Int64Var(&o.maxFramesHeld, "max-frames-held", server.DefaultMaxFramesHeld, "most frames of all jobs held at once (each costs memory until its job is deleted); a job that would pass it is refused")
 	f.Int64Var(&o.maxManifest, "max-manifest-bytes", 16<<20, "largest distrenjob.xml accepted")
 	f.IntVar(&o.maxFiles, "max-package-files", 100_000, "most files (tar entries, directories included) in one job package")
 	f.Int64Var(&o.maxOutput, "max-output-bytes", 4<<30, "largest output tarball of one frame accepted from a worker")
@@ -107,10 +112,13 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if o.workers < 0 {
 		return usageError{fmt.Errorf("--workers %d: must be 0 or more", o.workers)}
 	}
+	if abs, err := filepath.Abs(o.data); err == nil { // paths given to renderers must not depend on their working directory
+		o.data = abs
+	}
 	cfg := farm.Config{Data: o.data, Listen: o.listen, Name: o.name, Workers: o.workers,
 		LeaseTTL: o.leaseTTL, Log: log, NoCompress: !o.compress, MaxOpenObjects: o.maxOpen,
 		GCInterval: gcInterval(o.gcInterval), GC: server.GC{Grace: o.gcGrace, Retention: o.retention},
-		Limits: server.Limits{MaxPackageBytes: o.maxPackage, MaxFrames: o.maxFrames, MaxManifestBytes: o.maxManifest,
+		Limits: server.Limits{MaxPackageBytes: o.maxPackage, MaxFrames: o.maxFrames, MaxFramesHeld: o.maxFramesHeld, MaxManifestBytes: o.maxManifest,
 			MaxPackageFiles: o.maxFiles, MaxOutputBytes: o.maxOutput}}
 	if err := o.checkLimits(); err != nil {
 		return err
@@ -128,10 +136,44 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	err = farm.Run(ctx, cfg)
-	if errors.Is(err, farm.ErrInsecure) {
+	if errors.Is(err, farm.ErrInsecure) || errors.Is(err, farm.ErrName) {
 		err = usageError{err} // serve's flags decide
 	}
-	return err
+	return o.listenFailure(err)
+}
+
+// listenFailure says what to do when serve cannot listen on an address it
+// was given (--listen, or --debug-addr): a port another program holds, an
+// address that is not this machine's, or one that is not an address.
+func (o serveOptions) listenFailure(err error) error {
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "listen" {
+		return err
+	}
+	flag, addr := "--listen", o.listen
+	if oe.Addr != nil && o.debugAddr != "" && port(oe.Addr.String()) == port(o.debugAddr) && port(o.debugAddr) != port(o.listen) {
+		flag, addr = "--debug-addr", o.debugAddr
+	}
+	var ae *net.AddrError
+	var de *net.DNSError
+	switch {
+	case errors.As(err, &ae), errors.As(err, &de) && de.IsNotFound:
+		return usageError{fmt.Errorf("%s %s: %w", flag, addr, oe)}
+	case errors.Is(err, syscall.EADDRINUSE):
+		return listenError{fmt.Errorf("port %s is in use: %w; pick another with %s (port 0 picks a free one)", port(addr), oe, flag)}
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return listenError{fmt.Errorf("%s %s: %w (not an address of this machine)", flag, addr, oe)}
+	}
+	return listenError{fmt.Errorf("%s %s: %w", flag, addr, oe)}
+}
+
+// port returns the port of a host:port address ("" if it has none).
+func port(addr string) string {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return p
 }
 
 // gcInterval maps the flag (0: never) to farm.Config (negative: never).
@@ -149,7 +191,7 @@ func (o serveOptions) checkLimits() error {
 		flag string
 		v    int64
 	}{
-		{"--max-package-bytes", o.maxPackage}, {"--max-package-files", int64(o.maxFiles)}, {"--max-frames", o.maxFrames},
+		{"--max-package-bytes", o.maxPackage}, {"--max-package-files", int64(o.maxFiles)}, {"--max-frames", o.maxFrames}, {"--max-frames-held", o.maxFramesHeld},
 		{"--max-manifest-bytes", o.maxManifest}, {"--max-output-bytes", o.maxOutput},
 	} {
 		if l.v <= 0 {

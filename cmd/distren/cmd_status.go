@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/client"
+	"github.com/distren/distren/internal/termsafe"
 )
 
 type statusOptions struct {
@@ -60,22 +62,28 @@ func runStatus(ctx context.Context, o statusOptions, ref string, out io.Writer) 
 	}
 	tty := o.watch && !o.json && out == os.Stdout && isTerminal(os.Stdout)
 	for {
+		// A redraw is written at once; otherwise the report streams (a
+		// job's frames, a page at a time).
 		var buf strings.Builder
-		ended, err := statusOnce(ctx, c, id, o.json, &buf)
+		w := out
+		if tty {
+			w = &buf
+		}
+		ended, err := statusOnce(ctx, c, id, o.json, w)
 		if err != nil {
 			return err
 		}
 		if tty {
 			fmt.Fprint(out, "\x1b[H\x1b[2J") // home, clear
+			fmt.Fprint(out, buf.String())
 		}
-		fmt.Fprint(out, buf.String())
 		if !o.watch || (id != 0 && ended) {
 			return nil
 		}
 		select {
 		case <-time.After(o.interval):
 		case <-ctx.Done():
-			return nil
+			return ctx.Err() // interrupted: not a report that ended
 		}
 	}
 }
@@ -88,7 +96,7 @@ func statusOnce(ctx context.Context, c *client.Client, id int64, asJSON bool, ou
 			return false, err
 		}
 		if asJSON {
-			return false, json.NewEncoder(out).Encode(jobs)
+			return false, writeJSON(out, jobs)
 		}
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "JOB\tNAME\tSTATE\tDONE\tRUNNING\tFAILED\tSUBMITTED\tURL")
@@ -96,8 +104,8 @@ func statusOnce(ctx context.Context, c *client.Client, id int64, asJSON bool, ou
 			if j.Waiting != "" {
 				j.State += " (waiting for a worker)"
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%d\t%s\t%s\n", j.ID, j.Name, j.State, j.Counts[api.StateDone], j.Frames,
-				j.Counts[api.StateRunning], j.Counts[api.StateFailed], j.Submitted.Local().Format("2006-01-02 15:04:05"), j.URL)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%d\t%d\t%s\t%s\n", j.ID, termsafe.Line(j.Name), termsafe.Line(j.State), j.Counts[api.StateDone], j.Frames,
+				j.Counts[api.StateRunning], j.Counts[api.StateFailed], j.Submitted.Local().Format("2006-01-02 15:04:05"), termsafe.Line(j.URL))
 		}
 		return false, tw.Flush()
 	}
@@ -105,18 +113,11 @@ func statusOnce(ctx context.Context, c *client.Client, id int64, asJSON bool, ou
 	if err != nil {
 		return false, err
 	}
-	frames, err := c.Frames(ctx, id, "")
-	if err != nil {
-		return false, err
-	}
 	ended := j.State == api.JobDone || j.State == api.JobFailed || j.State == api.JobCanceled
 	if asJSON {
-		return ended, json.NewEncoder(out).Encode(struct {
-			Job    api.Job     `json:"job"`
-			Frames []api.Frame `json:"frames"`
-		}{j, frames})
+		return ended, statusJSON(ctx, c, j, out)
 	}
-	fmt.Fprintf(out, "%s  %s  %s\n", j.URL, j.Name, strings.ToUpper(j.State))
+	fmt.Fprintf(out, "%s  %s  %s\n", termsafe.Line(j.URL), termsafe.Line(j.Name), termsafe.Line(strings.ToUpper(j.State)))
 	fmt.Fprintf(out, "priority %d", j.Priority)
 	if j.Deadline != nil {
 		fmt.Fprintf(out, ", deadline %s", j.Deadline.Local().Format(time.RFC3339))
@@ -130,26 +131,34 @@ func statusOnce(ctx context.Context, c *client.Client, id int64, asJSON bool, ou
 	}
 	fmt.Fprintln(out)
 	if j.Waiting != "" {
-		fmt.Fprintln(out, j.Waiting)
+		fmt.Fprintln(out, termsafe.Line(j.Waiting))
 	}
+	if j.Warning != "" { // frames writing the same file name (docs/api.md, "The result bundle")
+		fmt.Fprintln(out, "warning: "+termsafe.Line(j.Warning))
+	}
+	// The frames are read page by page; only those shown are kept.
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	shown := 0
-	for _, f := range frames {
+	err = c.EachFrame(ctx, id, "", func(f api.Frame) error {
 		if f.State != api.StateRunning && f.State != api.StateFailed && !(f.Attempts > 1 && f.State != api.StateDone) {
-			continue
+			return nil
 		}
 		if shown == 0 {
 			fmt.Fprintln(tw, "FRAME\tSTATE\tATTEMPTS\tWORKER\tPROGRESS\tMESSAGE")
 		}
 		if shown++; shown > 40 {
-			continue
+			return nil
 		}
 		prog := ""
 		if f.State == api.StateRunning && f.Progress > 0 {
 			prog = fmt.Sprintf("%.0f%%", f.Progress*100)
 		}
 		msg, _, _ := strings.Cut(f.Error, "\n")
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", f.ID, f.State, f.Attempts, f.Worker, prog, msg)
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", f.ID, termsafe.Line(f.State), f.Attempts, termsafe.Line(f.Worker), prog, termsafe.Line(msg))
+		return nil
+	})
+	if err != nil {
+		return ended, err
 	}
 	if err := tw.Flush(); err != nil {
 		return ended, err
@@ -158,4 +167,33 @@ func statusOnce(ctx context.Context, c *client.Client, id int64, asJSON bool, ou
 		fmt.Fprintf(out, "… and %d more\n", shown-40)
 	}
 	return ended, nil
+}
+
+// statusJSON writes {"job": ..., "frames": [...]}, the frames as they come
+// page by page, so that a job of a million frames is never held whole.
+func statusJSON(ctx context.Context, c *client.Client, j api.Job, out io.Writer) error {
+	bw := bufio.NewWriter(out)
+	jb, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(bw, `{"job":%s,"frames":[`, termsafe.JSON(jb))
+	n := 0
+	err = c.EachFrame(ctx, j.ID, "", func(f api.Frame) error {
+		b, err := json.Marshal(f)
+		if err != nil {
+			return err
+		}
+		if n++; n > 1 {
+			bw.WriteByte(',')
+		}
+		_, err = bw.Write(termsafe.JSON(b))
+		return err
+	})
+	if err != nil {
+		bw.Flush()
+		return err
+	}
+	bw.WriteString("]}\n")
+	return bw.Flush()
 }

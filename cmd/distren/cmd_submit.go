@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -13,6 +14,7 @@ import (
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/client"
 	"github.com/distren/distren/internal/jobpkg"
+	"github.com/distren/distren/internal/termsafe"
 )
 
 type submitOptions struct {
@@ -40,6 +42,9 @@ func newSubmitCommand() *cobra.Command {
 }
 
 func runSubmit(ctx context.Context, o submitOptions, pkg string, stdout io.Writer, stderr *os.File) error {
+	if err := checkBeforeUpload(pkg); err != nil { // not a package at all: say so before sending anything
+		return err
+	}
 	c, err := newClient(o.server)
 	if err != nil {
 		return usageError{err}
@@ -48,11 +53,17 @@ func runSubmit(ctx context.Context, o submitOptions, pkg string, stdout io.Write
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, sub.URL)
+	fmt.Fprintln(stdout, termsafe.Line(sub.URL))
 	if !o.wait {
 		return nil
 	}
-	return waitJob(ctx, c, sub.ID, stderr, !o.quiet && isTerminal(stderr))
+	start := time.Now()
+	j, err := waitJob(ctx, c, sub.ID, stderr, !o.quiet && isTerminal(stderr))
+	if err == nil && !o.quiet {
+		// The last word, also in a log where no bar was drawn.
+		fmt.Fprintf(stderr, "job %s done: %s in %s\n", termsafe.Line(j.URL), plural(j.Frames, "frame"), roundDuration(time.Since(start)))
+	}
+	return err
 }
 
 // upload sends a package, with a progress bar on stderr if bar is set. A
@@ -94,15 +105,16 @@ func uploadTar(ctx context.Context, c *client.Client, pkg string, stderr io.Writ
 }
 
 // waitJob follows a job until it ends, with a progress bar of frames if bar
-// is set. A job that ends with failed or canceled frames is an error.
-func waitJob(ctx context.Context, c *client.Client, id int64, stderr io.Writer, bar bool) error {
+// is set, and returns it as it ended. A job that ends with failed or
+// canceled frames is an error.
+func waitJob(ctx context.Context, c *client.Client, id int64, stderr io.Writer, bar bool) (api.Job, error) {
 	var pb *progressbar.ProgressBar
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		j, err := c.Job(ctx, id)
 		if err != nil {
-			return err
+			return j, err
 		}
 		if bar {
 			if pb == nil {
@@ -117,22 +129,34 @@ func waitJob(ctx context.Context, c *client.Client, id int64, stderr io.Writer, 
 			if pb != nil {
 				pb.Finish()
 			}
-			return nil
+			return j, nil
 		case api.JobFailed, api.JobCanceled:
 			if pb != nil {
 				pb.Exit()
 				fmt.Fprintln(stderr)
 			}
+			// main prints it escaped (termsafe.Text): the error quotes the
+			// renderer, whose lines are indented so that none passes for
+			// one of distren's own.
 			msg := fmt.Sprintf("job %s %s: %d of %d frames done", j.URL, j.State, j.Counts[api.StateDone], j.Frames)
 			if j.Error != "" {
-				msg += "; " + j.Error
+				msg += "; " + strings.ReplaceAll(strings.TrimRight(j.Error, "\n"), "\n", "\n    ")
 			}
-			return jobFailedError{msg}
+			return j, jobFailedError{msg}
 		}
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
-			return ctx.Err()
+			return j, ctx.Err()
 		}
 	}
+}
+
+// roundDuration rounds d for people: tenths of a second under a minute,
+// seconds above.
+func roundDuration(d time.Duration) time.Duration {
+	if d < time.Minute {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/distren/distren/internal/auth"
+	"github.com/distren/distren/internal/termsafe"
 )
 
 func newTokenCommand() *cobra.Command {
@@ -129,7 +130,7 @@ func runTokenList(ctx context.Context, data string, asJSON bool, out io.Writer) 
 		if !t.Active() {
 			revoked = t.Revoked.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, t.Created.Local().Format(time.DateTime), revoked)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, termsafe.Line(t.Name), t.Role, t.Created.Local().Format(time.DateTime), revoked)
 	}
 	return tw.Flush()
 }

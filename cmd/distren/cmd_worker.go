@@ -26,15 +26,17 @@ type workerOptions struct {
 }
 
 // commandPolicy is what a worker (or serve's local slots) lets the command
-// backend run.
+// backend run, and which of its environment variables command frames see.
 type commandPolicy struct {
-	policy string
-	allow  []string
+	policy  string
+	allow   []string
+	passEnv []string
 }
 
 func (p *commandPolicy) add(f *pflag.FlagSet) {
 	f.StringVar(&p.policy, "command-policy", backend.CommandAny, "what the command backend may run here: any (whoever may submit may run any program), refuse (never claim command frames), allow-list (only --allow-program)")
 	f.StringArrayVar(&p.allow, "allow-program", nil, "with --command-policy allow-list: a program command frames may run, as written in <program> or as an absolute path (repeat for more)")
+	f.StringArrayVar(&p.passEnv, "pass-env", nil, "an environment variable of this process that command frames see (they get only PATH, LANG, a private HOME and TMPDIR, DISTREN_FRAME and DISTREN_JOB otherwise); repeat for more")
 }
 
 // registry returns the backends with the policy applied.
@@ -42,6 +44,9 @@ func (p commandPolicy) registry() (backend.Registry, error) {
 	r, err := backend.CommandPolicy(backend.Default(), p.policy, p.allow)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--command-policy: %w", err)}
+	}
+	if r, err = backend.CommandEnv(r, p.passEnv); err != nil {
+		return nil, usageError{fmt.Errorf("--pass-env: %w", err)}
 	}
 	return r, nil
 }
@@ -97,7 +102,7 @@ func runWorker(ctx context.Context, o workerOptions) error {
 		return err
 	}
 	defer w.Close()
-	log.Info("worker started", "name", w.Name(), "server", o.server, "slots", o.slots, "dir", o.dir)
+	log.Info("worker started", "name", w.Name(), "server", o.server, "slots", o.slots, "dir", w.Dir())
 	return w.Run(ctx)
 }
 

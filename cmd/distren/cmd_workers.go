@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/distren/distren/internal/termsafe"
 )
 
 func newWorkersCommand() *cobra.Command {
@@ -29,21 +30,21 @@ func newWorkersCommand() *cobra.Command {
 			}
 			out := c.OutOrStdout()
 			if asJSON {
-				return json.NewEncoder(out).Encode(ws)
+				return writeJSON(out, ws)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "WORKER\tLIVE\tRUNNING\tLAST SEEN\tBACKENDS")
 			for _, w := range ws {
 				var bs []string
 				for name, v := range w.Backends {
-					bs = append(bs, name+" "+v)
+					bs = append(bs, termsafe.Line(name+" "+v))
 				}
 				slices.Sort(bs)
 				live := "no"
 				if w.Live {
 					live = "yes"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s ago\t%s\n", w.Name, live, w.Running,
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s ago\t%s\n", termsafe.Line(w.Name), live, w.Running,
 					time.Since(w.LastSeen).Round(time.Second), strings.Join(bs, ", "))
 			}
 			return tw.Flush()

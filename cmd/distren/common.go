@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/distren/distren/internal/client"
 	"github.com/distren/distren/internal/durl"
+	"github.com/distren/distren/internal/termsafe"
 )
 
 // defaultServer is the server URL when neither --server nor DISTREN_SERVER says.
@@ -122,4 +125,15 @@ func plural(n int, s string) string {
 		return fmt.Sprintf("%d %s", n, s)
 	}
 	return fmt.Sprintf("%d %ss", n, strings.TrimSuffix(s, "s"))
+}
+
+// writeJSON writes v as one line of JSON, with the characters a terminal
+// would act on that encoding/json leaves raw escaped (termsafe.JSON).
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(termsafe.JSON(b), '\n'))
+	return err
 }

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"syscall"
 
 	"github.com/distren/distren/internal/client"
 )
@@ -20,7 +24,36 @@ const (
 	exitUnreachable = 4 // the server could not be reached
 	exitRejected    = 5 // the server refused the request (invalid package, unknown job or frame, the token)
 	exitDamaged     = 6 // vault check found damaged objects
+	// A command stopped by a signal exits 128 + the signal's number, as
+	// shells report it: 130 for SIGINT (Ctrl-C), 143 for SIGTERM. serve
+	// and worker, which run until stopped, exit 0 when a signal stops them
+	// (and as usual if they fail).
+	exitSignal = 128
 )
+
+// untilStopped are the commands a signal is the normal way to stop.
+var untilStopped = map[string]bool{"serve": true, "worker": true}
+
+// exitStatus is the exit code of command cmd (its name) that returned err,
+// sig being the signal that stopped it (nil if none came).
+func exitStatus(cmd string, err error, sig os.Signal) int {
+	if sig == nil {
+		return exitCode(err)
+	}
+	if untilStopped[cmd] {
+		if errors.Is(err, context.Canceled) {
+			return exitOK // stopped as asked
+		}
+		return exitCode(err) // a failure while stopping is one still
+	}
+	if err == nil {
+		return exitOK // done before the signal stopped anything
+	}
+	if s, ok := sig.(syscall.Signal); ok {
+		return exitSignal + int(s)
+	}
+	return exitSignal + int(syscall.SIGINT)
+}
 
 // usageError marks command-line mistakes.
 type usageError struct{ error }
@@ -44,8 +77,7 @@ func exitCode(err error) int {
 	var jf jobFailedError
 	var de damageError
 	var ce *client.Error
-	var ne net.Error
-	var oe *net.OpError
+	var le listenError
 	switch {
 	case err == nil:
 		return exitOK
@@ -59,11 +91,29 @@ func exitCode(err error) int {
 		return exitDamaged
 	case errors.As(err, &ce) && ce.Status >= 400 && ce.Status < 500 && ce.Status != http.StatusRequestTimeout:
 		return exitRejected
-	case errors.As(err, &oe), errors.As(err, &ne):
+	case errors.As(err, &le):
+		return exitError // serve's own address, not a server out of reach
+	case unreachable(err):
 		return exitUnreachable
 	}
 	return exitError
 }
+
+// unreachable reports whether err is the failure of a request to reach a
+// server: a *url.Error (how the HTTP client reports a request it could not
+// complete) or a network operation's error. A local file's error is not,
+// although syscall.Errno, which it wraps, satisfies net.Error.
+func unreachable(err error) bool {
+	var ue *url.Error
+	var oe *net.OpError
+	var de *net.DNSError
+	return errors.As(err, &ue) || errors.As(err, &oe) || errors.As(err, &de)
+}
+
+// listenError is serve failing to listen on an address it was given.
+type listenError struct{ error }
+
+func (e listenError) Unwrap() error { return e.error }
 
 // explain says what to do about errors whose remedy the server's or the
 // library's words do not name: a token refused, a certificate not trusted.

@@ -6,24 +6,53 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/distren/distren/internal/termsafe"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	var sig atomic.Value // the signal that stopped the command
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		sig.Store(s)
+		stop()
+		signal.Stop(sigs) // a second Ctrl-C kills at once
+	}()
 	root := newRootCommand()
-	err := root.ExecuteContext(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "distren:", explain(err))
+	cmd, err := root.ExecuteContextC(ctx)
+	signal.Stop(sigs)
+	stopped, _ := sig.Load().(os.Signal)
+	name := ""
+	if cmd != nil {
+		name = cmd.Name()
 	}
-	stop()
-	os.Exit(exitCode(err))
+	code := exitStatus(name, err, stopped)
+	switch {
+	case err == nil || code == exitOK:
+	case stopped != nil && errors.Is(err, context.Canceled):
+		what := "interrupted"
+		if stopped == syscall.SIGTERM {
+			what = "terminated"
+		}
+		fmt.Fprintln(os.Stderr, "distren:", what)
+	default:
+		// Messages carry text of jobs, renderers and servers: nothing in
+		// them may act on the terminal.
+		fmt.Fprintln(os.Stderr, "distren:", termsafe.Text(explain(err).Error()))
+	}
+	os.Exit(code)
 }
 
 func newRootCommand() *cobra.Command {
@@ -38,6 +67,6 @@ func newRootCommand() *cobra.Command {
 		return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
 	})
 	root.AddCommand(newServeCommand(), newWorkerCommand(), newRenderCommand(), newSubmitCommand(),
-		newStatusCommand(), newFetchCommand(), newCancelCommand(), newRetryCommand(), newInitCommand(), newWorkersCommand(), newVaultCommand(), newDeleteCommand(), newGCCommand(), newTokenCommand(), newVersionCommand())
+		newStatusCommand(), newFetchCommand(), newCancelCommand(), newRetryCommand(), newInitCommand(), newValidateCommand(), newWorkersCommand(), newVaultCommand(), newDeleteCommand(), newGCCommand(), newTokenCommand(), newVersionCommand())
 	return root
 }

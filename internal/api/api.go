@@ -52,6 +52,11 @@ type Job struct {
 	// Waiting says why ready frames are not running, when no connected
 	// worker has the backend (and version) they need.
 	Waiting string `json:"waiting,omitempty"`
+	// Warning is set once two frames of the job wrote a file of the same
+	// path: it names them, says where the result bundle puts the second
+	// one (docs/api.md, "The result bundle"), and how to name outputs
+	// per frame.
+	Warning string `json:"warning,omitempty"`
 }
 
 // Frame is one frame's state (GET /v1/jobs/{job}/frames).

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,11 +31,13 @@ type Task struct {
 	// Frames are the frame numbers, ascending; more than one only for a
 	// backend whose Chunks is true.
 	Frames []int64
-	// Dir is the task's scratch directory: the job's input files and the
-	// outputs of the frames it depends on are there; outputs go there too.
+	// Dir is the task's scratch directory, an absolute path: the job's
+	// input files and the outputs of the frames it depends on are there;
+	// outputs go there too.
 	Dir string
 	// Home is a private, empty directory outside Dir for the renderer's HOME,
-	// configuration and temporary files; it is removed with Dir.
+	// configuration and temporary files, an absolute path; it is removed
+	// with Dir.
 	Home string
 	// Spec is the frames' backend element from the manifest.
 	Spec *manifest.Backend
@@ -50,6 +53,16 @@ type Task struct {
 
 // Frame is the task's first frame: the frame, for backends that render one at a time.
 func (t *Task) Frame() int64 { return t.Frames[0] }
+
+// checkDirs refuses a task whose directories are relative: a renderer runs
+// in Dir, so it would take a relative HOME, scene or output path from there
+// and find nothing (the worker makes its directory absolute at start).
+func (t *Task) checkDirs() error {
+	if !filepath.IsAbs(t.Dir) || !filepath.IsAbs(t.Home) {
+		return fmt.Errorf("task directories must be absolute paths (scratch %q, home %q)", t.Dir, t.Home)
+	}
+	return nil
+}
 
 // Events receives what a renderer reports while it works. Both methods may be
 // called from any goroutine, but not concurrently.
@@ -149,8 +162,78 @@ func (r Registry) Names() []string {
 	return n
 }
 
+// NamedFile is a file of the job package that a backend element names.
+type NamedFile struct {
+	Path    string // clean, slash-separated, relative to the package root
+	Line    int    // the element's line in the manifest
+	Element string // the element, e.g. scene or blendfile
+}
+
+// FileNamer is implemented by backends (and Programs) whose elements name
+// files of the job package: POV-Ray's <scene> and <ini>, Blender's
+// <blendfile>. Files is called at submission only for an element that
+// Check accepted; CheckPackage refuses a package that lacks one of them.
+type FileNamer interface {
+	Files(spec *manifest.Backend) []NamedFile
+}
+
 // CheckManifest checks the job's backend element and every per-frame override.
 func (r Registry) CheckManifest(m *manifest.Manifest) error {
+	errs, _ := r.checkSpecs(m)
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// CheckPackage checks a manifest against the package it came with: its
+// backend elements (as CheckManifest does), and that the package holds
+// every file the manifest names — each <inputs> <file>, and each file a
+// backend element names (FileNamer). has reports whether the package holds
+// a path (clean, slash-separated, relative). A backend element's files are
+// not required of the package when every frame rendered with that element
+// depends on other frames, whose outputs may bring them. The problems come
+// as one manifest.ErrorList, by line.
+func (r Registry) CheckPackage(m *manifest.Manifest, has func(path string) bool) error {
+	errs, specs := r.checkSpecs(m)
+	for _, in := range m.Inputs {
+		if !has(in.Path) {
+			errs = append(errs, &manifest.Error{File: manifest.FileName, Line: in.Line, Element: "file",
+				Msg: fmt.Sprintf("the package has no file %q", in.Path)})
+		}
+	}
+	for _, sp := range specs {
+		if !sp.ok || !sp.standalone {
+			continue
+		}
+		fn, ok := r[sp.spec.Name].(FileNamer)
+		if !ok {
+			continue
+		}
+		for _, f := range fn.Files(sp.spec) {
+			if !has(f.Path) {
+				errs = append(errs, &manifest.Error{File: manifest.FileName, Line: f.Line, Element: f.Element,
+					Msg: fmt.Sprintf("the package has no file %q (backend %s needs it)", f.Path, sp.spec.Name)})
+			}
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(errs, func(a, b *manifest.Error) int { return a.Line - b.Line })
+	return errs
+}
+
+// checkedSpec is a backend element of a manifest, as checked.
+type checkedSpec struct {
+	spec       *manifest.Backend
+	ok         bool // its backend is known and accepted it
+	standalone bool // a frame without dependencies is rendered with it
+}
+
+// checkSpecs checks the job's backend element and every per-frame
+// override, in document order.
+func (r Registry) checkSpecs(m *manifest.Manifest) (manifest.ErrorList, []checkedSpec) {
 	var errs manifest.ErrorList
 	add := func(err error) {
 		var el manifest.ErrorList
@@ -165,26 +248,34 @@ func (r Registry) CheckManifest(m *manifest.Manifest) error {
 			errs = append(errs, &manifest.Error{File: manifest.FileName, Element: "backend", Msg: err.Error()})
 		}
 	}
+	var specs []checkedSpec
+	index := map[*manifest.Backend]int{}
 	check := func(b *manifest.Backend) {
+		index[b] = len(specs)
 		be, ok := r[b.Name]
 		if !ok {
 			add(&manifest.Error{File: manifest.FileName, Line: b.Line, Element: "backend", Msg: fmt.Sprintf("unknown backend %q (this server has: %s)", b.Name, strings.Join(r.Names(), ", "))})
+			specs = append(specs, checkedSpec{spec: b})
 			return
 		}
-		add(be.Check(b))
+		err := be.Check(b)
+		add(err)
+		specs = append(specs, checkedSpec{spec: b, ok: err == nil})
 	}
 	check(&m.Backend)
-	seen := map[*manifest.Backend]bool{}
 	for i := range m.Frames {
-		if b := m.Frames[i].Backend; b != nil && !seen[b] {
-			seen[b] = true
+		f := &m.Frames[i]
+		b := f.Backend
+		if b == nil {
+			b = &m.Backend
+		} else if _, seen := index[b]; !seen {
 			check(b)
 		}
+		if len(f.Deps) == 0 {
+			specs[index[b]].standalone = true
+		}
 	}
-	if len(errs) > 0 {
-		return errs
-	}
-	return nil
+	return errs, specs
 }
 
 // specError locates a problem in a backend element.

@@ -121,7 +121,7 @@ func TestCommandRunsWithSubstitutions(t *testing.T) {
 	dir := t.TempDir()
 	s := spec(t, `<backend name="command"><program>sh</program><arg>-c</arg><arg>echo {job} {frame:3} $DISTREN_FRAME > out.txt; echo oops >&amp;2; exit 3</arg></backend>`)
 	var stderr bytes.Buffer
-	err := Command{}.Render(context.Background(), &Task{Job: 4, Frames: []int64{9}, Dir: dir, Spec: s, Stderr: &stderr})
+	err := Command{}.Render(context.Background(), &Task{Job: 4, Frames: []int64{9}, Dir: dir, Home: t.TempDir(), Spec: s, Stderr: &stderr})
 	if err == nil || !strings.Contains(err.Error(), "exit status 3") {
 		t.Errorf("error %v, want exit status 3", err)
 	}
@@ -141,7 +141,7 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Command{}.Render(ctx, &Task{Job: 1, Frames: []int64{1}, Dir: dir, Spec: s, Stderr: os.Stderr})
+		done <- Command{}.Render(ctx, &Task{Job: 1, Frames: []int64{1}, Dir: dir, Home: t.TempDir(), Spec: s, Stderr: os.Stderr})
 	}()
 	var pid int
 	for pid == 0 {
@@ -203,7 +203,7 @@ func TestCommandPolicy(t *testing.T) {
 		if prog == "sh" {
 			s = spec(t, `<backend name="command"><program>sh</program><arg>-c</arg><arg>touch ran</arg></backend>`)
 		}
-		err := cmd.Render(context.Background(), &Task{Job: 1, Frames: []int64{1}, Dir: dir, Spec: s, Stderr: io.Discard})
+		err := cmd.Render(context.Background(), &Task{Job: 1, Frames: []int64{1}, Dir: dir, Home: t.TempDir(), Spec: s, Stderr: io.Discard})
 		_, statErr := os.Stat(filepath.Join(dir, "ran"))
 		return statErr == nil, err
 	}

@@ -182,6 +182,15 @@ func (Blender) Check(spec *manifest.Backend) error {
 	return err
 }
 
+// Files implements FileNamer: the <blendfile>.
+func (Blender) Files(spec *manifest.Backend) []NamedFile {
+	v, line, ok := spec.Get("blendfile")
+	if !ok {
+		return nil
+	}
+	return []NamedFile{{Path: path.Clean(v), Line: line, Element: "blendfile"}}
+}
+
 var blenderVersionRe = regexp.MustCompile(`(?m)^Blender (\d+\.\d+(?:\.\d+)?)`)
 
 // Fingerprint implements Program: it runs blender --version.

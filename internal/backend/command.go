@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +30,12 @@ import (
 // command frames: that is the backend's purpose, as in other farms, and
 // the submit token is what guards it. A worker narrows it with a policy
 // (CommandPolicy): refuse the backend, or run only listed programs.
+//
+// The program gets the environment every renderer gets (PATH, LANG, a
+// private HOME and TMPDIR beneath it), DISTREN_FRAME and DISTREN_JOB, and
+// the worker's values of the variables the site lets through (PassEnv) —
+// never the rest of the worker's environment, where its token and cloud
+// credentials live.
 type Command struct {
 	// Allow, if not nil, lists the only programs this worker runs: a
 	// frame's <program>, after substitution, must be one of them as
@@ -34,6 +43,9 @@ type Command struct {
 	// relative path) to one given as an absolute path. Another program
 	// fails the frame on this worker, so that it is retried elsewhere.
 	Allow []string
+	// PassEnv names variables of the worker's environment that command
+	// frames see with the worker's values (when set); see CommandEnv.
+	PassEnv []string
 }
 
 // Command policies for CommandPolicy.
@@ -63,6 +75,50 @@ func CommandPolicy(r Registry, policy string, allow []string) (Registry, error) 
 		return nil, fmt.Errorf("command policy %s takes no list of programs (use %s)", policy, CommandAllowList)
 	}
 	return nil, fmt.Errorf("command policy %q: want %s, %s or %s", policy, CommandAny, CommandRefuse, CommandAllowList)
+}
+
+// reservedEnv are the variables CommandEnv refuses to pass through, and why.
+var reservedEnv = map[string]string{
+	"HOME":          "each frame has a private HOME",
+	"TMPDIR":        "each frame has a private TMPDIR",
+	"DISTREN_FRAME": "distren sets it for each frame",
+	"DISTREN_JOB":   "distren sets it for each frame",
+	"DISTREN_TOKEN": "it would hand the worker's token to every job",
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// CommandEnv lets the command frames of r see the worker's values of the
+// named environment variables (a site's license server, proxy, ...). Names
+// distren sets per frame, and DISTREN_TOKEN, are refused.
+func CommandEnv(r Registry, names []string) (Registry, error) {
+	for _, n := range names {
+		if !envName.MatchString(n) {
+			return nil, fmt.Errorf("%q is not an environment variable name (letters, digits and _, not starting with a digit)", n)
+		}
+		if why, ok := reservedEnv[n]; ok {
+			return nil, fmt.Errorf("%s cannot be passed to command frames: %s", n, why)
+		}
+	}
+	if c, ok := r["command"].(Command); ok && len(names) > 0 {
+		c.PassEnv = slices.Clone(names)
+		r["command"] = c
+	}
+	return r, nil
+}
+
+// env is a command frame's environment.
+func (c Command) env(t *Task) ([]string, error) {
+	env, err := taskEnv(t)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range c.PassEnv {
+		if v, ok := os.LookupEnv(n); ok {
+			env = append(env, n+"="+v)
+		}
+	}
+	return append(env, fmt.Sprintf("DISTREN_FRAME=%d", t.Frame()), fmt.Sprintf("DISTREN_JOB=%d", t.Job)), nil
 }
 
 // allowed reports whether the policy lets prog run, for a frame whose
@@ -123,6 +179,17 @@ func (Command) Check(spec *manifest.Backend) error {
 	return nil
 }
 
+// Files implements FileNamer: a <program> given as a relative path (with a
+// /, without substitutions) runs from the scratch directory, so it is a
+// file of the package.
+func (Command) Files(spec *manifest.Backend) []NamedFile {
+	prog, line, ok := spec.Get("program")
+	if !ok || !strings.Contains(prog, "/") || strings.Contains(prog, "{") || filepath.IsAbs(prog) {
+		return nil
+	}
+	return []NamedFile{{Path: path.Clean(prog), Line: line, Element: "program"}}
+}
+
 // Fingerprint implements Backend: running programs needs nothing installed.
 func (Command) Fingerprint(context.Context) (Fingerprint, error) {
 	return Fingerprint{Version: "1"}, nil
@@ -133,6 +200,9 @@ func (Command) Chunks() bool { return false }
 
 // Render implements Backend.
 func (c Command) Render(ctx context.Context, t *Task) error {
+	if err := t.checkDirs(); err != nil {
+		return err
+	}
 	prog, _, _ := t.Spec.Get("program")
 	prog, err := Expand(prog, t.Job, t.Frame(), t.Dir)
 	if err != nil {
@@ -149,11 +219,15 @@ func (c Command) Render(ctx context.Context, t *Task) error {
 		}
 		args = append(args, v)
 	}
+	env, err := c.env(t)
+	if err != nil {
+		return err
+	}
 	cmd := exec.CommandContext(ctx, prog, args...)
 	cmd.Dir = t.Dir
 	cmd.Stdout = t.Stderr
 	cmd.Stderr = t.Stderr
-	cmd.Env = append(os.Environ(), fmt.Sprintf("DISTREN_FRAME=%d", t.Frame()), fmt.Sprintf("DISTREN_JOB=%d", t.Job))
+	cmd.Env = env
 	return RunGroup(ctx, cmd)
 }
 

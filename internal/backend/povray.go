@@ -124,6 +124,17 @@ func (POVRay) Check(spec *manifest.Backend) error {
 	return err
 }
 
+// Files implements FileNamer: the <scene> and the <ini>.
+func (POVRay) Files(spec *manifest.Backend) []NamedFile {
+	var out []NamedFile
+	for _, name := range []string{"scene", "ini"} {
+		if v, line, ok := spec.Get(name); ok {
+			out = append(out, NamedFile{Path: v, Line: line, Element: name})
+		}
+	}
+	return out
+}
+
 var povVersion = regexp.MustCompile(`POV-Ray (\d+\.\d+[0-9.]*)`)
 
 // Fingerprint implements Program: POV-Ray's version, and the sandbox it

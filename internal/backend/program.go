@@ -66,19 +66,30 @@ func Exec(p Program) Backend { return execBackend{p} }
 
 type execBackend struct{ Program }
 
+// Files implements FileNamer for the Programs that name package files.
+func (b execBackend) Files(spec *manifest.Backend) []NamedFile {
+	if fn, ok := b.Program.(FileNamer); ok {
+		return fn.Files(spec)
+	}
+	return nil
+}
+
 // Render implements Backend: it runs the program's invocation in the task's
 // directory, in a process group of its own, feeding its output to the
 // parser and to t.Stderr.
 func (b execBackend) Render(ctx context.Context, t *Task) error {
+	if err := t.checkDirs(); err != nil {
+		return err
+	}
 	inv, err := b.Command(t)
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(t.Home, "tmp")
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
+	env, err := taskEnv(t)
+	if err != nil {
 		return err
 	}
-	env := append([]string{"PATH=" + os.Getenv("PATH"), "LANG=C.UTF-8", "HOME=" + t.Home, "TMPDIR=" + tmp}, inv.Env...)
+	env = append(env, inv.Env...)
 	var cmd *exec.Cmd
 	if inv.Sandbox != nil {
 		p := *inv.Sandbox
@@ -115,6 +126,18 @@ func (b execBackend) Render(ctx context.Context, t *Task) error {
 		return inv.Output.Finish(err, ev)
 	}
 	return err
+}
+
+// taskEnv is the environment every renderer process starts from, and all
+// it gets of the worker's: PATH, LANG=C.UTF-8, HOME the task's private home
+// and TMPDIR beneath it. Nothing else of the worker's environment — its
+// token, cloud credentials, its user's HOME — reaches a job.
+func taskEnv(t *Task) ([]string, error) {
+	tmp := filepath.Join(t.Home, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return nil, err
+	}
+	return []string{"PATH=" + os.Getenv("PATH"), "LANG=C.UTF-8", "HOME=" + t.Home, "TMPDIR=" + tmp}, nil
 }
 
 func stderrOf(t *Task) io.Writer {

@@ -37,9 +37,10 @@ func IsStatus(err error, status int) bool {
 
 // Client talks to one server.
 type Client struct {
-	base  string
-	hc    *http.Client
-	token string
+	base     string
+	hc       *http.Client
+	token    string
+	pageSize int // elements per page of a listing (list.go); 0: api.MaxPage
 }
 
 // Option configures a Client.
@@ -207,34 +208,10 @@ func (c *Client) GC(ctx context.Context) (api.GCResult, error) {
 	return r, c.call(ctx, "POST", "/v1/gc", struct{}{}, &r)
 }
 
-// Jobs lists the server's jobs, newest first.
-func (c *Client) Jobs(ctx context.Context) ([]api.Job, error) {
-	var js []api.Job
-	return js, c.call(ctx, "GET", "/v1/jobs", nil, &js)
-}
-
-// Workers lists the workers the server has heard from, with their backends.
-func (c *Client) Workers(ctx context.Context) ([]api.Worker, error) {
-	var ws []api.Worker
-	return ws, c.call(ctx, "GET", "/v1/workers", nil, &ws)
-}
-
 // Job returns a job's summary.
 func (c *Client) Job(ctx context.Context, id int64) (api.Job, error) {
 	var j api.Job
 	return j, c.call(ctx, "GET", fmt.Sprintf("/v1/jobs/%d", id), nil, &j)
-}
-
-// Frames returns a job's frames, those in the frame set only if set is not "".
-func (c *Client) Frames(ctx context.Context, id int64, set string) ([]api.Frame, error) {
-	var fs []api.Frame
-	return fs, c.call(ctx, "GET", fmt.Sprintf("/v1/jobs/%d/frames%s", id, query("frames", set)), nil, &fs)
-}
-
-// Files lists a job's numbered files.
-func (c *Client) Files(ctx context.Context, id int64) ([]api.File, error) {
-	var fs []api.File
-	return fs, c.call(ctx, "GET", fmt.Sprintf("/v1/jobs/%d/files", id), nil, &fs)
 }
 
 // Cancel cancels a job.

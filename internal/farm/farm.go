@@ -40,7 +40,7 @@ const SmallObjects = 64 << 10
 type Config struct {
 	Data     string // data directory: state.db, vault/, tmp/, worker/
 	Listen   string // address to listen on, e.g. 127.0.0.1:7878 (":0" for any free port)
-	Name     string // server name, [a-z0-9][a-z0-9-]*
+	Name     string // server name, [a-z0-9][a-z0-9-]*; "" for the one the data directory recorded (name.go)
 	Workers  int    // local worker slots (0: none)
 	LeaseTTL time.Duration
 	Limits   server.Limits
@@ -101,7 +101,7 @@ var ErrInsecure = errors.New("refusing to serve without authentication on an add
 
 // Run runs the server until ctx ends or a subsystem fails.
 func Run(ctx context.Context, cfg Config) error {
-	if !durl.ValidServer(cfg.Name) {
+	if cfg.Name != "" && !durl.ValidServer(cfg.Name) {
 		return fmt.Errorf("server name %q: must match [a-z0-9][a-z0-9-]* (at most 63 characters)", cfg.Name)
 	}
 	if cfg.Log == nil {
@@ -144,12 +144,17 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	r.Add(lifecycle.Subsystem{
 		Name: "vault",
-		Start: func(context.Context) error {
+		Start: func(ctx context.Context) error {
 			if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
 				return err
 			}
 			var err error
 			if unlock, err = dirlock.Lock(cfg.Data, "data directory"); err != nil {
+				return err
+			}
+			// Before anything uses the name: recorded at the first start,
+			// the same ever after.
+			if cfg.Name, err = serverName(ctx, filepath.Join(cfg.Data, "state.db"), cfg.Name, log); err != nil {
 				return err
 			}
 			tmp := filepath.Join(cfg.Data, "tmp")
@@ -247,7 +252,7 @@ func Run(ctx context.Context, cfg Config) error {
 			if tlsCfg != nil {
 				url = "https://" + ln.Addr().String()
 			}
-			h := server.New(server.Config{Session: sess, Vault: v, Backends: cfg.Backends, TmpDir: filepath.Join(cfg.Data, "tmp"),
+			h := server.New(server.Config{Session: sess, Vault: v, Backends: cfg.Backends, TmpDir: filepath.Join(cfg.Data, "tmp"), DataDir: cfg.Data,
 				Limits: cfg.Limits, URL: url, Log: log, GC: cfg.GC, Auth: guard})
 			handler = h
 			srv = &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,

@@ -1,13 +1,13 @@
 package jobpkg
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 )
 
@@ -27,20 +27,82 @@ func Extract(r io.Reader, dst string, lim Limits) ([]File, error) {
 	if len(ents) > 0 {
 		return nil, fmt.Errorf("extract: destination %q is not empty", dst)
 	}
-	return extract(r, dst, lim, false)
+	return extract(r, dst, lim)
 }
 
 // ExtractOver is Extract into an existing directory that may already hold
-// files. A regular file of the tarball replaces the file of the same path:
-// it is written to a temporary name in the same directory, then renamed over
-// it, so a reader never sees half a file. Other files are left alone.
-// Duplicate paths within the stream are still refused, and the same safety
-// rules apply.
+// files, all or nothing. The tarball is extracted whole into a temporary
+// directory inside dir first; only once all of it was read and passed the
+// same safety rules (duplicate paths are refused) are its files moved into
+// place, each renamed over the file of the same path, so a reader never sees
+// half a file. Before moving, every file is checked to fit: none where dir
+// has a directory, no directory of it where dir has a file. On any error
+// before the move dir is left as it was; the temporary directory is always
+// removed. Other files of dir are left alone.
 func ExtractOver(r io.Reader, dir string, lim Limits) ([]File, error) {
-	return extract(r, dir, lim, true)
+	stage, err := os.MkdirTemp(dir, ".jobpkg-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("extract: %w", err)
+	}
+	defer os.RemoveAll(stage)
+	files, err := extract(r, stage, lim)
+	if err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("extract: %w", err)
+	}
+	defer root.Close()
+	for _, f := range files {
+		if err := fits(root, f.Path); err != nil {
+			return nil, err
+		}
+	}
+	staged := filepath.Base(stage)
+	for _, f := range files {
+		if d := path.Dir(f.Path); d != "." {
+			if err := root.MkdirAll(d, 0o755); err != nil {
+				return nil, fmt.Errorf("extracting %q: %w", Shorten(f.Path), err)
+			}
+		}
+		if err := root.Rename(staged+"/"+f.Path, f.Path); err != nil {
+			var le *os.LinkError
+			if errors.As(err, &le) {
+				err = le.Err // do not show the temporary name
+			}
+			return nil, fmt.Errorf("extracting %q: %w", Shorten(f.Path), err)
+		}
+	}
+	return files, nil
 }
 
-func extract(r io.Reader, dst string, lim Limits, over bool) ([]File, error) {
+// fits checks that a file of path p can be moved into root: each directory
+// of p is a directory of root or absent, and p is not a directory.
+func fits(root *os.Root, p string) error {
+	var dirs []string
+	for d := path.Dir(p); d != "."; d = path.Dir(d) {
+		dirs = append(dirs, d)
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		fi, err := root.Stat(dirs[i])
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // nor anything under it
+		}
+		if err != nil {
+			return fmt.Errorf("extracting %q: %w", Shorten(p), err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("extracting %q: %w", Shorten(p), unsafeEntry(fmt.Sprintf("%q is a file where the tarball has a directory", dirs[i])))
+		}
+	}
+	if fi, err := root.Lstat(p); err == nil && fi.IsDir() {
+		return fmt.Errorf("extracting %q: %w", Shorten(p), unsafeEntry("a directory where the tarball has a file"))
+	}
+	return nil
+}
+
+func extract(r io.Reader, dst string, lim Limits) ([]File, error) {
 	root, err := os.OpenRoot(dst)
 	if err != nil {
 		return nil, fmt.Errorf("extract: %w", err)
@@ -74,15 +136,7 @@ func extract(r io.Reader, dst string, lim Limits, over bool) ([]File, error) {
 				return err
 			}
 		}
-		var (
-			n   int64
-			err error
-		)
-		if over {
-			n, err = replaceFile(root, e)
-		} else {
-			n, err = createFile(root, e.name, e)
-		}
+		n, err := createFile(root, e.name, e)
 		if err != nil {
 			return err
 		}
@@ -109,28 +163,4 @@ func createFile(root *os.Root, name string, e *entry) (int64, error) {
 		err = root.Chmod(name, e.perm)
 	}
 	return n, err
-}
-
-// replaceFile writes the content of e next to its final path under a
-// temporary name and renames it into place.
-func replaceFile(root *os.Root, e *entry) (int64, error) {
-	var rnd [8]byte
-	rand.Read(rnd[:])
-	tmp := path.Join(path.Dir(e.name), ".jobpkg-"+hex.EncodeToString(rnd[:])+".tmp")
-	n, err := createFile(root, tmp, e)
-	if err == nil {
-		err = root.Rename(tmp, e.name)
-		if err != nil {
-			var le *os.LinkError
-			if errors.As(err, &le) {
-				err = le.Err // do not show the temporary name
-			}
-			err = fmt.Errorf("replacing %q: %w", e.name, err)
-		}
-	}
-	if err != nil {
-		root.Remove(tmp)
-		return 0, err
-	}
-	return n, nil
 }

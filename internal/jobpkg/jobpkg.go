@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -78,10 +79,21 @@ func unsafeEntry(reason string) error {
 func CleanPath(name string) (string, error) {
 	p, err := cleanPath(name)
 	if err != nil {
-		return "", fmt.Errorf("path %q: %w", name, err)
+		return "", fmt.Errorf("path %q: %w", Shorten(name), err)
 	}
 	return p, nil
 }
+
+// MaxPathLen is the longest path a package or output may hold, in bytes (a
+// package tree allows the same, cdc.MaxPathLen); MaxNameLen the longest
+// element of a path (NAME_MAX: file systems refuse longer names). Longer
+// paths could not be opened by their full name on the server or a worker
+// (PATH_MAX is 4096 bytes with the directory they sit in), so they are
+// refused as the client's mistake, naming the entry.
+const (
+	MaxPathLen = 4096
+	MaxNameLen = 255
+)
 
 // cleanPath is CleanPath with an error that does not repeat the name, for
 // callers that name the entry themselves.
@@ -89,6 +101,8 @@ func cleanPath(name string) (string, error) {
 	switch {
 	case name == "":
 		return "", unsafePath("empty name")
+	case len(name) > MaxPathLen:
+		return "", unsafePath(fmt.Sprintf("%d bytes, longer than the limit of %d", len(name), MaxPathLen))
 	case strings.IndexByte(name, 0) >= 0:
 		return "", unsafePath("contains a NUL byte")
 	case strings.IndexByte(name, '\\') >= 0:
@@ -97,6 +111,9 @@ func cleanPath(name string) (string, error) {
 		return "", unsafePath("absolute path")
 	}
 	for _, elem := range strings.Split(name, "/") {
+		if len(elem) > MaxNameLen {
+			return "", unsafePath(fmt.Sprintf("an element of %d bytes, longer than the limit of %d", len(elem), MaxNameLen))
+		}
 		if elem == ".." {
 			p := path.Clean(name)
 			if p == ".." || strings.HasPrefix(p, "../") {
@@ -106,6 +123,23 @@ func cleanPath(name string) (string, error) {
 		}
 	}
 	return path.Clean(name), nil
+}
+
+// Shorten returns a name for messages: the name itself, or for a name
+// longer than 100 bytes its start and end around "…", so that an error
+// about a path of kilobytes stays readable.
+func Shorten(name string) string {
+	if len(name) <= 100 {
+		return name
+	}
+	head, tail := name[:60], name[len(name)-30:]
+	for !utf8.ValidString(head) && len(head) > 0 { // cut on a character boundary
+		head = head[:len(head)-1]
+	}
+	for !utf8.ValidString(tail) && len(tail) > 0 {
+		tail = tail[1:]
+	}
+	return head + "…" + tail
 }
 
 // permOf normalises tar or file-system permission bits to 0o755 when any
@@ -209,23 +243,23 @@ func walk(r io.Reader, lim Limits, fn func(*entry) error) error {
 			if last == "" {
 				return fmt.Errorf("reading tar: %w", err)
 			}
-			return fmt.Errorf("reading tar after entry %q: %w", last, err)
+			return fmt.Errorf("reading tar after entry %q: %w", Shorten(last), err)
 		}
 		last = hdr.Name
 		entries++
 		if lim.MaxEntries > 0 && entries > lim.MaxEntries {
-			return fmt.Errorf("tar entry %q: %w", hdr.Name,
+			return fmt.Errorf("tar entry %q: %w", Shorten(hdr.Name),
 				&reasonError{ErrTooMany, fmt.Sprintf("%s (the limit is %d)", ErrTooMany, lim.MaxEntries)})
 		}
 		if err := checkType(hdr); err != nil {
-			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
+			return fmt.Errorf("tar entry %q: %w", Shorten(hdr.Name), err)
 		}
 		if hdr.Typeflag == tar.TypeXGlobalHeader {
 			continue // archive-wide metadata (git archive writes one), not a file
 		}
 		name, err := cleanPath(hdr.Name)
 		if err != nil {
-			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
+			return fmt.Errorf("tar entry %q: %w", Shorten(hdr.Name), err)
 		}
 		e := &entry{name: name, perm: permOf(hdr.Mode), size: hdr.Size}
 		if hdr.Typeflag == tar.TypeDir {
@@ -234,20 +268,20 @@ func walk(r io.Reader, lim Limits, fn func(*entry) error) error {
 			}
 			e.dir, e.perm = true, 0o755
 			if err := fn(e); err != nil {
-				return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
+				return fmt.Errorf("tar entry %q: %w", Shorten(hdr.Name), err)
 			}
 			continue
 		}
 		if name == "." {
-			return fmt.Errorf("tar entry %q: %w", hdr.Name, unsafePath("a file cannot be the package root"))
+			return fmt.Errorf("tar entry %q: %w", Shorten(hdr.Name), unsafePath("a file cannot be the package root"))
 		}
 		if seen[name] {
-			return fmt.Errorf("tar entry %q: %w", hdr.Name, unsafeEntry("duplicate path"))
+			return fmt.Errorf("tar entry %q: %w", Shorten(hdr.Name), unsafeEntry("duplicate path"))
 		}
 		seen[name] = true
 		cr := &countReader{r: tr, total: &total, max: lim.MaxBytes}
 		if cr.over(hdr.Size) {
-			return fmt.Errorf("tar entry %q: %w", hdr.Name, cr.tooLarge())
+			return fmt.Errorf("tar entry %q: %w", Shorten(hdr.Name), cr.tooLarge())
 		}
 		e.r = cr
 		err = fn(e)
@@ -255,10 +289,10 @@ func walk(r io.Reader, lim Limits, fn func(*entry) error) error {
 			_, err = io.Copy(io.Discard, cr)
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("tar entry %q: %w: the tarball ends inside it (truncated?)", hdr.Name, err)
+			return fmt.Errorf("tar entry %q: %w: the tarball ends inside it (truncated?)", Shorten(hdr.Name), err)
 		}
 		if err != nil {
-			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
+			return fmt.Errorf("tar entry %q: %w", Shorten(hdr.Name), err)
 		}
 	}
 	// Read past the end-of-archive marker so that the padding is consumed

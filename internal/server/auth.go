@@ -90,11 +90,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) *http.Request
 			w.Header().Set("WWW-Authenticate", `Bearer realm="distren"`)
 			err = &httpError{http.StatusUnauthorized, err}
 		}
-		writeError(w, r, s.log, err)
+		s.writeError(w, r, err)
 		return nil
 	}
 	if !a.roles.Allows(id.Role) {
-		writeError(w, r, s.log, &httpError{http.StatusForbidden,
+		s.writeError(w, r, &httpError{http.StatusForbidden,
 			fmt.Errorf("token %q has role %s; this request needs role %s", id.Name, id.Role, a.roles)})
 		return nil
 	}
@@ -107,7 +107,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) *http.Request
 			err = &httpError{http.StatusForbidden, err}
 		}
 		if err != nil {
-			writeError(w, r, s.log, err)
+			s.writeError(w, r, err)
 			return nil
 		}
 	}

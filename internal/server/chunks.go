@@ -6,13 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
-	"path/filepath"
 
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/cdc"
+	"github.com/distren/distren/internal/jobpkg"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/vault"
 )
@@ -30,17 +29,25 @@ func (s *Server) postMissing(r *http.Request) (any, error) {
 	if len(req.Chunks) > api.MaxMissingBatch {
 		return nil, badRequest("chunks/missing: %d chunks named, at most %d per request", len(req.Chunks), api.MaxMissingBatch)
 	}
-	out := api.MissingResponse{Missing: []string{}}
 	for _, h := range req.Chunks {
 		if !cdc.ValidHash(h) {
 			return nil, badRequest("chunks/missing: %q is not a SHA-256 in hex", h)
 		}
-		if !s.vault.Has(h) {
-			out.Missing = append(out.Missing, h)
-		} else {
-			s.vault.Touch(h) // the client counts on it: keep it through the grace period
-		}
 	}
+	out := api.MissingResponse{Missing: []string{}}
+	// Not while a sweep runs, which could remove a chunk found here: the
+	// chunks found are touched, so the collections after keep them
+	// through the grace period.
+	s.record(0, nil, func() error {
+		for _, h := range req.Chunks {
+			if !s.vault.Has(h) {
+				out.Missing = append(out.Missing, h)
+			} else {
+				s.vault.Touch(h) // the client counts on it: keep it through the grace period
+			}
+		}
+		return nil
+	})
 	return out, nil
 }
 
@@ -54,13 +61,32 @@ func (s *Server) putChunk(r *http.Request) (any, error) {
 			fmt.Errorf("chunk %s: %d bytes, over the limit of %d for a chunk", h, r.ContentLength, cdc.MaxChunkSize)}
 	}
 	body := http.MaxBytesReader(nil, r.Body, cdc.MaxChunkSize)
-	s.gcMu.RLock() // a collection does not remove a chunk this Put finds stored
-	defer s.gcMu.RUnlock()
-	if _, err := s.vault.Put(body, h); err != nil {
-		if errors.Is(err, vault.ErrMismatch) {
-			return nil, badRequest("chunk %s: %v", h, err)
+	// Stored as it arrives, with no lock (gc.go); stored again from its
+	// copy if a collection ran meanwhile.
+	since := s.collections()
+	sp := &spool{dir: s.tmp}
+	defer sp.remove()
+	put := func(r io.Reader) error {
+		if _, err := s.vault.Put(r, h); err != nil {
+			if errors.Is(err, vault.ErrMismatch) {
+				return badRequest("chunk %s: %v", h, err)
+			}
+			return fmt.Errorf("chunk %s: %w", h, err) // too large (413) or the server's disk (507, 500)
 		}
-		return nil, fmt.Errorf("chunk %s: %w", h, err) // too large (413) or the server's disk (507, 500)
+		return nil
+	}
+	if err := put(io.TeeReader(body, sp)); err != nil {
+		return nil, err
+	}
+	err := s.record(since, func() error {
+		r, err := sp.reader()
+		if err != nil {
+			return err
+		}
+		return put(r)
+	}, nil)
+	if err != nil {
+		return nil, err
 	}
 	return struct{}{}, nil
 }
@@ -142,43 +168,60 @@ func (s *Server) copyParts(w io.Writer, parts []api.ChunkRef) error {
 	return nil
 }
 
-// ingest stores the files of an unpacked package in the vault as chunks.
-func (s *Server) ingest(dir string) ([]api.InputFile, error) {
-	var inputs []api.InputFile
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+// ingest stores the files of an unpacked package in the vault as chunks,
+// in the order of files (by path, as Extract returns them). The files are
+// opened through an os.Root, by their paths in the package: a path as long
+// as a package may hold works under any upload directory, and no error
+// names the server's directories. (Walking the directory instead would
+// cost, through an os.Root, the square of a path's depth.)
+func (s *Server) ingest(dir string, files []jobpkg.File) ([]api.InputFile, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("package: %w", err)
+	}
+	defer root.Close()
+	inputs := make([]api.InputFile, 0, len(files))
+	for _, file := range files {
+		if file.Path == manifest.FileName {
+			continue
 		}
-		rel, _ := filepath.Rel(dir, p)
-		rel = filepath.ToSlash(rel)
-		if rel == manifest.FileName {
-			return nil
-		}
-		info, err := d.Info()
+		in, err := s.ingestFile(root, file)
 		if err != nil {
-			return err
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		in := api.InputFile{Path: rel, Mode: uint32(info.Mode().Perm()), Size: info.Size(), Chunks: []api.ChunkRef{}}
-		err = s.chunker.Split(f, func(c cdc.Chunk) error {
-			h := hex.EncodeToString(c.Hash[:])
-			if !s.vault.Has(h) {
-				if _, err := s.vault.Put(bytes.NewReader(c.Data), h); err != nil {
-					return err
-				}
-			}
-			in.Chunks = append(in.Chunks, api.ChunkRef{Hash: h, Size: int64(c.Size)})
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("storing %s: %w", rel, err)
+			return nil, fmt.Errorf("storing %q: %w", jobpkg.Shorten(file.Path), err)
 		}
 		inputs = append(inputs, in)
+	}
+	return inputs, nil
+}
+
+func (s *Server) ingestFile(root *os.Root, file jobpkg.File) (api.InputFile, error) {
+	in := api.InputFile{Path: file.Path, Mode: uint32(file.Mode), Size: file.Size, Chunks: []api.ChunkRef{}}
+	f, err := root.Open(file.Path)
+	if err != nil {
+		return in, err
+	}
+	defer f.Close()
+	err = s.chunker.Split(f, func(c cdc.Chunk) error {
+		h := hex.EncodeToString(c.Hash[:])
+		if !s.vault.Has(h) {
+			if _, err := s.vault.Put(bytes.NewReader(c.Data), h); err != nil {
+				return err
+			}
+		}
+		in.Chunks = append(in.Chunks, api.ChunkRef{Hash: h, Size: int64(c.Size)})
 		return nil
 	})
-	return inputs, err
+	return in, err
+}
+
+// allStored reports whether the vault holds every chunk of inputs.
+func (s *Server) allStored(inputs []api.InputFile) bool {
+	for _, in := range inputs {
+		for _, c := range in.Chunks {
+			if !s.vault.Has(c.Hash) {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -134,8 +134,9 @@ func TestVaultIOErrors(t *testing.T) {
 }
 
 // TestStalledUploadEnds sends a frame-output upload that stops half-way:
-// the server ends it after UploadIdle, and the collection it held off (an
-// upload holds the collection lock while it stores) then runs.
+// the server ends it after UploadIdle (it holds a temporary copy meanwhile),
+// and a collection runs. (A collection does not wait for an upload even
+// while it lasts: TestCollectionDuringSlowUploads.)
 func TestStalledUploadEnds(t *testing.T) {
 	p := server.NewParts(t, "stall", vault.Options{})
 	sess := p.Session
@@ -168,7 +169,7 @@ func TestStalledUploadEnds(t *testing.T) {
 	if _, err := io.ReadAll(conn); err != nil {
 		t.Fatalf("the stalled upload was not ended: %v", err)
 	}
-	// Nothing holds the collection lock any more.
+	// The collection runs, and the frame is still leased.
 	resp, err = http.Post(srv.URL+"/v1/gc", "application/json", nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("collection after the stalled upload: %v %v", resp, err)

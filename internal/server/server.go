@@ -20,9 +20,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -44,11 +46,12 @@ type Limits struct {
 	MaxPackageFiles  int   // files in a package (default 100,000)
 	MaxManifestBytes int64 // distrenjob.xml (default 16 MiB)
 	MaxFrames        int64 // frames per job (default 1,000,000)
+	MaxFramesHeld    int64 // frames of all the jobs held (default DefaultMaxFramesHeld)
 	MaxOutputBytes   int64 // one frame's output tarball (default 4 GiB)
 	MaxClaimWait     time.Duration
 	// UploadIdle ends a request whose body makes no progress for this long
 	// (default 2 min), so a stalled upload does not hold what its handler
-	// holds — the collection lock, a temporary file — forever.
+	// holds — a temporary file, a copy of the upload — forever.
 	UploadIdle time.Duration
 }
 
@@ -64,6 +67,9 @@ func (l *Limits) defaults() {
 	}
 	if l.MaxFrames <= 0 {
 		l.MaxFrames = manifest.DefaultMaxFrames
+	}
+	if l.MaxFramesHeld <= 0 {
+		l.MaxFramesHeld = DefaultMaxFramesHeld
 	}
 	if l.MaxOutputBytes <= 0 {
 		l.MaxOutputBytes = 4 << 30
@@ -88,9 +94,12 @@ type Server struct {
 	mux      *http.ServeMux
 	chunker  *cdc.Chunker
 	gc       GC
-	gcMu     sync.RWMutex // collection (write) against job submission, chunk and output uploads (read)
-	auth     *auth.Guard  // nil: no authentication
-	routes   []string     // the patterns registered, for the role table's test (auth.go)
+	gcMu     sync.RWMutex   // collection (write) against recording what uploads stored (read): gc.go
+	gcRuns   atomic.Uint64  // collections started and ended: odd while one runs (gc.go)
+	auth     *auth.Guard    // nil: no authentication
+	routes   []string       // the patterns registered, for the role table's test (auth.go)
+	uploads  *regexp.Regexp // matches an unpacked upload's directory in messages (redact)
+	private  [][2]string    // the server's directories in messages, and what redact writes instead
 }
 
 // Config assembles a server.
@@ -103,6 +112,10 @@ type Config struct {
 	Limits   Limits
 	URL      string // how clients reach this server, for GET /v1/server
 	Log      *slog.Logger
+	// DataDir is the server's data directory, which error messages name
+	// DATA (redact); default: the directory of TmpDir, if the vault's
+	// directory is in it too.
+	DataDir string
 	// Auth, if set, checks every request's token against the route table
 	// (auth.go); nil: no authentication.
 	Auth *auth.Guard
@@ -117,6 +130,7 @@ func New(cfg Config) *Server {
 	s := &Server{sess: cfg.Session, vault: cfg.Vault, backends: cfg.Backends, tmp: cfg.TmpDir, lim: cfg.Limits,
 		url: cfg.URL, log: cfg.Log, mux: http.NewServeMux(), auth: cfg.Auth}
 	s.chunker, _ = cdc.New(cdc.Options{}) // the defaults are valid
+	s.privateDirs(cfg.DataDir)
 	s.gc = cfg.GC
 	if s.gc.Grace <= 0 {
 		s.gc.Grace = time.Hour
@@ -129,15 +143,15 @@ func New(cfg Config) *Server {
 	h("POST /v1/gc", s.postGC)
 	h("POST /v1/chunks/missing", s.postMissing)
 	h("PUT /v1/chunks/{hash}", s.putChunk)
-	h("GET /v1/jobs", func(*http.Request) (any, error) { return s.sess.Jobs(), nil })
+	s.handle("GET /v1/jobs", s.stream(s.getJobs)) // listings stream or page: listing.go
 	h("GET /v1/jobs/{job}", s.getJob)
-	h("GET /v1/jobs/{job}/frames", s.getFrames)
+	s.handle("GET /v1/jobs/{job}/frames", s.stream(s.getFrames))
 	h("GET /v1/jobs/{job}/frames/{frame}", s.getFrame)
-	h("GET /v1/jobs/{job}/files", s.getFiles)
+	s.handle("GET /v1/jobs/{job}/files", s.stream(s.getFiles))
 	h("GET /v1/jobs/{job}/spec", s.getSpec)
 	h("POST /v1/jobs/{job}/cancel", s.postCancel)
 	h("POST /v1/jobs/{job}/retry", s.postRetry)
-	h("GET /v1/workers", func(*http.Request) (any, error) { return s.sess.WorkerList(), nil })
+	s.handle("GET /v1/workers", s.stream(s.getWorkers))
 	h("POST /v1/claim", s.postClaim)
 	h("POST /v1/heartbeat", s.postHeartbeat)
 	h("POST /v1/jobs/{job}/frames/{frame}/output", s.postOutput)
@@ -163,11 +177,11 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(allow) == 0 {
-		writeError(w, r, s.log, &httpError{http.StatusNotFound, fmt.Errorf("%s %s: no such endpoint", r.Method, r.URL.Path)})
+		s.writeError(w, r, &httpError{http.StatusNotFound, fmt.Errorf("%s %s: no such endpoint", r.Method, r.URL.Path)})
 		return
 	}
 	w.Header().Set("Allow", strings.Join(allow, ", "))
-	writeError(w, r, s.log, &httpError{http.StatusMethodNotAllowed,
+	s.writeError(w, r, &httpError{http.StatusMethodNotAllowed,
 		fmt.Errorf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", "))})
 }
 
@@ -226,7 +240,8 @@ func status(err error) int {
 	switch {
 	case errors.As(err, &he):
 		return he.status
-	case errors.As(err, &mbe), errors.Is(err, jobpkg.ErrTooLarge), errors.Is(err, jobpkg.ErrTooMany):
+	case errors.As(err, &mbe), errors.Is(err, jobpkg.ErrTooLarge), errors.Is(err, jobpkg.ErrTooMany),
+		errors.Is(err, session.ErrTooManyFrames):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, session.ErrNotFound), errors.Is(err, vault.ErrNotFound):
 		return http.StatusNotFound
@@ -269,17 +284,61 @@ func localFailure(err error) bool {
 	return true
 }
 
-func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+// writeError answers err as JSON with its status. The server's log gets the
+// whole message of a 5xx; the client a message without the server's own
+// directories (redact).
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := status(err)
 	if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
 		return // the client went away (or the server is stopping): nobody to answer
 	}
 	if code >= 500 {
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(api.Error{Error: err.Error()})
+	json.NewEncoder(w).Encode(api.Error{Error: s.redact(err.Error())})
+}
+
+// redact removes the server's directories from a message for a client: a
+// path in an unpacked upload becomes the path in the package, the data
+// directory becomes DATA, and the upload and vault directories, if outside
+// it, TMP and VAULT. Messages are built from package paths, but an error of
+// the server's file system (or of a storage module describing itself) may
+// name where it keeps them, which is none of a client's business.
+func (s *Server) redact(msg string) string {
+	if s.uploads != nil {
+		msg = s.uploads.ReplaceAllString(msg, "")
+	}
+	for _, p := range s.private {
+		msg = strings.ReplaceAll(msg, p[0], p[1])
+	}
+	return msg
+}
+
+// privateDirs sets what redact replaces: the data directory (data, or the
+// one of the upload and vault directories), and the upload and vault
+// directories.
+func (s *Server) privateDirs(data string) {
+	tmp := filepath.Clean(s.tmp)
+	vdir := ""
+	if s.vault != nil {
+		vdir = filepath.Clean(s.vault.Dir())
+	}
+	if len(tmp) > 1 {
+		s.uploads = regexp.MustCompile(regexp.QuoteMeta(tmp) + `/upload-[^/\s"':]*/`)
+	}
+	if data == "" && vdir != "" && filepath.Dir(vdir) == filepath.Dir(tmp) {
+		data = filepath.Dir(tmp)
+	}
+	if data = filepath.Clean(data); len(data) > 1 {
+		s.private = append(s.private, [2]string{data, "DATA"})
+	}
+	for _, p := range [][2]string{{tmp, "TMP"}, {vdir, "VAULT"}} {
+		if len(p[0]) > 1 && !strings.HasPrefix(p[0], data+"/") {
+			s.private = append(s.private, p)
+		}
+	}
 }
 
 // json wraps a handler that returns (value, error).
@@ -287,7 +346,7 @@ func (s *Server) json(f func(*http.Request) (any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, err := f(r)
 		if err != nil {
-			writeError(w, r, s.log, err)
+			s.writeError(w, r, err)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -300,7 +359,7 @@ func (s *Server) json(f func(*http.Request) (any, error)) http.Handler {
 func (s *Server) stream(f func(w http.ResponseWriter, r *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := f(w, r); err != nil {
-			writeError(w, r, s.log, err)
+			s.writeError(w, r, err)
 		}
 	})
 }
@@ -388,16 +447,15 @@ var Version = "0.1.0-dev"
 
 // postJob receives a package upload: the tar stream is unpacked as it
 // arrives, checked, its files stored in the vault, and the job recorded.
+// Only recording the job excludes a collection (gc.go).
 func (s *Server) postJob(r *http.Request) (any, error) {
-	// A collection does not run between checking that the chunks are here
-	// and recording the job that refers to them.
-	s.gcMu.RLock()
-	defer s.gcMu.RUnlock()
+	since := s.collections()
 	var (
-		inputs []api.InputFile
-		raw    []byte
-		have   = map[string]bool{} // the package's files, by path
-		dir    string              // the unpacked tarball, stored once the manifest is accepted
+		inputs   []api.InputFile
+		raw      []byte
+		have     = map[string]bool{} // the package's files, by path
+		dir      string              // the unpacked tarball, stored once the manifest is accepted
+		unpacked []jobpkg.File       // its files
 	)
 	if r.Header.Get("Content-Type") == api.TreeContentType {
 		b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, cdc.MaxTreeEncoded))
@@ -445,12 +503,13 @@ func (s *Server) postJob(r *http.Request) (any, error) {
 		if len(files) == 0 {
 			return nil, badRequest("package: the tarball holds no file; a package needs %s at its root", manifest.FileName)
 		}
-		if raw, err = readLimited(filepath.Join(dir, manifest.FileName), s.lim.MaxManifestBytes); err != nil {
+		if raw, err = readLimited(dir, manifest.FileName, s.lim.MaxManifestBytes); err != nil {
 			return nil, err
 		}
 		for _, f := range files {
 			have[f.Path] = true
 		}
+		unpacked = files
 	}
 	m, err := manifest.Parse(bytesReader(raw), manifest.FileName, manifest.Options{
 		MaxBytes: s.lim.MaxManifestBytes, MaxFrames: s.lim.MaxFrames, Backends: s.backends.Known})
@@ -460,26 +519,37 @@ func (s *Server) postJob(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.backends.CheckManifest(m); err != nil {
+	// The backends' elements, and every file the manifest names.
+	if err := s.backends.CheckPackage(m, func(p string) bool { return have[p] }); err != nil {
 		return nil, err
-	}
-	var missing manifest.ErrorList
-	for _, in := range m.Inputs {
-		if !have[in.Path] {
-			missing = append(missing, &manifest.Error{File: manifest.FileName, Line: in.Line, Element: "file",
-				Msg: fmt.Sprintf("the package has no file %q", in.Path)})
-		}
-	}
-	if len(missing) > 0 {
-		return nil, missing
 	}
 	if dir != "" {
 		// Only an accepted package's files reach the vault.
-		if inputs, err = s.ingest(dir); err != nil {
+		if inputs, err = s.ingest(dir, unpacked); err != nil {
 			return nil, err
 		}
 	}
-	sub, err := s.sess.Submit(r.Context(), session.Submission{Manifest: m, Raw: raw, Inputs: inputs})
+	// If a collection ran since the chunks were found or stored, those it
+	// removed are stored again from the unpacked package; a tree's must
+	// be uploaded again.
+	again := func() error {
+		switch {
+		case s.allStored(inputs):
+			return nil
+		case dir != "":
+			var err error
+			inputs, err = s.ingest(dir, unpacked)
+			return err
+		}
+		return &httpError{http.StatusConflict, errors.New("package: some of its chunks were removed by a garbage collection while it was submitted; submit it again (the chunks missing are sent again)")}
+	}
+	var sub api.Submitted
+	err = s.record(since, again, func() error {
+		var err error
+		sub, err = s.sess.Submit(r.Context(), session.Submission{Manifest: m, Raw: raw, Inputs: inputs,
+			MaxFramesHeld: s.lim.MaxFramesHeld})
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -487,13 +557,19 @@ func (s *Server) postJob(r *http.Request) (any, error) {
 	return sub, nil
 }
 
-func readLimited(p string, limit int64) ([]byte, error) {
-	f, err := os.Open(p)
+// readLimited reads the file name of directory dir, of at most limit bytes.
+func readLimited(dir, name string, limit int64) ([]byte, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("package: %w", err)
+	}
+	defer root.Close()
+	f, err := root.Open(name)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, badRequest("package: no %s at the package's root", manifest.FileName)
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("package: %w", err)
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() {
@@ -518,18 +594,6 @@ func (s *Server) getJob(r *http.Request) (any, error) {
 	return s.sess.Job(id)
 }
 
-func (s *Server) getFrames(r *http.Request) (any, error) {
-	id, err := pathInt(r, "job", 1)
-	if err != nil {
-		return nil, err
-	}
-	rs, err := frameSet(r)
-	if err != nil {
-		return nil, err
-	}
-	return s.sess.Frames(id, rs)
-}
-
 func (s *Server) getFrame(r *http.Request) (any, error) {
 	id, err := pathInt(r, "job", 1)
 	if err != nil {
@@ -540,14 +604,6 @@ func (s *Server) getFrame(r *http.Request) (any, error) {
 		return nil, err
 	}
 	return s.sess.Frame(id, fr)
-}
-
-func (s *Server) getFiles(r *http.Request) (any, error) {
-	id, err := pathInt(r, "job", 1)
-	if err != nil {
-		return nil, err
-	}
-	return s.sess.Files(id)
 }
 
 func (s *Server) getSpec(r *http.Request) (any, error) {
@@ -654,12 +710,12 @@ func (s *Server) postOutput(r *http.Request) (any, error) {
 		return nil, err
 	}
 	body := http.MaxBytesReader(nil, r.Body, s.lim.MaxOutputBytes)
-	// A collection does not run between storing the output (or finding it
-	// stored) and recording it.
-	s.gcMu.RLock()
-	defer s.gcMu.RUnlock()
-	// The tarball is stored as it arrives while a second reader checks and
-	// indexes it.
+	// The tarball is stored as it arrives, with no lock, while a second
+	// reader checks and indexes it, and a copy is kept in case a
+	// collection runs before the frame is recorded done (gc.go).
+	since := s.collections()
+	sp := &spool{dir: s.tmp}
+	defer sp.remove()
 	pr, pw := io.Pipe()
 	var files []session.OutFile
 	scanned := make(chan error, 1)
@@ -671,7 +727,7 @@ func (s *Server) postOutput(r *http.Request) (any, error) {
 		io.Copy(io.Discard, pr)
 		scanned <- err
 	}()
-	ref, err := s.vault.Put(io.TeeReader(body, pw), "")
+	ref, err := s.vault.Put(io.TeeReader(io.TeeReader(body, sp), pw), "")
 	pw.CloseWithError(err)
 	serr := <-scanned
 	if err != nil {
@@ -687,8 +743,20 @@ func (s *Server) postOutput(r *http.Request) (any, error) {
 	if len(files) == 0 {
 		return nil, badRequest("frame %d output: the tarball holds no file", l.Frame)
 	}
-	err = s.sess.Complete(r.Context(), session.Completion{Worker: worker, Job: l.Job, Frame: l.Frame, Epoch: l.Epoch,
-		Output: ref.Hash, Size: ref.Size, Files: files, Render: time.Duration(renderMS) * time.Millisecond})
+	again := func() error {
+		r, err := sp.reader()
+		if err == nil {
+			_, err = s.vault.Put(r, ref.Hash)
+		}
+		if err != nil {
+			return fmt.Errorf("frame %d output: %w", l.Frame, err)
+		}
+		return nil
+	}
+	err = s.record(since, again, func() error {
+		return s.sess.Complete(r.Context(), session.Completion{Worker: worker, Job: l.Job, Frame: l.Frame, Epoch: l.Epoch,
+			Output: ref.Hash, Size: ref.Size, Files: files, Render: time.Duration(renderMS) * time.Millisecond})
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -714,6 +782,7 @@ func (s *Server) postFail(r *http.Request) (any, error) {
 	if len(f.Error) > 64<<10 {
 		f.Error = f.Error[len(f.Error)-64<<10:]
 	}
+	f.Error = s.redact(f.Error) // the local slots render in DATA/worker: the status shows no server path
 	if f.NotRun {
 		return struct{}{}, s.sess.Release(r.Context(), f.Worker, id, fr, f.Epoch)
 	}
@@ -721,7 +790,9 @@ func (s *Server) postFail(r *http.Request) (any, error) {
 }
 
 // getResult streams the result bundle: the done frames' outputs, in frame
-// order, as one tar, without building it anywhere.
+// order, as one tar, without building it anywhere. A file another frame
+// wrote first under the same path is renamed (internal/session collide.go),
+// so that the bundle never holds a path twice.
 func (s *Server) getResult(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathInt(r, "job", 1)
 	if err != nil {
@@ -746,7 +817,10 @@ func (s *Server) getResult(w http.ResponseWriter, r *http.Request) error {
 			return s.abort(w, r, sw.sent, fmt.Errorf("frame %d output: %w", o.Frame, err))
 		}
 		vr := f.Verified()
-		err = jobpkg.CopyEntries(tw, bufio.NewReaderSize(vr, 64<<10), jobpkg.Limits{MaxBytes: s.lim.MaxOutputBytes}, nil)
+		// Each file under its name in the bundle: its path, but for
+		// those renamed because another frame wrote that path first.
+		rename := func(p string) string { return s.sess.BundleName(id, o.Frame, p) }
+		err = jobpkg.CopyEntries(tw, bufio.NewReaderSize(vr, 64<<10), jobpkg.Limits{MaxBytes: s.lim.MaxOutputBytes}, rename)
 		if err == nil {
 			_, err = io.Copy(io.Discard, vr) // the tar's padding: the check comes with the last byte
 		}
@@ -832,7 +906,15 @@ func (s *Server) getFile(w http.ResponseWriter, r *http.Request) error {
 	if !loc.InTar {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.FormatInt(loc.Size, 10))
-		return s.copyParts(w, loc.Parts)
+		sw := &sentWriter{w: w}
+		if err := s.copyParts(sw, loc.Parts); err != nil {
+			// Before a byte is sent, an error answer (without the
+			// file's headers); after, a cut connection.
+			w.Header().Del("Content-Length")
+			w.Header().Del("Content-Disposition")
+			return s.abort(w, r, sw.sent, fmt.Errorf("file %d (%s): %w", n, jobpkg.Shorten(loc.Path), err))
+		}
+		return nil
 	}
 	f, err := s.vault.Open(loc.Hash)
 	if err != nil {

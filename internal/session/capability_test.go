@@ -145,10 +145,11 @@ func chunks(ls []api.Lease) []uint64 {
 }
 
 // TestJobErrorFailsAtOnce: a failure blamed on the job is not retried and
-// does not count against the worker.
+// does not count against the worker; a machine error is retried.
 func TestJobErrorFailsAtOnce(t *testing.T) {
 	s := open(t, store.NewMem())
-	id := submit(t, s, mkjob(t, "<retries>5</retries>", `<range first="1" last="2"/>`))
+	id := submit(t, s, mkjob(t, "<retries>5</retries>", `<frame id="1"/>`))
+	other := submit(t, s, mkjob(t, "<retries>5</retries>", `<frame id="1"/>`))
 	ls := claim(t, s, "w", 2)
 	if err := s.Fail(ctx, "w", id, 1, ls[0].Epoch, "Parse Error: no matching }", true); err != nil {
 		t.Fatal(err)
@@ -156,11 +157,14 @@ func TestJobErrorFailsAtOnce(t *testing.T) {
 	if st := state(t, s, id, 1); st != api.StateFailed {
 		t.Errorf("frame 1 is %s after a job error, want failed", st)
 	}
-	if err := s.Fail(ctx, "w", id, 2, ls[1].Epoch, "worker out of memory", false); err != nil {
+	if n := s.jobs[id].failures["w"]; n != 0 {
+		t.Errorf("a job error counted %d failures against the worker", n)
+	}
+	if err := s.Fail(ctx, "w", other, 1, ls[1].Epoch, "worker out of memory", false); err != nil {
 		t.Fatal(err)
 	}
-	if st := state(t, s, id, 2); st != api.StateReady {
-		t.Errorf("frame 2 is %s after a machine error, want ready", st)
+	if st := state(t, s, other, 1); st != api.StateReady {
+		t.Errorf("frame 1 of job %d is %s after a machine error, want ready", other, st)
 	}
 }
 
@@ -177,11 +181,11 @@ func jobOf(t *testing.T, s *Session, id int64) api.Job {
 // are given back unattempted and form the next chunk without it.
 func TestReleaseCountsNoAttempt(t *testing.T) {
 	s := openChunking(t)
-	id := submit(t, s, mkjobXML(t, chunkJob))
+	id := submit(t, s, mkjobXML(t, strings.Replace(chunkJob, "<chunk>4</chunk>", "<chunk>4</chunk><retries>0</retries>", 1)))
 	pov := map[string]string{"povray": "3.7", "builtin": "1"}
 	ls := claimWith(t, s, "a", 1, pov) // frames 1-4
 	complete(t, s, "a", ls[0])
-	if err := s.Fail(ctx, "a", id, 2, ls[1].Epoch, "Parse Error in frame 2", true); err != nil {
+	if err := s.Fail(ctx, "a", id, 2, ls[1].Epoch, "out of memory in frame 2", false); err != nil {
 		t.Fatal(err)
 	}
 	for _, l := range ls[2:] {

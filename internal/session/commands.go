@@ -1,8 +1,10 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -16,6 +18,9 @@ type Submission struct {
 	Manifest *manifest.Manifest
 	Raw      []byte          // the manifest as submitted
 	Inputs   []api.InputFile // the package's files, stored in the vault, sorted by path
+	// MaxFramesHeld refuses the job (ErrTooManyFrames) if the session would
+	// then hold more frames, in all its jobs; 0: no limit.
+	MaxFramesHeld int64
 }
 
 // Submit records a job and returns its summary. The job id is issued when the
@@ -26,6 +31,9 @@ func (s *Session) Submit(ctx context.Context, sub Submission) (api.Submitted, er
 		return api.Submitted{}, err
 	}
 	r, err := s.do(ctx, func(tx store.Tx) (any, error) {
+		if err := s.checkHeld(sub.Manifest.Name, len(sub.Manifest.Frames), sub.MaxFramesHeld); err != nil {
+			return nil, err
+		}
 		rec := store.Job{
 			ID: s.nextJob, Name: sub.Manifest.Name, Submitted: time.Now().UTC(),
 			Manifest: sub.Raw, Inputs: inputs, NextFile: int64(len(sub.Inputs)) + 1,
@@ -49,6 +57,17 @@ func (s *Session) Submit(ctx context.Context, sub Submission) (api.Submitted, er
 		s.jobs[rec.ID] = j
 		if err := s.link(j); err != nil { // cannot fail: dependencies resolved above
 			return nil, err
+		}
+		// A frame that depends on a failed or canceled frame of another
+		// job cannot run: the job fails at once rather than wait forever.
+		for i := range j.frames {
+			if j.frames[i].state != fsWaiting {
+				continue
+			}
+			if b, ok := s.badDep(j, int32(i)); ok {
+				s.block(frameRef{j, int32(i)}, s.rootOf(b))
+				s.markBad(frameRef{j, int32(i)})
+			}
 		}
 		s.addActive(j)
 		s.notify = true
@@ -125,7 +144,7 @@ func (s *Session) claim(req api.ClaimRequest) []api.Lease {
 			continue // leaves the active list; retry brings it back
 		}
 		keep = append(keep, j)
-		if tasks >= max || j.rec.Canceled || j.counts[fsReady] == 0 {
+		if tasks >= max || j.counts[fsReady] == 0 {
 			continue
 		}
 		if j.failures[w] >= s.opt.BlocklistAfter && s.otherWorker(now, w, func(v string) bool {
@@ -171,6 +190,7 @@ func (s *Session) claim(req api.ClaimRequest) []api.Lease {
 				j.pop(r)
 				if n == 1 {
 					out[len(out)-1].Chunk = first.Epoch
+					f.chunk = first.Epoch
 				}
 				out = append(out, s.take(j, k, w, now, first.Epoch))
 			}
@@ -188,7 +208,7 @@ func (s *Session) claim(req api.ClaimRequest) []api.Lease {
 func (s *Session) take(j *job, i int32, w string, now time.Time, chunk uint64) api.Lease {
 	f := &j.frames[i]
 	f.epoch = s.nextEpoch()
-	f.worker, f.started, f.expires, f.progress = w, now, now.Add(s.opt.LeaseTTL), 0
+	f.worker, f.started, f.expires, f.progress, f.chunk = w, now, now.Add(s.opt.LeaseTTL), 0, chunk
 	j.setState(i, fsRunning)
 	s.running[frameKey{j.rec.ID, f.id}] = struct{}{}
 	l := s.lease(j, i)
@@ -324,13 +344,14 @@ func (s *Session) Complete(ctx context.Context, c Completion) error {
 		}
 		j.rec.NextFile = upd.NextFile
 		j.files = append(j.files, files...)
+		j.nameOutputs()
 		f.attempts++
 		f.output, f.size, f.render, f.files, f.err = c.Output, c.Size, c.Render, nums, ""
 		delete(s.running, frameKey{j.rec.ID, f.id})
 		j.setState(i, fsDone)
 		for _, d := range f.dependents {
 			df := &d.job.frames[d.idx]
-			if df.state == fsWaiting || df.state == fsReady {
+			if df.state != fsDone { // unmet counters are kept for every frame not done
 				df.unmet--
 				if df.unmet == 0 && df.state == fsWaiting {
 					d.job.setState(d.idx, fsReady)
@@ -352,20 +373,35 @@ const MaxLostLeases = 10
 
 // Fail records a failed attempt: the frame is retried, preferably on another
 // worker, until the job's retry limit, then fails. A jobError (the job is at
-// fault: its scene does not parse, say) fails the frame at once.
+// fault: its scene does not parse, say) fails the frame at once and stops
+// the job: its unfinished frames are canceled and it is failed, saying why.
+// So does a failure that completes the evidence that the job is at fault
+// (suspectFailure).
 func (s *Session) Fail(ctx context.Context, worker string, jobID, frameID int64, epoch uint64, msg string, jobError bool) error {
 	_, err := s.do(ctx, func(tx store.Tx) (any, error) {
 		j, i, err := s.held(worker, jobID, frameID, epoch)
 		if err != nil {
 			return nil, err
 		}
+		f := &j.frames[i]
+		chunk, w := f.chunk, f.worker
+		if jobError { // the machine is not to blame
+			if err := s.failAttempt(tx, j, i, msg, true, false); err != nil {
+				return nil, err
+			}
+			return nil, s.stopJob(tx, j, s.jobFault(j, i, msg), chunk, w)
+		}
 		if err := tx.AddFailure(jobID, worker); err != nil {
 			return nil, err
 		}
-		if !jobError { // the machine is not to blame
-			j.failures[worker]++
+		j.failures[worker]++
+		if err := s.failAttempt(tx, j, i, msg, false, false); err != nil {
+			return nil, err
 		}
-		return nil, s.failAttempt(tx, j, i, msg, jobError, false)
+		if reason := s.suspectFailure(j, i, worker, msg); reason != nil {
+			return nil, s.stopJob(tx, j, reason, chunk, w)
+		}
+		return nil, nil
 	})
 	return err
 }
@@ -382,8 +418,7 @@ func (s *Session) Release(ctx context.Context, worker string, jobID, frameID int
 		f := &j.frames[i]
 		f.epoch, f.worker = 0, ""
 		delete(s.running, frameKey{j.rec.ID, f.id})
-		j.setState(i, fsReady)
-		s.notify = true
+		s.place(frameRef{j, i})
 		return nil, nil
 	})
 	return err
@@ -400,9 +435,9 @@ func (s *Session) failAttempt(tx store.Tx, j *job, i int32, msg string, final, l
 			rec.Error = fmt.Sprintf("%s; the frame lost its lease %d times (it may be what stops its workers)", msg, rec.Lost)
 		}
 	}
-	next := fsReady
-	if rec.Attempts-rec.Lost > j.m.Retries || final {
-		rec.State, next = store.FrameFailed, fsFailed
+	failed := rec.Attempts-rec.Lost > j.m.Retries || final
+	if failed {
+		rec.State = store.FrameFailed
 	}
 	if err := tx.PutFrame(&rec); err != nil {
 		return err
@@ -413,9 +448,12 @@ func (s *Session) failAttempt(tx store.Tx, j *job, i int32, msg string, final, l
 	}
 	f.epoch = 0
 	delete(s.running, frameKey{j.rec.ID, f.id})
-	j.setState(i, next)
-	if next == fsFailed && j.firstErr == "" {
-		j.firstErr = fmt.Sprintf("frame %d: %s", f.id, rec.Error)
+	if failed {
+		j.setState(i, fsFailed)
+		j.noteError(i)
+		s.markBad(frameRef{j, i}) // the frames waiting for it cannot run
+	} else {
+		s.place(frameRef{j, i})
 	}
 	s.notify = true
 	return nil
@@ -460,37 +498,28 @@ func (s *Session) expireLoop() {
 	}
 }
 
-// Cancel stops a job: ready frames are withdrawn and running ones abandoned
-// (their workers learn it at their next heartbeat). Returns the frames affected.
+// Cancel stops a job: its frames that have not ended are canceled — ready
+// and waiting ones withdrawn, running ones abandoned (their workers learn it
+// at their next heartbeat). Frames of other jobs that wait for them cannot
+// run. Returns the frames canceled; a job that has ended is left as it is.
 func (s *Session) Cancel(ctx context.Context, jobID int64) (int, error) {
 	r, err := s.do(ctx, func(tx store.Tx) (any, error) {
 		j := s.jobs[jobID]
 		if j == nil {
 			return 0, fmt.Errorf("job %d: %w", jobID, ErrNotFound)
 		}
-		if j.rec.Canceled {
+		if j.unfinished() == 0 {
 			return 0, nil
 		}
 		upd := j.rec
-		upd.Canceled = true
+		upd.Canceled, upd.Back = true, ""
 		if err := tx.UpdateJob(&upd); err != nil {
 			return 0, err
 		}
-		j.rec.Canceled = true
-		n := 0
-		for i := range j.frames {
-			f := &j.frames[i]
-			switch f.state {
-			case fsRunning:
-				delete(s.running, frameKey{j.rec.ID, f.id})
-				f.epoch = 0
-				j.setState(int32(i), fsReady)
-				n++
-			case fsReady, fsWaiting:
-				n++
-			}
-		}
-		return n, nil
+		j.rec.Canceled, j.rec.Back, j.back = true, "", nil
+		idx := s.cancelable(j, 0, "")
+		s.cancel(j, idx)
+		return len(idx), nil
 	})
 	if err != nil {
 		return 0, err
@@ -498,92 +527,124 @@ func (s *Session) Cancel(ctx context.Context, jobID int64) (int, error) {
 	return r.(int), nil
 }
 
-// Retry renders frames again. With no ranges: every failed frame, and every
-// unfinished frame of a canceled job. With ranges: the frames they name that
-// are failed, canceled, or done (done frames are rendered again; frames that
-// depend on them and have not started wait for the new output).
+// Retry renders frames again. With no ranges: every failed and every
+// canceled frame. With ranges: the frames they name that are failed,
+// canceled, or done (done frames are rendered again; frames that depend on
+// them and have not started wait for the new output); the job's other
+// canceled frames stay canceled. Failed frames start their attempts again;
+// canceled ones keep theirs. Frames that could not run because of the
+// frames put back wait again, in any job. A job whose only unfinished
+// frames wait for a failed or canceled frame of another job has nothing to
+// retry itself: that is an ErrInvalid naming the frame to retry instead.
 func (s *Session) Retry(ctx context.Context, jobID int64, ranges []manifest.Range) (int, error) {
 	r, err := s.do(ctx, func(tx store.Tx) (any, error) {
 		j := s.jobs[jobID]
 		if j == nil {
 			return 0, fmt.Errorf("job %d: %w", jobID, ErrNotFound)
 		}
-		if ranges != nil {
-			found := false
-			for i := range j.frames {
-				if manifest.Contains(ranges, j.frames[i].id) {
-					found = true
-					break
-				}
+		named := func(id int64) bool { return ranges == nil || manifest.Contains(ranges, id) }
+		found, n, stuck := false, 0, int32(-1)
+		for i := range j.frames {
+			f := &j.frames[i]
+			if !named(f.id) {
+				continue
 			}
-			if !found {
-				return 0, fmt.Errorf("%w: job %d has no frame in the set given", ErrInvalid, jobID)
+			found = true
+			switch {
+			case f.state == fsFailed, f.state == fsCanceled, f.state == fsDone && ranges != nil:
+				n++
+			case f.state == fsBlocked && stuck < 0:
+				stuck = int32(i)
 			}
 		}
-		wasCanceled := j.rec.Canceled
+		if !found {
+			return 0, fmt.Errorf("%w: job %d has no frame in the set given", ErrInvalid, jobID)
+		}
+		if n == 0 && stuck >= 0 {
+			root := s.rootOf(frameRef{j, stuck})
+			return 0, fmt.Errorf("%w: job %d has no failed or canceled frame to retry: its frame %d %s; retry that frame (distren retry %s --frames %d) and the frames waiting for it run again",
+				ErrInvalid, jobID, j.frames[stuck].id, s.blockedMessage(j, stuck), jobURL(s.name, root.job.rec.ID), root.job.frames[root.idx].id)
+		}
 		upd := j.rec
-		upd.Canceled = false
+		switch {
+		case ranges == nil:
+			upd.Canceled, upd.Stop, upd.Back = false, "", ""
+		case j.inScope():
+			upd.Back = manifest.FormatFrameSet(mergeRanges(j.back, ranges))
+		}
 		if err := tx.UpdateJob(&upd); err != nil {
 			return 0, err
 		}
 		if err := tx.ClearFailures(jobID); err != nil {
 			return 0, err
 		}
-		n := 0
+		var back []frameRef
 		for i := range j.frames {
 			f := &j.frames[i]
-			if ranges != nil && !manifest.Contains(ranges, f.id) {
+			if !named(f.id) {
 				continue
 			}
 			switch {
+			case f.state == fsCanceled:
+				// Back in the queue below, attempts kept.
 			case f.state == fsFailed, f.state == fsDone && ranges != nil:
-			case wasCanceled && f.state != fsDone:
-				n++
-				continue // back in the queue below, attempts kept
-			default:
-				continue
-			}
-			rec := store.Frame{Job: jobID, ID: f.id, State: store.FramePending}
-			if err := tx.PutFrame(&rec); err != nil {
-				return 0, err
-			}
-			if f.state == fsDone {
-				for _, d := range f.dependents {
-					df := &d.job.frames[d.idx]
-					if df.state == fsWaiting || df.state == fsReady {
-						df.unmet++
-						if df.state == fsReady {
-							d.job.setState(d.idx, fsWaiting)
+				rec := store.Frame{Job: jobID, ID: f.id, State: store.FramePending}
+				if err := tx.PutFrame(&rec); err != nil {
+					return 0, err
+				}
+				if f.state == fsDone {
+					for _, d := range f.dependents {
+						df := &d.job.frames[d.idx]
+						if df.state != fsDone {
+							df.unmet++
+							if df.state == fsReady {
+								d.job.setState(d.idx, fsWaiting)
+							}
 						}
 					}
 				}
+				f.attempts, f.lost, f.err, f.failedOn, f.output, f.size, f.files, f.render = 0, 0, "", nil, "", 0, nil, 0
+			default:
+				continue
 			}
-			f.attempts, f.err, f.failedOn, f.output, f.size, f.files, f.render = 0, "", nil, "", 0, nil, 0
-			if f.unmet == 0 {
-				j.setState(int32(i), fsReady)
-			} else {
-				j.setState(int32(i), fsWaiting)
-			}
-			n++
+			j.setState(int32(i), fsWaiting) // placed below
+			back = append(back, frameRef{j, int32(i)})
 		}
-		j.rec.Canceled = false
+		j.rec.Canceled, j.rec.Stop, j.rec.Back = upd.Canceled, upd.Stop, upd.Back
+		if ranges == nil {
+			j.back = nil
+		} else if upd.Back != "" {
+			j.back = mergeRanges(j.back, ranges)
+		}
 		clear(j.failures)
-		j.firstErr = ""
-		for i := range j.frames {
-			if j.frames[i].state == fsFailed && j.firstErr == "" {
-				j.firstErr = fmt.Sprintf("frame %d: %s", j.frames[i].id, j.frames[i].err)
-			}
-			if j.frames[i].state == fsReady && !j.frames[i].queued {
-				j.frames[i].queued = true
-				j.queue(int32(i))
-			}
+		j.suspect = nil
+		for _, r := range back {
+			s.recount(j, r.idx)
 		}
+		s.putBack(back)
+		j.fixError()
 		s.addActive(j)
 		s.notify = true
-		return n, nil
+		return len(back), nil
 	})
 	if err != nil {
 		return 0, err
 	}
 	return r.(int), nil
+}
+
+// mergeRanges returns the union of a and b, sorted, with overlapping and
+// adjacent ranges joined.
+func mergeRanges(a, b []manifest.Range) []manifest.Range {
+	all := slices.Concat(a, b)
+	slices.SortFunc(all, func(x, y manifest.Range) int { return cmp.Compare(x.First, y.First) })
+	var out []manifest.Range
+	for _, r := range all {
+		if k := len(out) - 1; k >= 0 && (r.First <= out[k].Last || out[k].Last < math.MaxInt64 && r.First == out[k].Last+1) {
+			out[k].Last = max(out[k].Last, r.Last)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }

@@ -1,14 +1,17 @@
 package session
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/store"
 )
 
 // Jobs lists every job, newest first.
@@ -201,4 +204,187 @@ func (s *Session) Idle() bool {
 		}
 	}
 	return true
+}
+
+// Pages of listings. A listing of many elements — a job's million frames —
+// is read a page at a time: each page is copied under the read lock and
+// handed out after it is released, so a slow reader holds no lock and a
+// listing costs memory for one page, not for the whole. A listing made of
+// several pages is not a snapshot: each element is as it was when its page
+// was read. The cursor is the last element a page held: a frame's or file's
+// number, a job's id, a worker's name.
+
+// FrameQuery asks FramesPage for a page of a job's frames.
+type FrameQuery struct {
+	Job    int64
+	Ranges []manifest.Range // only the frames in these; nil: every frame
+	After  int64            // only the frames whose ids are above; -1: from the first
+	Limit  int              // at most this many
+	// NoURL leaves the frames' URL empty: a listing of many frames writes
+	// each one itself (durl.AppendFrame with Name), rather than have a
+	// string allocated per frame.
+	NoURL bool
+}
+
+// FramesPage appends to dst the page of frames q asks for, in id order,
+// and says whether more follow.
+func (s *Session) FramesPage(dst []api.Frame, q FrameQuery) ([]api.Frame, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j := s.jobs[q.Job]
+	if j == nil {
+		return dst, false, fmt.Errorf("job %d: %w", q.Job, ErrNotFound)
+	}
+	i := j.frameAfter(q.After)
+	for n := 0; i < len(j.frames); i++ {
+		if i = j.nextIn(q.Ranges, i); i >= len(j.frames) || n == q.Limit {
+			break
+		}
+		if q.NoURL {
+			dst = append(dst, s.frameBare(j, int32(i)))
+		} else {
+			dst = append(dst, s.frameInfo(j, int32(i)))
+		}
+		n++
+	}
+	return dst, i < len(j.frames), nil
+}
+
+// frameAfter returns the index of the first frame whose id is above after.
+func (j *job) frameAfter(after int64) int {
+	i, _ := slices.BinarySearchFunc(j.frames, after, func(f frame, id int64) int { return cmp.Compare(f.id, id) })
+	if i < len(j.frames) && j.frames[i].id == after {
+		i++
+	}
+	return i
+}
+
+// nextIn returns the index of the first frame from index i on whose id is
+// in ranges (any frame when ranges is nil), or len(j.frames). Frames outside
+// the ranges are skipped by search, not one by one.
+func (j *job) nextIn(ranges []manifest.Range, i int) int {
+	for ranges != nil && i < len(j.frames) {
+		id := j.frames[i].id
+		if manifest.Contains(ranges, id) {
+			break
+		}
+		next, ok := int64(0), false // the lowest range start above id
+		for _, r := range ranges {
+			if r.First > id && (!ok || r.First < next) {
+				next, ok = r.First, true
+			}
+		}
+		if !ok {
+			return len(j.frames)
+		}
+		i = j.frameAfter(next - 1)
+	}
+	return i
+}
+
+// JobsPage appends to dst up to limit jobs, newest first, whose ids are
+// below before (0: from the newest), and says whether more follow. It looks
+// at every job once per page.
+func (s *Session) JobsPage(dst []api.Job, before int64, limit int) ([]api.Job, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ids := make([]int64, 0, min(limit+1, len(s.jobs)))
+	for id := range s.jobs {
+		if before > 0 && id >= before {
+			continue
+		}
+		// Keep the limit+1 highest ids: the page and whether more follow.
+		k, _ := slices.BinarySearchFunc(ids, id, func(a, b int64) int { return cmp.Compare(b, a) })
+		if k <= limit {
+			if len(ids) == limit+1 {
+				ids = ids[:limit]
+			}
+			ids = slices.Insert(ids, k, id)
+		}
+	}
+	more := len(ids) > limit
+	ids = ids[:min(len(ids), limit)]
+	for _, id := range ids {
+		dst = append(dst, s.jobInfo(s.jobs[id]))
+	}
+	return dst, more
+}
+
+// FilesPage appends to dst up to limit numbered files of job id whose
+// numbers are above after (0: from the first), in number order — inputs
+// first, then frame outputs — and says whether more follow.
+func (s *Session) FilesPage(dst []api.File, id, after int64, limit int) ([]api.File, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j := s.jobs[id]
+	if j == nil {
+		return dst, false, fmt.Errorf("job %d: %w", id, ErrNotFound)
+	}
+	if after == math.MaxInt64 {
+		return dst, false, nil
+	}
+	n := 0
+	k := int(min(max(after, 0), int64(len(j.inputs))))
+	for ; k < len(j.inputs) && n < limit; k++ {
+		in := j.inputs[k]
+		fn := int64(k + 1)
+		dst = append(dst, api.File{N: fn, URL: fileURL(s.name, id, fn), Path: in.Path, Size: in.Size})
+		n++
+	}
+	if k < len(j.inputs) {
+		return dst, true, nil
+	}
+	// Output files are numbered in the order frames complete, above the
+	// inputs: j.files is sorted by N.
+	o, _ := slices.BinarySearchFunc(j.files, after+1, func(f store.File, n int64) int { return cmp.Compare(f.N, n) })
+	for ; o < len(j.files) && n < limit; o++ {
+		f := j.files[o]
+		fr := f.Frame
+		dst = append(dst, api.File{N: f.N, URL: fileURL(s.name, id, f.N), Path: f.Path, Size: f.Size, Frame: &fr})
+		n++
+	}
+	return dst, o < len(j.files), nil
+}
+
+// WorkersPage appends to dst up to limit of the workers heard from, by
+// name, whose names sort after after ("": from the first), with their
+// fingerprints and the frames leased to them, and says whether more follow.
+func (s *Session) WorkersPage(dst []api.Worker, after string, limit int) ([]api.Worker, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	names := make([]string, 0, min(limit+1, len(s.workers)))
+	for name := range s.workers {
+		if name <= after {
+			continue
+		}
+		k, _ := slices.BinarySearch(names, name)
+		if k <= limit {
+			if len(names) == limit+1 {
+				names = names[:limit]
+			}
+			names = slices.Insert(names, k, name)
+		}
+	}
+	more := len(names) > limit
+	names = names[:min(len(names), limit)]
+	running := make(map[string]int, len(names))
+	for _, n := range names {
+		running[n] = 0
+	}
+	for k := range s.running {
+		if j := s.jobs[k.job]; j != nil {
+			if i, ok := j.frameIndex(k.frame); ok {
+				if n, ok := running[j.frames[i].worker]; ok {
+					running[j.frames[i].worker] = n + 1
+				}
+			}
+		}
+	}
+	now := time.Now()
+	for _, name := range names {
+		wk := s.workers[name]
+		dst = append(dst, api.Worker{Name: name, LastSeen: wk.seen.UTC(), Live: s.live(wk, now),
+			Backends: maps.Clone(wk.backends), Running: running[name]})
+	}
+	return dst, more
 }

@@ -317,6 +317,11 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 			return fmt.Errorf("stored job %d: %w", rec.ID, err)
 		}
 		j := newJob(rec, m, inputs)
+		if rec.Back != "" {
+			if j.back, err = manifest.ParseFrameSet(rec.Back); err != nil {
+				return fmt.Errorf("stored job %d: its retried frames: %w", rec.ID, err)
+			}
+		}
 		s.jobs[rec.ID] = j
 		order = append(order, j)
 	}
@@ -334,15 +339,20 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 		switch fr.State {
 		case store.FrameDone:
 			f.output, f.size, f.render = fr.Output, fr.Size, fr.Render
-			j.counts[f.state]--
-			f.state = fsDone
-			j.counts[fsDone]++
+			j.setState(i, fsDone)
 		case store.FrameFailed:
-			j.counts[f.state]--
-			f.state = fsFailed
-			j.counts[fsFailed]++
-			if j.firstErr == "" {
-				j.firstErr = fmt.Sprintf("frame %d: %s", f.id, f.err)
+			j.setState(i, fsFailed)
+		}
+	}
+	// A canceled or stopped job's unfinished frames are canceled, but for
+	// those retried since.
+	for _, j := range order {
+		if !j.inScope() {
+			continue
+		}
+		for i := range j.frames {
+			if st := j.frames[i].state; st == fsWaiting && !manifest.Contains(j.back, j.frames[i].id) {
+				j.setState(int32(i), fsCanceled)
 			}
 		}
 	}
@@ -353,6 +363,9 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 				j.frames[i].files = append(j.frames[i].files, fl.N)
 			}
 		}
+	}
+	for _, j := range order {
+		j.nameOutputs() // collide.go
 	}
 	for k, n := range snap.Failures {
 		var id int64
@@ -367,12 +380,24 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 		}
 		s.addActive(j)
 	}
+	// Frames that wait for a failed or canceled frame cannot run: that is
+	// derived, not stored.
+	for _, j := range order {
+		for i := range j.frames {
+			if isRoot(frameRef{j, int32(i)}) {
+				s.markBad(frameRef{j, int32(i)})
+			}
+		}
+	}
+	for _, j := range order {
+		j.fixError()
+	}
 	s.notify = true
 	return nil
 }
 
 func newJob(rec store.Job, m *manifest.Manifest, inputs []api.InputFile) *job {
-	j := &job{rec: rec, m: m, inputs: inputs, frames: make([]frame, len(m.Frames)), failures: map[string]int{}}
+	j := &job{rec: rec, m: m, inputs: inputs, frames: make([]frame, len(m.Frames)), failures: map[string]int{}, errFrame: -1}
 	index := map[requirement]uint8{}
 	for i := range m.Frames {
 		j.frames[i].id = m.Frames[i].ID
@@ -411,8 +436,9 @@ func (s *Session) resolve(j *job, d manifest.Dep) (*job, int32, error) {
 	return t, i, nil
 }
 
-// link counts each frame's unmet dependencies, registers it with the frames
-// it waits for, and makes frames with none ready.
+// link registers each frame with the frames it depends on (done frames too:
+// a retry may render them again), counts the unmet dependencies of those not
+// done, and makes waiting frames with none ready.
 func (s *Session) link(j *job) error {
 	for i := range j.m.Frames {
 		f := &j.frames[i]
@@ -421,11 +447,8 @@ func (s *Session) link(j *job) error {
 			if err != nil {
 				return fmt.Errorf("frame %d: %w", f.id, err)
 			}
-			if f.state == fsDone {
-				continue
-			}
 			t.frames[ti].dependents = append(t.frames[ti].dependents, frameRef{j, int32(i)})
-			if t.frames[ti].state != fsDone {
+			if f.state != fsDone && t.frames[ti].state != fsDone {
 				f.unmet++
 			}
 		}

@@ -29,10 +29,20 @@ const (
 	fsRunning
 	fsDone
 	fsFailed
+	// fsBlocked: the frame cannot run because a frame it depends on, in
+	// this job or another, failed or was canceled (or is blocked itself).
+	// It is not stored: the session derives it from the frames it depends
+	// on, and it ends when they are retried. The API reports it as failed,
+	// with a message naming the frame at fault.
+	fsBlocked
+	// fsCanceled: canceled by a user, or by the farm when it stopped the
+	// job for a fault of its own (job.rec.Stop).
+	fsCanceled
 	nStates
 )
 
-var stateNames = [nStates]string{api.StateWaiting, api.StateReady, api.StateRunning, api.StateDone, api.StateFailed}
+var stateNames = [nStates]string{api.StateWaiting, api.StateReady, api.StateRunning, api.StateDone, api.StateFailed,
+	api.StateFailed, api.StateCanceled}
 
 // frameRef points at a frame of any job.
 type frameRef struct {
@@ -47,6 +57,7 @@ type frame struct {
 	unmet      int32
 	attempts   int
 	epoch      uint64
+	chunk      uint64 // the chunk its lease belongs to (the chunk's first epoch), 0 if none
 	worker     string
 	expires    time.Time
 	started    time.Time
@@ -73,7 +84,18 @@ type job struct {
 	counts   [nStates]int
 	failures map[string]int // worker → failed attempts
 	files    []store.File   // numbered output files, by N
-	firstErr string
+	// blocked maps each fsBlocked frame to the failed or canceled frame
+	// that it waits for in the end (the root of its blockage).
+	blocked map[int32]frameRef
+	// back holds the frames retried since the job was canceled or stopped
+	// (rec.Back): they are not canceled.
+	back []manifest.Range
+	// errFrame is the failed or blocked frame whose message is the job's
+	// error, or -1.
+	errFrame int32
+	suspect  *suspect // evidence that the job's failures are its own fault
+	// names are the files' names in the result bundle (collide.go).
+	names *outNames
 }
 
 func (j *job) frameIndex(id int64) (int32, bool) {
@@ -174,21 +196,35 @@ func (w *worker) can(r requirement) bool {
 	return ok && manifest.VersionMatches(r.version, v)
 }
 
-// state reports the job's state from its counters.
+// inScope reports whether the job's unfinished frames are canceled, but
+// for those retried since (back): a user canceled it, or the farm stopped it.
+func (j *job) inScope() bool { return j.rec.Canceled || j.rec.Stop != "" }
+
+// state reports the job's state from its counters. A job some of whose
+// frames can still run (waiting frames wait only for frames that can) is
+// queued or running. One none of whose frames can run any more is done if
+// every frame is; failed if the farm stopped it (and frames are still
+// canceled by that); canceled if some frames are canceled; failed otherwise
+// (frames failed, or cannot run because a frame they depend on failed or
+// was canceled).
 func (j *job) state() string {
+	c := &j.counts
 	switch {
-	case j.rec.Canceled:
-		return api.JobCanceled
-	case j.counts[fsDone] == len(j.frames):
+	case c[fsDone] == len(j.frames):
 		return api.JobDone
-	case j.counts[fsRunning] > 0:
+	case c[fsRunning] > 0:
 		return api.JobRunning
-	case j.counts[fsFailed] > 0 && j.counts[fsReady] == 0:
+	case c[fsReady]+c[fsWaiting] > 0:
+		if c[fsDone]+c[fsFailed]+c[fsBlocked] > 0 {
+			return api.JobRunning
+		}
+		return api.JobQueued
+	case j.rec.Stop != "" && c[fsCanceled] > 0:
 		return api.JobFailed
-	case j.counts[fsDone] > 0 || j.counts[fsFailed] > 0:
-		return api.JobRunning
+	case c[fsCanceled] > 0:
+		return api.JobCanceled
 	}
-	return api.JobQueued
+	return api.JobFailed
 }
 
 // finished reports whether nothing more will happen to the job by itself.
@@ -232,42 +268,104 @@ func (h *readyHeap) Pop() any {
 
 // frameInfo renders a frame for the API.
 func (s *Session) frameInfo(j *job, i int32) api.Frame {
+	out := s.frameBare(j, i)
+	out.URL = frameURL(s.name, j.rec.ID, out.ID)
+	return out
+}
+
+// frameBare is frameInfo without the frame's URL, which a long listing
+// writes itself rather than have one allocated per frame (read.go).
+func (s *Session) frameBare(j *job, i int32) api.Frame {
 	f := &j.frames[i]
-	st := stateNames[f.state]
-	if j.rec.Canceled && f.state != fsDone {
-		st = api.StateCanceled
-	}
 	out := api.Frame{
-		ID: f.id, URL: frameURL(s.name, j.rec.ID, f.id), State: st, Attempts: f.attempts, Lost: int(f.lost),
+		ID: f.id, State: stateNames[f.state], Attempts: f.attempts, Lost: int(f.lost),
 		Worker: f.worker, Error: f.err, Output: f.output, Size: f.size,
 		RenderMS: f.render.Milliseconds(), Files: f.files,
 	}
-	if f.state == fsRunning {
+	switch f.state {
+	case fsRunning:
 		out.Progress = f.progress
+	case fsBlocked:
+		out.Error = s.blockedMessage(j, i)
 	}
 	return out
+}
+
+// jobError is the job's error: why the farm stopped it (while frames are
+// canceled by that), or the message of its first failed frame (or, if none,
+// of its first frame that cannot run).
+func (s *Session) jobError(j *job) string {
+	if j.rec.Stop != "" && j.counts[fsCanceled] > 0 {
+		return j.rec.Stop
+	}
+	i := j.errFrame
+	if i < 0 || int(i) >= len(j.frames) {
+		return ""
+	}
+	switch f := &j.frames[i]; f.state {
+	case fsFailed:
+		return fmt.Sprintf("frame %d: %s", f.id, f.err)
+	case fsBlocked:
+		return fmt.Sprintf("frame %d: %s", f.id, s.blockedMessage(j, i))
+	}
+	return ""
+}
+
+// noteError makes failed or blocked frame i the job's error frame if the
+// job has none, or has only a blocked one and i failed.
+func (j *job) noteError(i int32) {
+	if e := j.errFrame; e >= 0 && int(e) < len(j.frames) {
+		switch j.frames[e].state {
+		case fsFailed:
+			return
+		case fsBlocked:
+			if j.frames[i].state != fsFailed {
+				return
+			}
+		}
+	}
+	j.errFrame = i
+}
+
+// fixError finds the job's error frame again if the one it had is no longer
+// failed or blocked: its first failed frame, else its first blocked one.
+func (j *job) fixError() {
+	if e := j.errFrame; e >= 0 && int(e) < len(j.frames) {
+		if st := j.frames[e].state; st == fsFailed || st == fsBlocked && j.counts[fsFailed] == 0 {
+			return
+		}
+	}
+	j.errFrame = -1
+	if j.counts[fsFailed]+j.counts[fsBlocked] == 0 {
+		return
+	}
+	for i := range j.frames {
+		if st := j.frames[i].state; st == fsFailed || st == fsBlocked {
+			j.noteError(int32(i))
+			if st == fsFailed {
+				return
+			}
+		}
+	}
 }
 
 func (s *Session) jobInfo(j *job) api.Job {
 	out := api.Job{
 		ID: j.rec.ID, URL: jobURL(s.name, j.rec.ID), Name: j.rec.Name, State: j.state(),
 		Priority: j.m.Priority, Submitted: j.rec.Submitted, Frames: len(j.frames),
-		Counts: map[string]int{}, Error: j.firstErr,
+		Counts: map[string]int{}, Error: s.jobError(j),
 	}
 	if !j.m.Deadline.IsZero() {
 		d := j.m.Deadline
 		out.Deadline = &d
 	}
 	out.Waiting = s.waiting(j)
+	out.Warning = j.warningOf()
 	for st, n := range j.counts {
 		if n == 0 {
 			continue
 		}
-		name := stateNames[st]
-		if j.rec.Canceled && frameState(st) != fsDone {
-			name = api.StateCanceled
-		}
-		out.Counts[name] += n
+		out.Counts[stateNames[st]] += n
 	}
 	return out
 }
@@ -275,7 +373,7 @@ func (s *Session) jobInfo(j *job) api.Job {
 // waiting says why ready frames of j are not running, if no live worker can
 // run them.
 func (s *Session) waiting(j *job) string {
-	if j.counts[fsReady] == 0 || j.rec.Canceled {
+	if j.counts[fsReady] == 0 {
 		return ""
 	}
 	now := time.Now()

@@ -91,7 +91,7 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 	if err := rows.Close(); err != nil {
 		return nil, err
 	}
-	rows, err = s.db.QueryContext(ctx, `SELECT j.id, j.name, j.submitted, s.manifest, s.inputs, j.canceled, j.next_file, j.deleted
+	rows, err = s.db.QueryContext(ctx, `SELECT j.id, j.name, j.submitted, s.manifest, s.inputs, j.canceled, j.stop, j.back, j.next_file, j.deleted
 		FROM jobs j JOIN job_specs s ON s.id = j.id ORDER BY j.id`)
 	if err != nil {
 		return nil, fmt.Errorf("loading jobs: %w", err)
@@ -99,7 +99,7 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 	for rows.Next() {
 		var j Job
 		var sub int64
-		if err := rows.Scan(&j.ID, &j.Name, &sub, &j.Manifest, &j.Inputs, &j.Canceled, &j.NextFile, &j.Deleted); err != nil {
+		if err := rows.Scan(&j.ID, &j.Name, &sub, &j.Manifest, &j.Inputs, &j.Canceled, &j.Stop, &j.Back, &j.NextFile, &j.Deleted); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("loading jobs: %w", err)
 		}
@@ -183,8 +183,8 @@ func (t *sqliteTx) SetCounter(name string, v int64) error {
 }
 
 func (t *sqliteTx) AddJob(j *Job) error {
-	if _, err := t.tx.ExecContext(t.ctx, `INSERT INTO jobs(id, name, submitted, canceled, next_file, deleted)
-		VALUES(?, ?, ?, ?, ?, ?)`, j.ID, j.Name, j.Submitted.UnixNano(), j.Canceled, j.NextFile, j.Deleted); err != nil {
+	if _, err := t.tx.ExecContext(t.ctx, `INSERT INTO jobs(id, name, submitted, canceled, stop, back, next_file, deleted)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?)`, j.ID, j.Name, j.Submitted.UnixNano(), j.Canceled, j.Stop, j.Back, j.NextFile, j.Deleted); err != nil {
 		return full(fmt.Errorf("adding job %d: %w", j.ID, err))
 	}
 	if _, err := t.tx.ExecContext(t.ctx, `INSERT INTO job_specs(id, manifest, inputs) VALUES(?, ?, ?)`,
@@ -196,13 +196,13 @@ func (t *sqliteTx) AddJob(j *Job) error {
 
 func (t *sqliteTx) UpdateJob(j *Job) error {
 	if t.job == nil {
-		st, err := t.tx.PrepareContext(t.ctx, `UPDATE jobs SET canceled = ?, next_file = ?, deleted = ? WHERE id = ?`)
+		st, err := t.tx.PrepareContext(t.ctx, `UPDATE jobs SET canceled = ?, stop = ?, back = ?, next_file = ?, deleted = ? WHERE id = ?`)
 		if err != nil {
 			return full(err)
 		}
 		t.job = st
 	}
-	r, err := t.job.ExecContext(t.ctx, j.Canceled, j.NextFile, j.Deleted, j.ID)
+	r, err := t.job.ExecContext(t.ctx, j.Canceled, j.Stop, j.Back, j.NextFile, j.Deleted, j.ID)
 	if err != nil {
 		return full(fmt.Errorf("updating job %d: %w", j.ID, err))
 	}

@@ -28,9 +28,18 @@ type Job struct {
 	Submitted time.Time
 	Manifest  []byte // distrenjob.xml as submitted
 	Inputs    []byte // the input tree, encoded by the session (JSON)
-	Canceled  bool
-	NextFile  int64 // next file number to issue
-	Deleted   bool
+	// Canceled is set by a user's cancel: the job's unfinished frames are
+	// canceled, except those in Back.
+	Canceled bool
+	// Stop, when not empty, says why the farm stopped the job (a fault of
+	// the job's own): its unfinished frames are canceled, except those in
+	// Back, and the job is failed.
+	Stop string
+	// Back is the frame set (as "1-2,5") retried since the job was canceled
+	// or stopped: those frames are not canceled.
+	Back     string
+	NextFile int64 // next file number to issue
+	Deleted  bool
 }
 
 // Frame state values stored in Frame.State.
@@ -91,7 +100,8 @@ type Tx interface {
 	SetCounter(name string, v int64) error
 	// AddJob records a new job, its manifest and inputs included.
 	AddJob(j *Job) error
-	// UpdateJob writes a job's mutable fields: Canceled, NextFile, Deleted.
+	// UpdateJob writes a job's mutable fields: Canceled, Stop, Back,
+	// NextFile, Deleted.
 	// The manifest and inputs are written once, so updating a job costs the
 	// same whatever its size.
 	UpdateJob(j *Job) error

@@ -2,10 +2,14 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"io/fs"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pressly/goose/v3"
 )
 
 // conformance runs the contract every Store must keep against one opened by open.
@@ -41,7 +45,7 @@ func conformance(t *testing.T, s Store, reopen func() Store) {
 	tx.Rollback()
 	// Updates replace.
 	tx, _ = s.Begin(ctx)
-	tx.UpdateJob(&Job{ID: 1, NextFile: 2, Canceled: true})
+	tx.UpdateJob(&Job{ID: 1, NextFile: 2, Canceled: true, Stop: "frame 3 failed", Back: "1-2,5"})
 	tx.PutFrame(&Frame{Job: 1, ID: 5, State: FrameFailed, Attempts: 3, Lost: 2, Error: "boom", Finished: now})
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
@@ -54,7 +58,8 @@ func conformance(t *testing.T, s Store, reopen func() Store) {
 	if snap.Counters["next_job"] != 3 {
 		t.Errorf("next_job = %d", snap.Counters["next_job"])
 	}
-	if len(snap.Jobs) != 2 || snap.Jobs[0].ID != 1 || !snap.Jobs[0].Canceled || snap.Jobs[0].NextFile != 2 || snap.Jobs[1].Name != "b" {
+	if len(snap.Jobs) != 2 || snap.Jobs[0].ID != 1 || !snap.Jobs[0].Canceled || snap.Jobs[0].NextFile != 2 || snap.Jobs[1].Name != "b" ||
+		snap.Jobs[0].Stop != "frame 3 failed" || snap.Jobs[0].Back != "1-2,5" || snap.Jobs[1].Stop != "" || snap.Jobs[1].Back != "" {
 		t.Errorf("jobs = %+v", snap.Jobs)
 	}
 	if string(snap.Jobs[0].Manifest) != "<m/>" || snap.Jobs[0].Name != "a" {
@@ -102,6 +107,59 @@ func TestSQLite(t *testing.T) {
 		return s2
 	})
 	s.Close()
+}
+
+// TestSQLiteMigratesVersion2: a data directory written before jobs had a
+// stop reason and a retried-frame set opens with its jobs as they were: a
+// canceled job stays canceled, with every unfinished frame (no Back).
+func TestSQLiteMigratesVersion2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys, err := fs.Sub(migrations, "migrations/sqlite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO jobs(id, name, submitted, canceled, next_file, deleted) VALUES(7, 'old', 0, 1, 1, 0)`,
+		`INSERT INTO job_specs(id, manifest, inputs) VALUES(7, '<m/>', '[]')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	s, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	snap, err := s.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Jobs) != 1 || !snap.Jobs[0].Canceled || snap.Jobs[0].Stop != "" || snap.Jobs[0].Back != "" || snap.Jobs[0].Name != "old" {
+		t.Fatalf("jobs after migrating from version 2: %+v", snap.Jobs)
+	}
+	tx, _ := s.Begin(context.Background())
+	if err := tx.UpdateJob(&Job{ID: 7, Canceled: true, Back: "3", NextFile: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if snap, _ = s.Load(context.Background()); snap.Jobs[0].Back != "3" {
+		t.Fatalf("back after an update: %+v", snap.Jobs[0])
+	}
 }
 
 func TestSQLiteRefusesNewerSchema(t *testing.T) {

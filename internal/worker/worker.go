@@ -47,7 +47,7 @@ type Config struct {
 	// frames that take a while, up to 8×Slots for frames that take
 	// milliseconds, where the round trips would otherwise idle the slots.
 	Prefetch int
-	Dir      string // cache/ and scratch/ live here
+	Dir      string // cache/ and scratch/ live here; New makes it absolute
 	// CacheBytes bounds the object cache (default DefaultCacheBytes): the
 	// least recently used objects not needed by a task in hand are evicted.
 	CacheBytes int64
@@ -156,6 +156,14 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Name == "" {
 		cfg.Name = DefaultName()
 	}
+	// Renderers run in scratch directories beneath Dir and are given paths
+	// in it (HOME, the scene, the output); relative, they would be taken
+	// from the renderer's own working directory.
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("worker directory %q: %w", cfg.Dir, err)
+	}
+	cfg.Dir = dir
 	unlock, err := dirlock.Lock(cfg.Dir, "worker directory")
 	if err != nil {
 		return nil, fmt.Errorf("%w; give each worker process its own --dir", err)
@@ -200,6 +208,9 @@ func DefaultName() string {
 
 // Name returns the worker's name.
 func (w *Worker) Name() string { return w.cfg.Name }
+
+// Dir returns the worker's directory, absolute.
+func (w *Worker) Dir() string { return w.cfg.Dir }
 
 // Run works until ctx ends, or until the server refuses the worker's token
 // (revoked, or a role that may not claim), which it returns. Frames being
@@ -562,12 +573,7 @@ func (w *Worker) prepare(ctx context.Context, t *task) {
 		t.err = fmt.Errorf("job %d spec: %w", first.Job, t.err)
 		return
 	}
-	t.dir = filepath.Join(w.scr, fmt.Sprintf("%d-%d-%d", first.Job, first.Frame, first.Epoch))
-	t.home = t.dir + ".home"
-	if t.err = os.Mkdir(t.dir, 0o755); t.err != nil {
-		return
-	}
-	if t.err = os.Mkdir(t.home, 0o700); t.err != nil {
+	if t.err = w.scratch(t); t.err != nil {
 		return
 	}
 	root, err := os.OpenRoot(t.dir)
@@ -638,6 +644,18 @@ func (w *Worker) prepare(ctx context.Context, t *task) {
 		t.before[filepath.ToSlash(rel)] = fileStamp{info.Size(), info.ModTime()}
 		return nil
 	})
+}
+
+// scratch makes the task's scratch directory and, beside it, the
+// renderer's private home: absolute paths, since the worker's directory is.
+func (w *Worker) scratch(t *task) error {
+	first := t.leases[0]
+	t.dir = filepath.Join(w.scr, fmt.Sprintf("%d-%d-%d", first.Job, first.Frame, first.Epoch))
+	t.home = t.dir + ".home"
+	if err := os.Mkdir(t.dir, 0o755); err != nil {
+		return err
+	}
+	return os.Mkdir(t.home, 0o700)
 }
 
 // pin marks a cached object as needed by t (and used now) until t is
@@ -991,11 +1009,20 @@ func matchAny(globs []string, name string) bool {
 
 var errTimeout = errors.New("frame timeout")
 
+// withTail adds the end of the renderer's output to a failure. The
+// message's first line — what `distren status` shows — carries the
+// renderer's own error line (backend.ErrorLine) unless it already does;
+// the tail follows on the next lines.
 func withTail(err error, tail *tailBuffer) error {
-	if s := strings.TrimSpace(tail.String()); s != "" {
-		return fmt.Errorf("%w; renderer output ends with:\n%s", err, s)
+	s := strings.TrimSpace(tail.String())
+	if s == "" {
+		return err
 	}
-	return err
+	first, _, _ := strings.Cut(err.Error(), "\n")
+	if line := backend.ErrorLine(s); line != "" && !strings.Contains(first, line) {
+		return fmt.Errorf("%w: %s\nrenderer output ends with:\n%s", err, line, s)
+	}
+	return fmt.Errorf("%w\nrenderer output ends with:\n%s", err, s)
 }
 
 // collect returns the files under dir matching the globs that the render

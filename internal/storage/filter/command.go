@@ -270,17 +270,20 @@ func (p *proc) read() {
 	waiters := p.waiters
 	p.waiters = nil
 	p.mu.Unlock()
-	for _, c := range waiters {
-		c.err = p.err
-		close(c.done)
-	}
 
+	// The stream forgets the program before its outstanding requests
+	// fail, so that a request made after one of them failed starts it again
+	// rather than getting the same error.
 	p.s.mu.Lock()
 	if p.s.p == p {
 		p.s.p = nil
 		p.s.died = time.Now()
 	}
 	p.s.mu.Unlock()
+	for _, c := range waiters {
+		c.err = p.err
+		close(c.done)
+	}
 	close(p.exited)
 }
 
