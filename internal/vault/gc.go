@@ -43,9 +43,11 @@ func objectOf(name string) (hash string, isIndex bool) {
 // pack (a new one, if the newest is being compacted) and the pack file is
 // removed.
 //
-// The caller must keep Puts out while Sweep runs (the server holds a lock
-// against submissions and uploads): a Put that finds an object already
-// stored does not write it again, and Sweep could be removing it.
+// A Put that runs while Sweep does may find an object already stored,
+// not write it again, and see Sweep remove it: the caller must not rely on
+// such a Put. The server records what an upload stored only with no sweep
+// running, and stores it again from its copy if a sweep overlapped the
+// upload (internal/server gc.go).
 func (v *Vault) Sweep(ctx context.Context, live func(hash string) bool, cutoff time.Time) (SweepResult, error) {
 	var res SweepResult
 	v.rmu.Lock()
