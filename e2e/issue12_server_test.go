@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"archive/tar"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -82,21 +80,7 @@ func TestSameOutputNameDownloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	inTar := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, dup := inTar[h.Name]; dup {
-			t.Errorf("result.tar holds %s twice", h.Name)
-		}
-		inTar[h.Name], _ = io.ReadAll(tr)
-	}
+	inTar := tarFiles(t, "result.tar", f)
 	check("fetch -o FILE.tar", inTar)
 
 	// A fetch that cannot complete changes nothing: a file named like the

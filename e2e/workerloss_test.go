@@ -168,22 +168,29 @@ func bundleFiles(t *testing.T, c *client.Client, job int64) map[string][]byte {
 		t.Fatal(err)
 	}
 	defer rc.Close()
+	return tarFiles(t, "result bundle", rc)
+}
+
+// tarFiles reads a tar stream (what names it in messages) and returns each
+// file's contents, failing on a name that comes twice.
+func tarFiles(t *testing.T, what string, r io.Reader) map[string][]byte {
+	t.Helper()
 	out := map[string][]byte{}
-	tr := tar.NewReader(rc)
+	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
 			return out
 		}
 		if err != nil {
-			t.Fatalf("result bundle: %v", err)
+			t.Fatalf("%s: %v", what, err)
 		}
 		b, err := io.ReadAll(tr)
 		if err != nil {
-			t.Fatalf("result bundle, %s: %v", h.Name, err)
+			t.Fatalf("%s, %s: %v", what, h.Name, err)
 		}
 		if _, dup := out[h.Name]; dup {
-			t.Errorf("result bundle holds %s twice", h.Name)
+			t.Errorf("%s holds %s twice", what, h.Name)
 		}
 		out[h.Name] = b
 	}

@@ -149,16 +149,16 @@ func run(bin string, frames, listers, rounds int, paged, render bool, settle tim
 		stop := make(chan struct{})
 		peak := make(chan int64)
 		go func() { // sample VmRSS until the listings end
-			var max int64
+			var top int64
 			t := time.NewTicker(5 * time.Millisecond)
 			defer t.Stop()
 			for {
-				if m, err := readMem(pid); err == nil && m.rss > max {
-					max = m.rss
+				if m, err := readMem(pid); err == nil && m.rss > top {
+					top = m.rss
 				}
 				select {
 				case <-stop:
-					peak <- max
+					peak <- top
 					return
 				case <-t.C:
 				}
@@ -183,7 +183,7 @@ func run(bin string, frames, listers, rounds int, paged, render bool, settle tim
 		wg.Wait()
 		wall := time.Since(t1)
 		close(stop)
-		max := <-peak
+		top := <-peak
 		after, err := readMem(pid)
 		if err != nil {
 			return err
@@ -198,12 +198,12 @@ func run(bin string, frames, listers, rounds int, paged, render bool, settle tim
 		}
 		var slowest time.Duration
 		for _, d := range durs {
-			slowest = max64(slowest, d)
+			slowest = max(slowest, d)
 		}
 		fmt.Printf("round %d: %d concurrent listings of %d frames each, %.1f s wall (slowest %.1f s):\n",
 			round, listers, sub.Frames, wall.Seconds(), slowest.Seconds())
 		fmt.Printf("  before         VmRSS %6.0f MiB  VmHWM %6.0f MiB\n", mib(before.rss), mib(before.hwm))
-		fmt.Printf("  peak sampled   VmRSS %6.0f MiB  (+%.0f MiB over before)\n", mib(max), mib(max-before.rss))
+		fmt.Printf("  peak sampled   VmRSS %6.0f MiB  (+%.0f MiB over before)\n", mib(top), mib(top-before.rss))
 		fmt.Printf("  after          VmRSS %6.0f MiB  VmHWM %6.0f MiB  (VmHWM +%.0f MiB over before)\n",
 			mib(after.rss), mib(after.hwm), mib(after.hwm-before.hwm))
 	}
@@ -384,6 +384,5 @@ func readMem(pid int) (mem, error) {
 	return m, nil
 }
 
-func max64(a, b time.Duration) time.Duration { return max(a, b) }
-func ms(d time.Duration) float64             { return float64(d) / float64(time.Millisecond) }
-func mib(b int64) float64                    { return float64(b) / (1 << 20) }
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+func mib(b int64) float64        { return float64(b) / (1 << 20) }
