@@ -58,7 +58,7 @@ func TestPackageDocs(t *testing.T) {
 // TestLayering keeps transport out of the processing and data layers: the
 // session, store, scheduler and manifest know nothing of HTTP.
 func TestLayering(t *testing.T) {
-	pure := []string{"internal/session", "internal/store", "internal/manifest", "internal/raster", "internal/jobpkg", "internal/vault"}
+	pure := []string{"internal/ops", "internal/session", "internal/store", "internal/manifest", "internal/raster", "internal/jobpkg", "internal/vault"}
 	forbidden := []string{"net/http", "github.com/distren/distren/internal/server", "github.com/distren/distren/internal/client",
 		"github.com/distren/distren/internal/worker"}
 	for _, dir := range pure {

@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/distren/distren/internal/farm"
-	"github.com/distren/distren/internal/server"
+	"github.com/distren/distren/internal/ops"
 )
 
 type serveOptions struct {
@@ -91,7 +91,7 @@ example.`,
 	f.DurationVar(&o.leaseTTL, "lease", 30*time.Second, "frame lease length; workers heartbeat at a third of it")
 	f.Int64Var(&o.maxPackage, "max-package-bytes", 8<<30, "largest job package accepted (uncompressed bytes)")
 	f.Int64Var(&o.maxFrames, "max-frames", 1_000_000, "most frames in one job")
-	f.Int64Var(&o.maxFramesHeld, "max-frames-held", server.DefaultMaxFramesHeld, "most frames of all jobs held at once (each costs memory until its job is deleted); a job that would pass it is refused")
+	f.Int64Var(&o.maxFramesHeld, "max-frames-held", ops.DefaultMaxFramesHeld, "most frames of all jobs held at once (each costs memory until its job is deleted); a job that would pass it is refused")
 	f.Int64Var(&o.maxManifest, "max-manifest-bytes", 16<<20, "largest distrenjob.xml accepted")
 	f.IntVar(&o.maxFiles, "max-package-files", 100_000, "most files (tar entries, directories included) in one job package")
 	f.Int64Var(&o.maxOutput, "max-output-bytes", 4<<30, "largest output tarball of one frame accepted from a worker")
@@ -117,8 +117,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 	}
 	cfg := farm.Config{Data: o.data, Listen: o.listen, Name: o.name, Workers: o.workers,
 		LeaseTTL: o.leaseTTL, Log: log, NoCompress: !o.compress, MaxOpenObjects: o.maxOpen,
-		GCInterval: gcInterval(o.gcInterval), GC: server.GC{Grace: o.gcGrace, Retention: o.retention},
-		Limits: server.Limits{MaxPackageBytes: o.maxPackage, MaxFrames: o.maxFrames, MaxFramesHeld: o.maxFramesHeld, MaxManifestBytes: o.maxManifest,
+		GCInterval: gcInterval(o.gcInterval), GC: ops.GC{Grace: o.gcGrace, Retention: o.retention},
+		Limits: ops.Limits{MaxPackageBytes: o.maxPackage, MaxFrames: o.maxFrames, MaxFramesHeld: o.maxFramesHeld, MaxManifestBytes: o.maxManifest,
 			MaxPackageFiles: o.maxFiles, MaxOutputBytes: o.maxOutput}}
 	if err := o.checkLimits(); err != nil {
 		return err

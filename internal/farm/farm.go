@@ -26,6 +26,7 @@ import (
 	"github.com/distren/distren/internal/dirlock"
 	"github.com/distren/distren/internal/durl"
 	"github.com/distren/distren/internal/lifecycle"
+	"github.com/distren/distren/internal/ops"
 	"github.com/distren/distren/internal/server"
 	"github.com/distren/distren/internal/session"
 	"github.com/distren/distren/internal/store"
@@ -43,7 +44,9 @@ type Config struct {
 	Name     string // server name, [a-z0-9][a-z0-9-]*; "" for the one the data directory recorded (name.go)
 	Workers  int    // local worker slots (0: none)
 	LeaseTTL time.Duration
-	Limits   server.Limits
+	Limits   ops.Limits
+	// API bounds what one request may do (claim waits, stalled uploads).
+	API      server.Limits
 	Backends backend.Registry
 	// SlotBackends, if set, are what the local slots render with (a command
 	// policy applied); Backends still say what jobs may use.
@@ -65,7 +68,7 @@ type Config struct {
 	MaxOpenObjects int
 	// GC configures garbage collection; GCInterval is how often it runs
 	// (default 1h; negative: never by itself).
-	GC         server.GC
+	GC         ops.GC
 	GCInterval time.Duration
 	// Ready, if set, is called with the server's URL once it serves.
 	Ready func(url string)
@@ -125,16 +128,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer closeAuth()
 	var (
-		unlock  func()
-		v       *vault.Vault
-		st      *store.SQLite
-		sess    *session.Session
-		ln      net.Listener
-		srv     *http.Server
-		handler *server.Server
-		url     string
-		urlSet  = make(chan struct{})
-		once    sync.Once
+		unlock func()
+		v      *vault.Vault
+		st     *store.SQLite
+		sess   *session.Session
+		ln     net.Listener
+		srv    *http.Server
+		farm   *ops.Farm
+		url    string
+		urlSet = make(chan struct{})
+		once   sync.Once
 	)
 	r := &lifecycle.Runner{Session: "session", Log: log}
 	for e, hs := range cfg.Hooks {
@@ -232,7 +235,12 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			sess, err = session.Open(ctx, st, session.Options{Name: cfg.Name, LeaseTTL: cfg.LeaseTTL,
 				Chunks: func(name string) bool { b, ok := cfg.Backends[name]; return ok && b.Chunks() }})
-			return err
+			if err != nil {
+				return err
+			}
+			farm = ops.New(ops.Config{Session: sess, Vault: v, Backends: cfg.Backends, TmpDir: filepath.Join(cfg.Data, "tmp"),
+				DataDir: cfg.Data, Limits: cfg.Limits, GC: cfg.GC, Log: log})
+			return nil
 		},
 		Stop: func(context.Context) error {
 			if sess != nil {
@@ -252,9 +260,7 @@ func Run(ctx context.Context, cfg Config) error {
 			if tlsCfg != nil {
 				url = "https://" + ln.Addr().String()
 			}
-			h := server.New(server.Config{Session: sess, Vault: v, Backends: cfg.Backends, TmpDir: filepath.Join(cfg.Data, "tmp"), DataDir: cfg.Data,
-				Limits: cfg.Limits, URL: url, Log: log, GC: cfg.GC, Auth: guard})
-			handler = h
+			h := server.New(server.Config{Farm: farm, Limits: cfg.API, URL: url, Log: log, Auth: guard})
 			srv = &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn), TLSConfig: tlsCfg}
 			once.Do(func() { close(urlSet) })
@@ -266,7 +272,7 @@ func Run(ctx context.Context, cfg Config) error {
 				cfg.Ready(url)
 			}
 			if every := cmp.Or(cfg.GCInterval, time.Hour); every > 0 {
-				go handler.CollectEvery(ctx, every)
+				go farm.CollectEvery(ctx, every)
 			}
 			return server.Serve(ctx, srv, func() error {
 				serve := srv.Serve

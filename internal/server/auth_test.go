@@ -16,7 +16,8 @@ import (
 
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/auth"
-	"github.com/distren/distren/internal/backend"
+	"github.com/distren/distren/internal/ops"
+	"github.com/distren/distren/internal/ops/opstest"
 	"github.com/distren/distren/internal/vault"
 )
 
@@ -31,7 +32,7 @@ type authServer struct {
 func newAuthServer(t *testing.T, withAuth bool) *authServer {
 	t.Helper()
 	dir := t.TempDir()
-	p := NewParts(t, "authtest", vault.Options{SmallObjects: 64 << 10})
+	p := opstest.NewParts(t, "authtest", vault.Options{SmallObjects: 64 << 10})
 	var err error
 	as := &authServer{tokens: map[string]string{}}
 	var guard *auth.Guard
@@ -51,7 +52,7 @@ func newAuthServer(t *testing.T, withAuth bool) *authServer {
 			t.Fatal(err)
 		}
 	}
-	as.srv = New(Config{Session: p.Session, Vault: p.Vault, Backends: backend.Default(), TmpDir: p.Tmp, URL: "http://authtest", Auth: guard,
+	as.srv = New(Config{Farm: p.Ops(ops.Config{}), URL: "http://authtest", Auth: guard,
 		Log: slog.New(slog.DiscardHandler), Limits: Limits{MaxClaimWait: time.Millisecond}})
 	return as
 }
@@ -108,7 +109,7 @@ func TestRouteTable(t *testing.T) {
 // call the route, the route's answer otherwise.
 func TestAuthStatuses(t *testing.T) {
 	as := newAuthServer(t, true)
-	code, body := as.do(t, "client", "POST", "/v1/jobs", TarOf(t, commandJob))
+	code, body := as.do(t, "client", "POST", "/v1/jobs", opstest.TarOf(t, commandJob))
 	if code != http.StatusOK {
 		t.Fatalf("client submits: %d %s", code, body)
 	}
@@ -121,7 +122,7 @@ func TestAuthStatuses(t *testing.T) {
 	}{
 		{"", "GET", "/v1/server", nil, 200, ""},
 		{"", "GET", "/v1/jobs", nil, 401, "no token"},
-		{"", "POST", "/v1/jobs", TarOf(t, commandJob), 401, "no token"},
+		{"", "POST", "/v1/jobs", opstest.TarOf(t, commandJob), 401, "no token"},
 		{"", "GET", "/nowhere", nil, 401, "no token"},
 		{"dtk_000000000000_" + strings.Repeat("0", 64), "GET", "/v1/jobs", nil, 401, "invalid token"},
 		{"garbage", "GET", "/v1/jobs", nil, 401, "invalid token"},
@@ -134,7 +135,7 @@ func TestAuthStatuses(t *testing.T) {
 		{"read", "GET", "/v1/workers", nil, 200, ""},
 		{"read", "POST", "/v1/jobs/1/cancel", []byte(`{}`), 403, "needs role client or admin"},
 		{"read", "PUT", "/v1/chunks/" + strings.Repeat("0", 64), []byte("x"), 403, "needs role client or admin"},
-		{"worker", "POST", "/v1/jobs", TarOf(t, commandJob), 403, "needs role client or admin"},
+		{"worker", "POST", "/v1/jobs", opstest.TarOf(t, commandJob), 403, "needs role client or admin"},
 		{"worker", "GET", "/v1/jobs", nil, 403, "needs role client, read or admin"},
 		{"worker", "GET", "/v1/jobs/1/spec", nil, 200, ""},
 		{"worker", "POST", "/v1/claim", claim, 200, ""},
@@ -183,7 +184,7 @@ func TestAuthStatuses(t *testing.T) {
 // TestAuthOff: without a guard, requests need no token and whoami says so.
 func TestAuthOff(t *testing.T) {
 	as := newAuthServer(t, false)
-	if code, body := as.do(t, "", "POST", "/v1/jobs", TarOf(t, commandJob)); code != 200 {
+	if code, body := as.do(t, "", "POST", "/v1/jobs", opstest.TarOf(t, commandJob)); code != 200 {
 		t.Fatalf("submit without auth: %d %s", code, body)
 	}
 	code, body := as.do(t, "", "GET", "/v1/whoami", nil)
@@ -197,7 +198,7 @@ func TestAuthOff(t *testing.T) {
 // frame and epoch; the owner still can.
 func TestWorkerBinding(t *testing.T) {
 	as := newAuthServer(t, true)
-	if code, body := as.do(t, "client", "POST", "/v1/jobs", TarOf(t, commandJob)); code != 200 {
+	if code, body := as.do(t, "client", "POST", "/v1/jobs", opstest.TarOf(t, commandJob)); code != 200 {
 		t.Fatalf("submit: %d %s", code, body)
 	}
 	code, body := as.do(t, "worker", "POST", "/v1/claim", []byte(`{"worker":"w1","max":2,"backends":{"command":"1"}}`))
@@ -206,7 +207,7 @@ func TestWorkerBinding(t *testing.T) {
 		t.Fatalf("claim: %d %s", code, body)
 	}
 	l, l2 := cr.Leases[0], cr.Leases[1]
-	output := TarOf(t, map[string]string{"out.txt": "x\n"})
+	output := opstest.TarOf(t, map[string]string{"out.txt": "x\n"})
 	outPath := func(l api.Lease, w string) string {
 		return fmt.Sprintf("/v1/jobs/%d/frames/%d/output?worker=%s&epoch=%d", l.Job, l.Frame, w, l.Epoch)
 	}

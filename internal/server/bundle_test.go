@@ -14,7 +14,8 @@ import (
 	"testing"
 
 	"github.com/distren/distren/internal/api"
-	"github.com/distren/distren/internal/backend"
+	"github.com/distren/distren/internal/ops"
+	"github.com/distren/distren/internal/ops/opstest"
 	"github.com/distren/distren/internal/server"
 	"github.com/distren/distren/internal/vault"
 )
@@ -24,8 +25,8 @@ import (
 // frame-<id>/out.txt — whole or for one frame, and the job warns, naming
 // both frames.
 func TestBundleOfCollidingOutputs(t *testing.T) {
-	p := server.NewParts(t, "bundle", vault.Options{})
-	srv := httptest.NewServer(server.New(server.Config{Session: p.Session, Vault: p.Vault, Backends: backend.Default(), TmpDir: p.Tmp,
+	p := opstest.NewParts(t, "bundle", vault.Options{})
+	srv := httptest.NewServer(server.New(server.Config{Farm: p.Ops(ops.Config{}),
 		Log: slog.New(slog.DiscardHandler)}))
 	t.Cleanup(srv.Close)
 	call := func(method, path string, body []byte) []byte {
@@ -46,7 +47,7 @@ func TestBundleOfCollidingOutputs(t *testing.T) {
 		return b
 	}
 	var sub api.Submitted
-	json.Unmarshal(call("POST", "/v1/jobs", server.TarOf(t, map[string]string{"distrenjob.xml": `<distrenjob version="1"><name>same</name>
+	json.Unmarshal(call("POST", "/v1/jobs", opstest.TarOf(t, map[string]string{"distrenjob.xml": `<distrenjob version="1"><name>same</name>
   <backend name="command"><program>true</program></backend>
   <frames><range first="1" last="2"/></frames><outputs><output>*.txt</output></outputs></distrenjob>`})), &sub)
 	ls, err := p.Session.Claim(context.Background(), api.ClaimRequest{Worker: "w", Max: 2, Backends: map[string]string{"command": "1"}})
@@ -56,7 +57,7 @@ func TestBundleOfCollidingOutputs(t *testing.T) {
 	// Frame 2 is done first.
 	for _, l := range []api.Lease{ls[1], ls[0]} {
 		call("POST", fmt.Sprintf("/v1/jobs/%d/frames/%d/output?worker=w&epoch=%d", l.Job, l.Frame, l.Epoch),
-			server.TarOf(t, map[string]string{"out.txt": fmt.Sprintf("frame %d", l.Frame)}))
+			opstest.TarOf(t, map[string]string{"out.txt": fmt.Sprintf("frame %d", l.Frame)}))
 	}
 	entries := func(set string) map[string]string {
 		t.Helper()

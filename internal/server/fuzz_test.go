@@ -22,8 +22,9 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/distren/distren/internal/api"
-	"github.com/distren/distren/internal/backend"
 	"github.com/distren/distren/internal/cdc"
+	"github.com/distren/distren/internal/ops"
+	"github.com/distren/distren/internal/ops/opstest"
 	"github.com/distren/distren/internal/server"
 	"github.com/distren/distren/internal/session"
 	"github.com/distren/distren/internal/vault"
@@ -171,12 +172,12 @@ type harness struct {
 }
 
 func newHarness(tb testing.TB) *harness {
-	p := server.NewParts(tb, "fuzz", vault.Options{SmallObjects: 64 << 10})
+	p := opstest.NewParts(tb, "fuzz", vault.Options{SmallObjects: 64 << 10})
 	sess, v := p.Session, p.Vault
-	srv := server.New(server.Config{Session: sess, Vault: v, Backends: backend.Default(), TmpDir: p.Tmp, URL: "http://fuzz.test",
-		Log: slog.New(slog.DiscardHandler),
+	srv := server.New(server.Config{URL: "http://fuzz.test", Log: slog.New(slog.DiscardHandler),
 		// Small limits keep every input quick; a claim never waits long.
-		Limits: server.Limits{MaxPackageBytes: 8 << 20, MaxOutputBytes: 8 << 20, MaxFrames: 1000, MaxClaimWait: time.Millisecond}})
+		Farm:   p.Ops(ops.Config{Limits: ops.Limits{MaxPackageBytes: 8 << 20, MaxOutputBytes: 8 << 20, MaxFrames: 1000}}),
+		Limits: server.Limits{MaxClaimWait: time.Millisecond}})
 	h := &harness{srv: srv, sess: sess, vault: v, fx: fixture{worker: fixtureWorker},
 		pkg:   tarball(tb, tarFile{name: "distrenjob.xml", data: fixtureManifest}, tarFile{name: "greeting.txt", data: "hello\n"}),
 		spare: tarball(tb, tarFile{name: "distrenjob.xml", data: spareManifest}),

@@ -18,7 +18,8 @@ import (
 	"time"
 
 	"github.com/distren/distren/internal/api"
-	"github.com/distren/distren/internal/backend"
+	"github.com/distren/distren/internal/ops"
+	"github.com/distren/distren/internal/ops/opstest"
 	"github.com/distren/distren/internal/server"
 	"github.com/distren/distren/internal/vault"
 )
@@ -150,13 +151,13 @@ func within(t *testing.T, what string, f func() error) {
 // the output upload was half stored when the collection removed the
 // unreferenced objects, and is stored again from its copy.
 func TestCollectionDuringSlowUploads(t *testing.T) {
-	p := server.NewParts(t, "gclock", vault.Options{})
+	p := opstest.NewParts(t, "gclock", vault.Options{})
 	sess := p.Session
 	gs := &gated{}
 	// A grace of a nanosecond: the collection removes every object nothing
 	// refers to, however recent (the vault was opened before it runs).
-	gs.h = server.New(server.Config{Session: sess, Vault: p.Vault, Backends: backend.Default(), TmpDir: p.Tmp,
-		Log: slog.New(slog.DiscardHandler), GC: server.GC{Grace: time.Nanosecond}})
+	gs.h = server.New(server.Config{Farm: p.Ops(ops.Config{Session: sess, GC: ops.GC{Grace: time.Nanosecond}}),
+		Log: slog.New(slog.DiscardHandler)})
 	srv := httptest.NewServer(gs)
 	t.Cleanup(srv.Close)
 	call := func(method, path, ctype string, body []byte) (int, []byte, error) {
@@ -191,7 +192,7 @@ func TestCollectionDuringSlowUploads(t *testing.T) {
   <frames><range first="1" last="2"/></frames><outputs><output>*</output></outputs></distrenjob>`
 
 	// A job whose frame 1 is leased, for the output upload.
-	b, err := ok("POST", "/v1/jobs", "application/x-tar", server.TarOf(t, map[string]string{"distrenjob.xml": fmt.Sprintf(manifest, "leased")}))
+	b, err := ok("POST", "/v1/jobs", "application/x-tar", opstest.TarOf(t, map[string]string{"distrenjob.xml": fmt.Sprintf(manifest, "leased")}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,11 +210,11 @@ func TestCollectionDuringSlowUploads(t *testing.T) {
 	// MiB, and an output of 12 MiB (stored as chunks as it arrives: the
 	// first are stored when the server waits for the rest).
 	input := random(6<<20, 1)
-	pkg := server.TarOf(t, map[string]string{"distrenjob.xml": fmt.Sprintf(manifest, "slow"), "in.bin": string(input)})
+	pkg := opstest.TarOf(t, map[string]string{"distrenjob.xml": fmt.Sprintf(manifest, "slow"), "in.bin": string(input)})
 	chunk := random(3<<20, 2)
 	sum := sha256.Sum256(chunk)
 	chunkHash := hex.EncodeToString(sum[:])
-	output := server.TarOf(t, map[string]string{"out.bin": string(random(12<<20, 3))})
+	output := opstest.TarOf(t, map[string]string{"out.bin": string(random(12<<20, 3))})
 	slow := []*slowUpload{{name: "package"}, {name: "chunk"}, {name: "output"}}
 	slow[0].start(t, gs, "POST", srv.URL+"/v1/jobs", "application/x-tar", pkg, len(pkg)/2)
 	slow[1].start(t, gs, "PUT", srv.URL+"/v1/chunks/"+chunkHash, "", chunk, len(chunk)/2)
@@ -233,7 +234,7 @@ func TestCollectionDuringSlowUploads(t *testing.T) {
 	small := []byte("a small chunk")
 	smallSum := sha256.Sum256(small)
 	within(t, "a fresh submission", func() error {
-		_, err := ok("POST", "/v1/jobs", "application/x-tar", server.TarOf(t, map[string]string{"distrenjob.xml": fmt.Sprintf(manifest, "fresh")}))
+		_, err := ok("POST", "/v1/jobs", "application/x-tar", opstest.TarOf(t, map[string]string{"distrenjob.xml": fmt.Sprintf(manifest, "fresh")}))
 		return err
 	})
 	within(t, "a fresh chunk upload", func() error {
@@ -245,7 +246,7 @@ func TestCollectionDuringSlowUploads(t *testing.T) {
 		return err
 	})
 	within(t, "a fresh frame output", func() error {
-		_, err := ok("POST", outputPath(ls[1]), "", server.TarOf(t, map[string]string{"out2.txt": "two"}))
+		_, err := ok("POST", outputPath(ls[1]), "", opstest.TarOf(t, map[string]string{"out2.txt": "two"}))
 		return err
 	})
 	within(t, "a second collection", func() error {

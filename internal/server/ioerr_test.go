@@ -19,7 +19,8 @@ import (
 	"time"
 
 	"github.com/distren/distren/internal/api"
-	"github.com/distren/distren/internal/backend"
+	"github.com/distren/distren/internal/ops"
+	"github.com/distren/distren/internal/ops/opstest"
 	"github.com/distren/distren/internal/server"
 	"github.com/distren/distren/internal/storage"
 	"github.com/distren/distren/internal/storage/storagetest"
@@ -37,9 +38,9 @@ func TestVaultIOErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	disk := storagetest.NewFaulty(fs)
-	p := server.NewParts(t, "eio", vault.Options{Module: disk})
+	p := opstest.NewParts(t, "eio", vault.Options{Module: disk})
 	sess := p.Session
-	srv := httptest.NewServer(server.New(server.Config{Session: sess, Vault: p.Vault, Backends: backend.Default(), TmpDir: p.Tmp,
+	srv := httptest.NewServer(server.New(server.Config{Farm: p.Ops(ops.Config{Session: sess}),
 		Log: slog.New(slog.DiscardHandler), Limits: server.Limits{MaxClaimWait: time.Millisecond}}))
 	t.Cleanup(srv.Close)
 
@@ -73,7 +74,7 @@ func TestVaultIOErrors(t *testing.T) {
 		disk.Inject(storagetest.Fault{Op: op, Err: &os.PathError{Op: op, Path: "object", Err: syscall.EIO}})
 	}
 
-	pkg := server.TarOf(t, map[string]string{"distrenjob.xml": `<distrenjob version="1"><name>eio</name>
+	pkg := opstest.TarOf(t, map[string]string{"distrenjob.xml": `<distrenjob version="1"><name>eio</name>
   <backend name="command"><program>sh</program><arg>-c</arg><arg>cat in.txt > out-{frame}.txt</arg></backend>
   <inputs><file>in.txt</file></inputs>
   <frames><range first="1" last="2"/></frames><outputs><output>out-*.txt</output></outputs></distrenjob>`,
@@ -98,7 +99,7 @@ func TestVaultIOErrors(t *testing.T) {
 	if err != nil || len(ls) != 1 {
 		t.Fatalf("claim: %v %v", ls, err)
 	}
-	out := server.TarOf(t, map[string]string{fmt.Sprintf("out-%d.txt", ls[0].Frame): "rendered\n"})
+	out := opstest.TarOf(t, map[string]string{fmt.Sprintf("out-%d.txt", ls[0].Frame): "rendered\n"})
 	outPath := fmt.Sprintf("/v1/jobs/%d/frames/%d/output?worker=w&epoch=%d", ls[0].Job, ls[0].Frame, ls[0].Epoch)
 	eio("put")
 	code, body = call("POST", outPath, out)
@@ -138,14 +139,14 @@ func TestVaultIOErrors(t *testing.T) {
 // and a collection runs. (A collection does not wait for an upload even
 // while it lasts: TestCollectionDuringSlowUploads.)
 func TestStalledUploadEnds(t *testing.T) {
-	p := server.NewParts(t, "stall", vault.Options{})
+	p := opstest.NewParts(t, "stall", vault.Options{})
 	sess := p.Session
-	srv := httptest.NewServer(server.New(server.Config{Session: sess, Vault: p.Vault, Backends: backend.Default(), TmpDir: p.Tmp,
+	srv := httptest.NewServer(server.New(server.Config{Farm: p.Ops(ops.Config{Session: sess}),
 		Log: slog.New(slog.DiscardHandler), Limits: server.Limits{UploadIdle: 300 * time.Millisecond}}))
 	t.Cleanup(srv.Close)
 
 	var sub api.Submitted
-	resp, err := http.Post(srv.URL+"/v1/jobs", "application/x-tar", bytes.NewReader(server.TarOf(t, map[string]string{
+	resp, err := http.Post(srv.URL+"/v1/jobs", "application/x-tar", bytes.NewReader(opstest.TarOf(t, map[string]string{
 		"distrenjob.xml": `<distrenjob version="1"><name>stall</name><backend name="command"><program>true</program></backend>
   <frames><frame id="1"/></frames><outputs><output>*</output></outputs></distrenjob>`})))
 	if err != nil {

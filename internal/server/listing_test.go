@@ -16,9 +16,10 @@ import (
 	"time"
 
 	"github.com/distren/distren/internal/api"
-	"github.com/distren/distren/internal/backend"
 	"github.com/distren/distren/internal/client"
 	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/ops"
+	"github.com/distren/distren/internal/ops/opstest"
 	"github.com/distren/distren/internal/session"
 	"github.com/distren/distren/internal/vault"
 )
@@ -29,12 +30,11 @@ type listServer struct {
 	sess *session.Session
 }
 
-func newListServer(t *testing.T, lim Limits) *listServer {
+func newListServer(t *testing.T, lim ops.Limits) *listServer {
 	t.Helper()
-	p := NewParts(t, "list", vault.Options{SmallObjects: 64 << 10})
-	lim.MaxClaimWait = time.Millisecond
-	srv := New(Config{Session: p.Session, Vault: p.Vault, Backends: backend.Default(), TmpDir: p.Tmp, URL: "http://list.test",
-		Log: slog.New(slog.DiscardHandler), Limits: lim})
+	p := opstest.NewParts(t, "list", vault.Options{SmallObjects: 64 << 10})
+	srv := New(Config{Farm: p.Ops(ops.Config{Limits: lim}), URL: "http://list.test",
+		Log: slog.New(slog.DiscardHandler), Limits: Limits{MaxClaimWait: time.Millisecond}})
 	return &listServer{srv: srv, sess: p.Session}
 }
 
@@ -52,7 +52,7 @@ func (ls *listServer) do(t *testing.T, method, path string, body []byte) *httpte
 
 // rangeJob is a package of a builtin job whose frames are one <range>.
 func rangeJob(t *testing.T, first, last int64) []byte {
-	return TarOf(t, map[string]string{"distrenjob.xml": fmt.Sprintf(`<distrenjob version="1"><name>list</name>`+
+	return opstest.TarOf(t, map[string]string{"distrenjob.xml": fmt.Sprintf(`<distrenjob version="1"><name>list</name>`+
 		`<backend name="builtin"/><frames><range first="%d" last="%d"/></frames>`+
 		`<outputs><output>*.png</output></outputs></distrenjob>`, first, last)})
 }
@@ -135,7 +135,7 @@ func seq(first, last int) []string {
 // page's cursor in X-Distren-Next and none on the last page; without paging
 // parameters the whole listing comes, without the header.
 func TestListingPages(t *testing.T) {
-	ls := newListServer(t, Limits{})
+	ls := newListServer(t, ops.Limits{})
 	id := ls.submit(t, rangeJob(t, 0, 24))
 	for range 4 {
 		ls.submit(t, rangeJob(t, 1, 1))
@@ -187,8 +187,8 @@ func TestListingPages(t *testing.T) {
 
 // TestListingFilesPages: a job's files page across inputs and outputs.
 func TestListingFilesPages(t *testing.T) {
-	ls := newListServer(t, Limits{})
-	id := ls.submit(t, TarOf(t, map[string]string{"distrenjob.xml": `<distrenjob version="1"><name>files</name>` +
+	ls := newListServer(t, ops.Limits{})
+	id := ls.submit(t, opstest.TarOf(t, map[string]string{"distrenjob.xml": `<distrenjob version="1"><name>files</name>` +
 		`<backend name="builtin"/><frames><range first="1" last="3"/></frames>` +
 		`<outputs><output>*.png</output></outputs></distrenjob>`, "a.txt": "a", "b.txt": "b"}))
 	ctx := context.Background()
@@ -220,7 +220,7 @@ func TestListingFilesPages(t *testing.T) {
 // TestListingBadParameters: a malformed cursor or limit is a 400 naming the
 // parameter, before anything is listed.
 func TestListingBadParameters(t *testing.T) {
-	ls := newListServer(t, Limits{})
+	ls := newListServer(t, ops.Limits{})
 	id := ls.submit(t, rangeJob(t, 1, 3))
 	frames := fmt.Sprintf("/v1/jobs/%d/frames", id)
 	for _, c := range []struct{ path, want string }{
@@ -282,7 +282,7 @@ func (d discard) Write(p []byte) (int, error) { return len(p), nil }
 // and the session's lock is not held while the response is written (a
 // command can complete during a write).
 func TestListingStreams(t *testing.T) {
-	ls := newListServer(t, Limits{})
+	ls := newListServer(t, ops.Limits{})
 	id := ls.submit(t, rangeJob(t, 1, 30_000))
 	all, err := ls.sess.Frames(id, nil)
 	if err != nil {
@@ -351,7 +351,7 @@ func mustManifest(t *testing.T) *manifest.Manifest {
 // --max-frames-held is refused with a 413 naming the numbers; deleting a
 // job makes room.
 func TestMaxFramesHeld(t *testing.T) {
-	ls := newListServer(t, Limits{MaxFramesHeld: 100})
+	ls := newListServer(t, ops.Limits{MaxFramesHeld: 100})
 	w := ls.do(t, "POST", "/v1/jobs", rangeJob(t, 1, 101))
 	if w.Code != 413 || !strings.Contains(w.Body.String(), `job \"list\": 101 frames, too many frames to hold: over the server's limit of 100 frames held (serve --max-frames-held)`) {
 		t.Errorf("a job over the limit alone: %d %s", w.Code, w.Body)
@@ -373,7 +373,7 @@ func TestMaxFramesHeld(t *testing.T) {
 // TestClientFollowsPages: the typed client reads a listing page by page,
 // and gets it whole and in order.
 func TestClientFollowsPages(t *testing.T) {
-	ls := newListServer(t, Limits{})
+	ls := newListServer(t, ops.Limits{})
 	id := ls.submit(t, rangeJob(t, 1, 50))
 	var requests atomic.Int32
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -427,8 +427,8 @@ func TestClientFollowsPages(t *testing.T) {
 // the failed one — list as encoding the whole list gives them, URLs
 // included, streamed and paged.
 func TestListingFramesExact(t *testing.T) {
-	ls := newListServer(t, Limits{})
-	id := ls.submit(t, TarOf(t, map[string]string{"distrenjob.xml": `<distrenjob version="1"><name>exact</name>` +
+	ls := newListServer(t, ops.Limits{})
+	id := ls.submit(t, opstest.TarOf(t, map[string]string{"distrenjob.xml": `<distrenjob version="1"><name>exact</name>` +
 		`<retries>0</retries><backend name="builtin"/><frames><range first="1" last="6"/>` +
 		`<frame id="7"><depends on="2"/></frame></frames><outputs><output>*.png</output></outputs></distrenjob>`}))
 	ctx := context.Background()

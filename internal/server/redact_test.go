@@ -20,7 +20,8 @@ import (
 	"time"
 
 	"github.com/distren/distren/internal/api"
-	"github.com/distren/distren/internal/backend"
+	"github.com/distren/distren/internal/ops"
+	"github.com/distren/distren/internal/ops/opstest"
 	"github.com/distren/distren/internal/server"
 	"github.com/distren/distren/internal/storage"
 	"github.com/distren/distren/internal/storage/storagetest"
@@ -42,14 +43,13 @@ func TestNoServerPathInErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	disk := storagetest.NewFaulty(fsys)
-	p := server.NewParts(t, "redact", vault.Options{Module: disk})
+	p := opstest.NewParts(t, "redact", vault.Options{Module: disk})
 	p.Tmp = filepath.Join(data, "tmp")
 	if err := os.Mkdir(p.Tmp, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	var log bytes.Buffer
-	srv := httptest.NewServer(server.New(server.Config{Session: p.Session, Vault: p.Vault, Backends: backend.Default(), TmpDir: p.Tmp,
-		DataDir: data, Log: slog.New(slog.NewTextHandler(&log, nil)), Limits: server.Limits{MaxClaimWait: time.Millisecond}}))
+	srv := httptest.NewServer(server.New(server.Config{Farm: p.Ops(ops.Config{DataDir: data}), Log: slog.New(slog.NewTextHandler(&log, nil)), Limits: server.Limits{MaxClaimWait: time.Millisecond}}))
 	t.Cleanup(srv.Close)
 	call := func(t *testing.T, method, path string, body []byte) (int, string) {
 		t.Helper()
@@ -167,7 +167,7 @@ func TestNoServerPathInErrors(t *testing.T) {
 			t.Fatalf("claim: %v %v", ls, err)
 		}
 		eio("put")
-		out := server.TarOf(t, map[string]string{"out.txt": "rendered"})
+		out := opstest.TarOf(t, map[string]string{"out.txt": "rendered"})
 		if code, body = call(t, "POST", fmt.Sprintf("/v1/jobs/%d/frames/%d/output?worker=w&epoch=%d", ls[0].Job, ls[0].Frame, ls[0].Epoch), out); code < 500 {
 			t.Errorf("an output with a failing disk: %d %s", code, body)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/store"
 )
@@ -16,8 +17,8 @@ import (
 // Submission is a validated job ready to be recorded.
 type Submission struct {
 	Manifest *manifest.Manifest
-	Raw      []byte          // the manifest as submitted
-	Inputs   []api.InputFile // the package's files, stored in the vault, sorted by path
+	Raw      []byte     // the manifest as submitted
+	Inputs   []cdc.File // the package's files but the manifest, stored in the vault, sorted by path
 	// MaxFramesHeld refuses the job (ErrTooManyFrames) if the session would
 	// then hold more frames, in all its jobs; 0: no limit.
 	MaxFramesHeld int64

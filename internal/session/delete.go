@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -65,8 +66,8 @@ func (s *Session) LiveObjects() map[string]bool {
 	live := map[string]bool{}
 	for _, j := range s.jobs {
 		for _, in := range j.inputs {
-			for _, p := range in.Parts() {
-				live[p.Hash] = true
+			for _, c := range in.Chunks {
+				live[hex.EncodeToString(c.Hash[:])] = true
 			}
 		}
 		for i := range j.frames {

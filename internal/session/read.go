@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/store"
 )
@@ -71,14 +72,23 @@ func (s *Session) Frame(id, frame int64) (api.Frame, error) {
 }
 
 // Spec returns what a worker needs to render a job's frames.
-func (s *Session) Spec(id int64) (api.JobSpec, error) {
+func (s *Session) Spec(id int64) (JobSpec, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j := s.jobs[id]
 	if j == nil {
-		return api.JobSpec{}, fmt.Errorf("job %d: %w", id, ErrNotFound)
+		return JobSpec{}, fmt.Errorf("job %d: %w", id, ErrNotFound)
 	}
-	return api.JobSpec{ID: id, Manifest: string(j.rec.Manifest), Inputs: j.inputs}, nil
+	return JobSpec{ID: id, Manifest: j.rec.Manifest, Inputs: j.inputs}, nil
+}
+
+// JobSpec is what a worker needs to render a job's frames: the manifest as
+// submitted and the package's other files. Both are shared with the
+// session: read them, never change them.
+type JobSpec struct {
+	ID       int64
+	Manifest []byte
+	Inputs   []cdc.File
 }
 
 // Output is a done frame's output tarball.
@@ -132,7 +142,7 @@ func (s *Session) Files(id int64) ([]api.File, error) {
 type FileLoc struct {
 	Path  string
 	Size  int64
-	Parts []api.ChunkRef // an input's chunks
+	Parts []cdc.ChunkRef // an input's chunks
 	Hash  string         // the output tarball holding it
 	InTar bool
 }
@@ -147,7 +157,7 @@ func (s *Session) File(id, n int64) (FileLoc, error) {
 	}
 	if n >= 1 && n <= int64(len(j.inputs)) {
 		in := j.inputs[n-1]
-		return FileLoc{Path: in.Path, Size: in.Size, Parts: in.Parts()}, nil
+		return FileLoc{Path: in.Path, Size: in.Size, Parts: in.Chunks}, nil
 	}
 	for _, f := range j.files {
 		if f.N == n {

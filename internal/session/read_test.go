@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/store"
 )
@@ -148,7 +149,7 @@ func TestJobsPage(t *testing.T) {
 func TestFilesPage(t *testing.T) {
 	s := open(t, store.NewMem())
 	sub := mkjob(t, "", `<range first="1" last="4"/>`)
-	sub.Inputs = []api.InputFile{{Path: "a"}, {Path: "b"}, {Path: "c"}} // files 1..3
+	sub.Inputs = []cdc.File{{Path: "a"}, {Path: "b"}, {Path: "c"}} // files 1..3
 	id := submit(t, s, sub)
 	for _, l := range claim(t, s, "w", 4) {
 		complete(t, s, "w", l) // one output file each: 4..7

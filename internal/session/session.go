@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/durl"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/store"
@@ -396,7 +396,7 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 	return nil
 }
 
-func newJob(rec store.Job, m *manifest.Manifest, inputs []api.InputFile) *job {
+func newJob(rec store.Job, m *manifest.Manifest, inputs []cdc.File) *job {
 	j := &job{rec: rec, m: m, inputs: inputs, frames: make([]frame, len(m.Frames)), failures: map[string]int{}, errFrame: -1}
 	index := map[requirement]uint8{}
 	for i := range m.Frames {

@@ -9,6 +9,7 @@ package session
 
 import (
 	"container/heap"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/durl"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/store"
@@ -76,7 +78,7 @@ type frame struct {
 type job struct {
 	rec      store.Job
 	m        *manifest.Manifest
-	inputs   []api.InputFile
+	inputs   []cdc.File
 	frames   []frame // in m.Frames order (by id)
 	reqs     []requirement
 	ready    []readyHeap // ready frames, one heap per requirement
@@ -411,14 +413,74 @@ func (s *Session) waiting(j *job) string {
 		n, strings.Join(missing, " or "), live)
 }
 
-func encodeInputs(in []api.InputFile) ([]byte, error) { return json.Marshal(in) }
+// A job's inputs are stored in the vault's tree encoding (cdc.Tree.Encode),
+// the form a client submits them in. Jobs stored before held a JSON array
+// of files; decodeInputs reads both.
 
-func decodeInputs(b []byte) ([]api.InputFile, error) {
-	var in []api.InputFile
-	if err := json.Unmarshal(b, &in); err != nil {
-		return nil, fmt.Errorf("decoding input tree: %w", err)
+func encodeInputs(in []cdc.File) ([]byte, error) {
+	b, err := cdc.Tree{Files: in}.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("encoding the input tree: %w", err)
 	}
-	return in, nil
+	return b, nil
+}
+
+func decodeInputs(b []byte) ([]cdc.File, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if b[0] == '[' || string(b) == "null" {
+		return decodeLegacyInputs(b)
+	}
+	t, err := cdc.DecodeTree(b)
+	if err != nil {
+		return nil, fmt.Errorf("decoding the input tree: %w", err)
+	}
+	return t.Files, nil
+}
+
+// decodeLegacyInputs reads the JSON array a job's inputs were stored as
+// before the tree encoding: its files, each a list of chunks or, older
+// still, one whole-file object.
+func decodeLegacyInputs(b []byte) ([]cdc.File, error) {
+	var legacy []struct {
+		Path   string `json:"path"`
+		Mode   uint32 `json:"mode"`
+		Size   int64  `json:"size"`
+		Hash   string `json:"hash"`
+		Chunks []struct {
+			Hash string `json:"hash"`
+			Size int64  `json:"size"`
+		} `json:"chunks"`
+	}
+	if err := json.Unmarshal(b, &legacy); err != nil {
+		return nil, fmt.Errorf("decoding the input list: %w", err)
+	}
+	files := make([]cdc.File, len(legacy))
+	for i, l := range legacy {
+		f := cdc.File{Path: l.Path, Mode: l.Mode, Size: l.Size}
+		ref := func(h string, size int64) error {
+			var c cdc.ChunkRef
+			if _, err := hex.Decode(c.Hash[:], []byte(h)); err != nil || len(h) != 64 {
+				return fmt.Errorf("decoding the input list: file %q: object %q is not a SHA-256 in hex", l.Path, h)
+			}
+			c.Size = size
+			f.Chunks = append(f.Chunks, c)
+			return nil
+		}
+		for _, c := range l.Chunks {
+			if err := ref(c.Hash, c.Size); err != nil {
+				return nil, err
+			}
+		}
+		if len(l.Chunks) == 0 && l.Hash != "" { // one object holds the whole file
+			if err := ref(l.Hash, l.Size); err != nil {
+				return nil, err
+			}
+		}
+		files[i] = f
+	}
+	return files, nil
 }
 
 func fileURL(server string, id, n int64) string { return durl.File(server, id, n) }

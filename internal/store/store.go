@@ -27,7 +27,7 @@ type Job struct {
 	Name      string
 	Submitted time.Time
 	Manifest  []byte // distrenjob.xml as submitted
-	Inputs    []byte // the input tree, encoded by the session (JSON)
+	Inputs    []byte // the input files, encoded by the session (a cdc tree; a JSON array before)
 	// Canceled is set by a user's cancel: the job's unfinished frames are
 	// canceled, except those in Back.
 	Canceled bool

@@ -1,9 +1,13 @@
-package server
+// Package opstest assembles the farm's operations for tests: a session on a
+// real SQLite store, a vault and an upload directory in a temporary
+// directory removed with the test, and the tarballs tests submit.
+package opstest
 
 import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,12 +15,13 @@ import (
 	"time"
 
 	"github.com/distren/distren/internal/backend"
+	"github.com/distren/distren/internal/ops"
 	"github.com/distren/distren/internal/session"
 	"github.com/distren/distren/internal/store"
 	"github.com/distren/distren/internal/vault"
 )
 
-// Parts are what the package's tests assemble a server from: a session on
+// Parts are what tests assemble the operations (and a server) from: a session on
 // a real SQLite store (one-hour leases), a vault and an upload directory,
 // all in a temporary directory removed with the test.
 type Parts struct {
@@ -25,7 +30,7 @@ type Parts struct {
 	Tmp     string // upload directory (Config.TmpDir)
 }
 
-// NewParts opens the parts of a test server named name; vopt configures
+// NewParts opens the parts of a test farm named name; vopt configures
 // its vault, with NoSync set.
 func NewParts(tb testing.TB, name string, vopt vault.Options) Parts {
 	tb.Helper()
@@ -53,6 +58,28 @@ func NewParts(tb testing.TB, name string, vopt vault.Options) Parts {
 		tb.Fatal(err)
 	}
 	return Parts{Session: sess, Vault: v, Tmp: tmp}
+}
+
+// Ops returns the operations of the parts, configured by cfg: its session,
+// vault, backends and upload directory default to the parts', its log to
+// none.
+func (p Parts) Ops(cfg ops.Config) *ops.Farm {
+	if cfg.Session == nil {
+		cfg.Session = p.Session
+	}
+	if cfg.Vault == nil {
+		cfg.Vault = p.Vault
+	}
+	if cfg.Backends == nil {
+		cfg.Backends = backend.Default()
+	}
+	if cfg.TmpDir == "" {
+		cfg.TmpDir = p.Tmp
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return ops.New(cfg)
 }
 
 // TarOf returns a tarball of regular files (name → content), in name order.

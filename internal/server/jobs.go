@@ -1,0 +1,67 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/manifest"
+)
+
+// Jobs: submit, read, cancel, retry (deleting and collecting: gc.go).
+
+// postJob receives a package: a tar stream, or the tree of a package whose
+// chunks were uploaded first (api.TreeContentType).
+func (s *Server) postJob(r *http.Request) (any, error) {
+	if r.Header.Get("Content-Type") == api.TreeContentType {
+		return s.farm.SubmitTree(r.Context(), r.Body)
+	}
+	return s.farm.SubmitTar(r.Context(), r.Body, r.ContentLength)
+}
+
+func (s *Server) getJob(r *http.Request) (any, error) {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return nil, err
+	}
+	return s.sess.Job(id)
+}
+
+func (s *Server) getSpec(r *http.Request) (any, error) {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return nil, err
+	}
+	js, err := s.sess.Spec(id)
+	if err != nil {
+		return nil, err
+	}
+	return WireSpec(js), nil
+}
+
+func (s *Server) postCancel(r *http.Request) (any, error) {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.sess.Cancel(r.Context(), id)
+	return api.Changed{Frames: n}, err
+}
+
+func (s *Server) postRetry(r *http.Request) (any, error) {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return nil, err
+	}
+	var req api.Retry
+	if err := decode(r, &req); err != nil {
+		return nil, err
+	}
+	var rs []manifest.Range
+	if req.Frames != "" {
+		if rs, err = manifest.ParseFrameSet(req.Frames); err != nil {
+			return nil, badRequest("frames %q: %w", req.Frames, err)
+		}
+	}
+	n, err := s.sess.Retry(r.Context(), id, rs)
+	return api.Changed{Frames: n}, err
+}
