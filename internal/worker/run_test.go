@@ -80,7 +80,7 @@ func TestStaleResultIsDropped(t *testing.T) {
 		synctest.Wait()
 
 		if a := s.attempts(ref(stale)); len(a) != 1 || !errors.Is(a[0].err, ErrStale) {
-			t.Errorf("the stale result was sent %d times (%+v), want once", len(a), a)
+			t.Errorf("the stale result was sent %d times, want once", len(a))
 		}
 		if f := s.failed(ref(stale)); len(f) != 0 {
 			t.Errorf("a stale result was reported as a failure: %+v", f)
@@ -146,10 +146,11 @@ func TestDeniedCredentialStopsWorker(t *testing.T) {
 		s := newFakeServer()
 		s.claimErrs = []error{errTransient, refused(ErrDenied, "token w1-token revoked")}
 		r := startWorker(t, s)
-		defer r.w.Close()
+		defer r.stop()
 		var err error
 		select {
 		case err = <-r.done:
+			r.done <- err // for stop
 		case <-time.After(time.Hour):
 			t.Fatal("the worker went on after its credential was refused")
 		}
