@@ -131,7 +131,8 @@ func (s *fakeServer) addOutput(job, frame int64, files map[string]string) api.De
 	return api.DepOutput{Job: job, Frame: frame, Output: ref.Hash, Size: ref.Size}
 }
 
-// offer queues leases for the next claims.
+// offer queues leases for the next claims; those of a chunk must be
+// offered together.
 func (s *fakeServer) offer(ls ...api.Lease) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -168,7 +169,7 @@ func (s *fakeServer) Claim(ctx context.Context, req api.ClaimRequest) (api.Claim
 	wait := time.After(time.Duration(req.WaitMS) * time.Millisecond)
 	for {
 		s.mu.Lock()
-		if n := min(req.Max, len(s.queue)); n > 0 {
+		if n := s.tasks(req.Max); n > 0 {
 			ls := slices.Clone(s.queue[:n])
 			s.queue = s.queue[n:]
 			s.mu.Unlock()
@@ -184,6 +185,23 @@ func (s *fakeServer) Claim(ctx context.Context, req api.ClaimRequest) (api.Claim
 			return api.ClaimResponse{}, ctx.Err()
 		}
 	}
+}
+
+// tasks returns how many queued leases make up to limit tasks: a chunk's
+// leases (same Chunk) are one task, and are leased together.
+func (s *fakeServer) tasks(limit int) int {
+	n := 0
+	for range limit {
+		if n == len(s.queue) {
+			break
+		}
+		c := s.queue[n].Chunk
+		n++
+		for c != 0 && n < len(s.queue) && s.queue[n].Chunk == c {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *fakeServer) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatResponse, error) {

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"image/png"
 	"io/fs"
 	"os"
@@ -368,4 +369,55 @@ func keys(m map[string]string) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestChunkReportsFramesAsTheyFinish: in a chunk, each frame the backend
+// reports done is uploaded with its own files; the frame it fails on is
+// reported failed with the renderer's error, and the frames after it are
+// given back unattempted.
+func TestChunkReportsFramesAsTheyFinish(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newFakeServer()
+		s.addJob(1, job(`<backend name="chunky"/>`, 4, "out-*.txt"), 1<<20)
+		chunky := funcBackend{name: "chunky", render: func(ctx context.Context, t *backend.Task) error {
+			for _, f := range t.Frames {
+				if f == 3 {
+					return errors.New("the renderer crashed on frame 3")
+				}
+				name := fmt.Sprintf("out-%d.txt", f)
+				if err := os.WriteFile(filepath.Join(t.Dir, name), []byte(fmt.Sprint("frame ", f)), 0o644); err != nil {
+					return err
+				}
+				t.Events.FrameDone(f, []string{name})
+			}
+			return nil
+		}}
+		r := startWorker(t, s, chunky)
+		defer r.stop()
+		var ls []api.Lease
+		for f := int64(1); f <= 4; f++ {
+			l := lease(1, f, 1)
+			l.Chunk = 9
+			ls = append(ls, l)
+		}
+		s.offer(ls...)
+		synctest.Wait()
+
+		for _, l := range ls[:2] {
+			name := fmt.Sprintf("out-%d.txt", l.Frame)
+			c := s.completed(ref(l))
+			if len(c) != 1 || !reflect.DeepEqual(c[0].files, map[string]string{name: fmt.Sprint("frame ", l.Frame)}) {
+				t.Errorf("frame %d uploaded %+v, want %s alone", l.Frame, c, name)
+			}
+		}
+		if f := s.failed(ref(ls[2])); len(f) != 1 || f[0].NotRun || !strings.Contains(f[0].Error, "the renderer crashed on frame 3") {
+			t.Errorf("frame 3's failure: %+v", f)
+		}
+		if f := s.failed(ref(ls[3])); len(f) != 1 || !f[0].NotRun || !strings.Contains(f[0].Error, "frame 3 of its chunk failed first") {
+			t.Errorf("frame 4, after the failure: %+v, want given back unattempted", f)
+		}
+		if c := s.attempts(ref(ls[3])); len(c) != 0 {
+			t.Errorf("frame 4 was uploaded: %+v", c)
+		}
+	})
 }
