@@ -56,9 +56,11 @@ func TestPackageDocs(t *testing.T) {
 }
 
 // TestLayering keeps transport out of the processing and data layers: the
-// session, store, scheduler and manifest know nothing of HTTP.
+// session, store, scheduler and manifest know nothing of HTTP, and the
+// worker knows its server only as a worker.Server.
 func TestLayering(t *testing.T) {
-	pure := []string{"internal/ops", "internal/session", "internal/store", "internal/manifest", "internal/raster", "internal/jobpkg", "internal/vault"}
+	pure := []string{"internal/ops", "internal/session", "internal/store", "internal/manifest", "internal/raster", "internal/jobpkg",
+		"internal/vault", "internal/worker"}
 	forbidden := []string{"net/http", "github.com/distren/distren/internal/server", "github.com/distren/distren/internal/client",
 		"github.com/distren/distren/internal/worker"}
 	for _, dir := range pure {

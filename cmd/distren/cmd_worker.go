@@ -97,7 +97,7 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	if err := checkWorkerToken(ctx, c, log); err != nil {
 		return err
 	}
-	w, err := worker.New(worker.Config{Client: c, Name: o.name, Slots: o.slots, Prefetch: o.prefetch, Dir: o.dir, CacheBytes: int64(cacheBytes), Backends: backends, Log: log})
+	w, err := worker.New(worker.Config{Server: c.ForWorker(), Name: o.name, Slots: o.slots, Prefetch: o.prefetch, Dir: o.dir, CacheBytes: int64(cacheBytes), Backends: backends, Log: log})
 	if err != nil {
 		return err
 	}

@@ -212,7 +212,7 @@ func Run(ctx context.Context, cfg Config) error {
 				if err != nil {
 					return err
 				}
-				w.SetClient(c)
+				w.SetServer(c.ForWorker())
 				if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 					return err
 				}
