@@ -221,6 +221,9 @@ func (s *Session) apply(batch []*command) {
 		return
 	}
 	ltx := &lazyTx{s: s}
+	// The lock is held until the batch is durable (or undone): no reader
+	// sees a change the store may yet lose — a frame reported done must
+	// stay done through a crash.
 	s.mu.Lock()
 	for _, c := range batch {
 		c.res, c.err = c.apply(ltx)
@@ -230,8 +233,6 @@ func (s *Session) apply(batch []*command) {
 	}
 	notify := s.notify
 	s.notify = false
-	s.mu.Unlock()
-
 	err := ltx.err
 	if ltx.tx != nil {
 		if err != nil {
@@ -243,7 +244,7 @@ func (s *Session) apply(batch []*command) {
 	if err != nil {
 		// Memory is ahead of the store: rebuild it from what is durable and
 		// fail every command of the batch. Nothing unsaved was acknowledged.
-		if lerr := s.load(); lerr != nil {
+		if lerr := s.loadLocked(); lerr != nil {
 			s.stale = fmt.Errorf("%w (and reloading failed: %v)", err, lerr)
 			err = s.stale
 		}
@@ -253,11 +254,10 @@ func (s *Session) apply(batch []*command) {
 		notify = true
 	}
 	if notify {
-		s.mu.Lock()
 		close(s.readyCh)
 		s.readyCh = make(chan struct{})
-		s.mu.Unlock()
 	}
+	s.mu.Unlock()
 	for _, c := range batch {
 		close(c.done)
 	}
@@ -267,6 +267,11 @@ func (s *Session) apply(batch []*command) {
 func (s *Session) load() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.loadLocked()
+}
+
+// loadLocked is load with s.mu held.
+func (s *Session) loadLocked() error {
 	snap, err := s.store.Load(context.Background())
 	if err == nil {
 		err = s.rebuild(snap)
