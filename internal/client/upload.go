@@ -57,10 +57,12 @@ type UploadStats struct {
 
 // Upload tuning. A batch is sent to the server's missing-chunks query when
 // it holds batchBytes of chunk data or api.MaxMissingBatch chunks; one
-// batch is sent while the next is cut, so that an upload holds about two
-// batches of the package in memory.
+// batch is sent while the next is cut. The chunks' bytes are copied into a
+// buffer per batch, and the two buffers are used in turn, so that an
+// upload holds two batches of the package in memory and makes no garbage
+// of them.
 const (
-	batchBytes     = 16 << 20
+	batchBytes     = 8 << 20
 	uploadParallel = 4 // chunks sent at once
 )
 
@@ -80,7 +82,7 @@ func (c *Client) SubmitDir(ctx context.Context, dir string, o DirOptions) (api.S
 // gives are read only where the server lacks a chunk, which needs them to
 // implement io.ReaderAt or io.Seeker (os files do).
 func (c *Client) SubmitFS(ctx context.Context, fsys fs.FS, o DirOptions) (api.Submitted, UploadStats, error) {
-	u := &uploader{c: c, fsys: fsys, o: o, seen: map[[32]byte]bool{}, infos: map[string]fs.FileInfo{}}
+	u := &uploader{c: c, fsys: fsys, o: o, seen: map[[32]byte]bool{}, infos: map[string]fs.FileInfo{}, free: make(chan []byte, 2)}
 	if o.Progress != nil {
 		total, err := packageBytes(fsys)
 		if err != nil {
@@ -92,6 +94,12 @@ func (c *Client) SubmitFS(ctx context.Context, fsys fs.FS, o DirOptions) (api.Su
 	ch, err := cdc.New(cdc.Options{})
 	if err != nil {
 		return api.Submitted{}, UploadStats{}, err
+	}
+	// A batch is handed over once it holds batchBytes: less, and then at
+	// most one chunk. Its buffer is made when first needed.
+	u.bufCap = batchBytes + ch.Options().MaxSize
+	for range cap(u.free) {
+		u.free <- nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan *batch)
@@ -110,6 +118,7 @@ func (c *Client) SubmitFS(ctx context.Context, fsys fs.FS, o DirOptions) (api.Su
 			if err := u.send(gctx, b); err != nil {
 				return err
 			}
+			u.free <- b.buf[:0] // nothing refers to it any more
 		}
 		return nil
 	})
@@ -165,6 +174,7 @@ type pendingChunk struct {
 
 // batch is the chunks of one missing-chunks query.
 type batch struct {
+	buf     []byte // the chunks' data, one after the other
 	chunks  []pendingChunk
 	held    int64 // bytes of data held
 	covered int64 // package bytes it accounts for, duplicates included
@@ -185,6 +195,9 @@ type uploader struct {
 	seen    map[[32]byte]bool      // chunks met, each counted and sent once
 	chunks  int                    // len(seen)
 	infos   map[string]fs.FileInfo // each file's stat information as it was opened
+
+	free   chan []byte // batch buffers not in use (nil: not made yet)
+	bufCap int         // their capacity
 
 	mu       sync.Mutex // guards stats and progress, updated by the senders
 	stats    UploadStats
@@ -226,16 +239,38 @@ func (u *uploader) reuse(path string, info fs.FileInfo) ([]cdc.ChunkRef, bool) {
 func (u *uploader) put(ch cdc.Chunk) error {
 	p := pendingChunk{hash: ch.Hash, size: int64(ch.Size), path: u.path, offset: ch.Offset}
 	if !u.seen[ch.Hash] {
-		p.data = bytes.Clone(ch.Data)
+		if err := u.start(); err != nil {
+			return err
+		}
+		n := len(u.cur.buf)
+		u.cur.buf = append(u.cur.buf, ch.Data...) // within its capacity: p.data stays valid
+		p.data = u.cur.buf[n:len(u.cur.buf):len(u.cur.buf)]
 	}
 	return u.add(p)
+}
+
+// start makes sure there is a current batch, with a buffer.
+func (u *uploader) start() error {
+	if u.cur != nil {
+		return nil
+	}
+	select {
+	case buf := <-u.free:
+		if buf == nil {
+			buf = make([]byte, 0, u.bufCap)
+		}
+		u.cur = &batch{buf: buf}
+		return nil
+	case <-u.ctx.Done():
+		return u.ctx.Err()
+	}
 }
 
 // add puts a chunk in the current batch (a chunk met before only counts
 // for progress), handing the batch over once full.
 func (u *uploader) add(p pendingChunk) error {
-	if u.cur == nil {
-		u.cur = &batch{}
+	if err := u.start(); err != nil {
+		return err
 	}
 	u.cur.covered += p.size
 	if !u.seen[p.hash] {

@@ -118,7 +118,7 @@ func writePackage(t *testing.T) (string, map[string][]byte) {
 <frames><range first="1" last="2"/></frames><outputs><output>*.png</output></outputs></distrenjob>`),
 		"textures/wood.bin":  wood,
 		"textures/stone.bin": random(700 << 10),
-		"textures/wood2.bin":  wood, // the same chunks as wood.bin: sent once
+		"textures/wood2.bin": wood, // the same chunks as wood.bin: sent once
 		"scene.txt":          bytes.Repeat([]byte("sphere { <0,0,0>, 1 }\n"), 500),
 	}
 	for name, b := range files {
