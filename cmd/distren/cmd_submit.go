@@ -58,12 +58,14 @@ func runSubmit(ctx context.Context, o submitOptions, args []string) error {
 		return err
 	}
 	if o.json {
-		err = writeJSON(o.stdout, sub)
+		if err := writeJSON(o.stdout, sub); err != nil {
+			return err
+		}
 	} else {
-		_, err = fmt.Fprintln(o.stdout, termsafe.Line(sub.URL))
+		fmt.Fprintln(o.stdout, termsafe.Line(sub.URL))
 	}
-	if err != nil || !o.wait {
-		return err
+	if !o.wait {
+		return nil
 	}
 	start := time.Now()
 	j, err := waitJob(ctx, c, sub.ID, stderr, !o.quiet && isTerminal(stderr))

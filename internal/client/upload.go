@@ -176,7 +176,6 @@ type pendingChunk struct {
 type batch struct {
 	buf     []byte // the chunks' data, one after the other
 	chunks  []pendingChunk
-	held    int64 // bytes of data held
 	covered int64 // package bytes it accounts for, duplicates included
 }
 
@@ -277,9 +276,8 @@ func (u *uploader) add(p pendingChunk) error {
 		u.seen[p.hash] = true
 		u.chunks++
 		u.cur.chunks = append(u.cur.chunks, p)
-		u.cur.held += int64(len(p.data))
 	}
-	if u.cur.held >= batchBytes || len(u.cur.chunks) >= api.MaxMissingBatch {
+	if len(u.cur.buf) >= batchBytes || len(u.cur.chunks) >= api.MaxMissingBatch {
 		return u.flush()
 	}
 	return nil

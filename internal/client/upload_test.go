@@ -3,16 +3,24 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/client"
 	"github.com/distren/distren/internal/farm"
 )
@@ -238,22 +246,62 @@ func TestSubmitDirReadsEachFileOnce(t *testing.T) {
 	}
 }
 
-// TestSubmitDirErrors: a server out of reach and a package holding a
-// symbolic link fail the submission.
+// TestSubmitDirErrors: a server out of reach, a chunk the server refuses
+// (the error names its file and offset), a package holding a symbolic link
+// and an upload canceled half-way each fail the submission, which returns.
 func TestSubmitDirErrors(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	ctx := context.Background()
 	dir, _ := writePackage(t)
 	c, err := client.New("http://127.0.0.1:1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := c.SubmitDir(context.Background(), dir, client.DirOptions{}); err == nil {
+	if _, _, err := c.SubmitDir(ctx, dir, client.DirOptions{}); err == nil {
 		t.Error("submitting to no server succeeded")
 	}
+
+	// A server whose disk is full refuses every chunk.
+	srv := startFarm(t)
+	target, err := url.Parse(srv.Base())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	full := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "PUT" && strings.HasPrefix(r.URL.Path, "/v1/chunks/") {
+			w.WriteHeader(http.StatusInsufficientStorage)
+			w.Write([]byte(`{"error":"no space left on device"}`))
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer full.Close()
+	fc, err := client.New(full.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = fc.SubmitDir(ctx, dir, client.DirOptions{})
+	if !client.IsStatus(err, http.StatusInsufficientStorage) || !regexp.MustCompile(`^chunk of \S+ at \d+: PUT /v1/chunks/`).MatchString(err.Error()) {
+		t.Errorf("a refused chunk: %v", err)
+	}
+
+	// Canceled once the first chunk is sent: the submission stops.
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	_, _, err = startFarm(t).SubmitDir(cctx, dir, client.DirOptions{Progress: func(p client.UploadProgress) {
+		if p.Done > 0 {
+			cancel()
+		}
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("an upload canceled half-way: %v", err)
+	}
+
 	if err := os.Symlink("/etc/passwd", filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := startFarm(t).SubmitDir(context.Background(), dir, client.DirOptions{}); err == nil {
-		t.Error("a package with a symbolic link was submitted")
+	if _, _, err := srv.SubmitDir(ctx, dir, client.DirOptions{}); !errors.Is(err, cdc.ErrNotRegular) {
+		t.Errorf("a package with a symbolic link: %v", err)
 	}
 }
