@@ -20,7 +20,9 @@ import (
 )
 
 type fetchOptions struct {
-	server, out, frames string
+	connOptions
+	output
+	out, frames string
 }
 
 func newFetchCommand() *cobra.Command {
@@ -34,41 +36,47 @@ Fetching into a directory again downloads only the frames done since, or rendere
 outputs it holds are recorded in DIR/.distren-fetch.json.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, id, err := jobClient(c.Context(), o.server, args[0])
-			if err != nil {
-				return err
-			}
-			if o.frames != "" {
-				if _, err := manifest.ParseFrameSet(o.frames); err != nil {
-					return usageError{fmt.Errorf("--frames %q: %w", o.frames, err)}
-				}
-			}
-			out := o.out
-			if out == "" {
-				out = fmt.Sprintf("job-%d", id)
-			}
-			n, err := fetchInto(c.Context(), cl, id, o.frames, out)
-			if err != nil {
-				return err
-			}
-			if out != "-" {
-				fmt.Fprintf(os.Stderr, "%s written to %s\n", plural(n, "file"), out)
-			}
-			return nil
+			o.output = outputOf(c)
+			return runFetch(c.Context(), o, args)
 		},
 	}
-	serverFlag(c, &o.server)
+	o.connOptions.addFlags(c)
 	c.Flags().StringVarP(&o.out, "output", "o", "", "directory, FILE.tar, or - for stdout")
 	c.Flags().StringVar(&o.frames, "frames", "", "only these frames, e.g. 1-10,20")
 	return c
 }
 
+func runFetch(ctx context.Context, o fetchOptions, args []string) error {
+	cl, id, err := o.jobClient(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if o.frames != "" {
+		if _, err := manifest.ParseFrameSet(o.frames); err != nil {
+			return usageError{fmt.Errorf("--frames %q: %w", o.frames, err)}
+		}
+	}
+	out := o.out
+	if out == "" {
+		out = fmt.Sprintf("job-%d", id)
+	}
+	n, err := fetchInto(ctx, cl, id, o.frames, out, o.output)
+	if err != nil {
+		return err
+	}
+	if out != "-" {
+		fmt.Fprintf(o.stderr, "%s written to %s\n", plural(n, "file"), out)
+	}
+	return nil
+}
+
 // fetchInto downloads a job's result bundle to out and returns the number of
-// files. It opens the result stream once: here for stdout or a tarball,
-// in fetchDir for a directory (which asks only for the frames it lacks).
-func fetchInto(ctx context.Context, c *client.Client, id int64, frames, out string) (int, error) {
+// files; out "-" is w.stdout. It opens the result stream once: here for
+// stdout or a tarball, in fetchDir for a directory (which asks only for the
+// frames it lacks).
+func fetchInto(ctx context.Context, c *client.Client, id int64, frames, out string, w output) (int, error) {
 	if out != "-" && !strings.HasSuffix(out, ".tar") {
-		return fetchDir(ctx, c, id, frames, out)
+		return fetchDir(ctx, c, id, frames, out, w.stderr)
 	}
 	rc, err := c.Result(ctx, id, frames)
 	if err != nil {
@@ -76,7 +84,7 @@ func fetchInto(ctx context.Context, c *client.Client, id int64, frames, out stri
 	}
 	defer rc.Close()
 	if out == "-" {
-		_, err := io.Copy(os.Stdout, rc)
+		_, err := io.Copy(w.stdout, rc)
 		return 0, err
 	}
 	// Written beside out and renamed over it once whole and checked: an
@@ -117,7 +125,7 @@ type fetchState struct {
 // fetchDir extracts into a directory the outputs of the done frames it does
 // not hold yet: those fetched before with the same output (a frame rendered
 // again has a new one) are not downloaded again.
-func fetchDir(ctx context.Context, c *client.Client, id int64, frames, out string) (int, error) {
+func fetchDir(ctx context.Context, c *client.Client, id int64, frames, out string, stderr io.Writer) (int, error) {
 	list, err := c.Frames(ctx, id, frames)
 	if err != nil {
 		return 0, err
@@ -151,7 +159,7 @@ func fetchDir(ctx context.Context, c *client.Client, id int64, frames, out strin
 		}
 	}
 	if have > 0 {
-		fmt.Fprintf(os.Stderr, "%s already in %s\n", plural(have, "done frame"), out)
+		fmt.Fprintf(stderr, "%s already in %s\n", plural(have, "done frame"), out)
 	}
 	if len(need) == 0 {
 		return 0, nil

@@ -91,7 +91,7 @@ func TestFetchOpensOneResultStream(t *testing.T) {
 		{"into a tarball", filepath.Join(t.TempDir(), "r.tar"), 3, 1},
 	} {
 		results.Store(0)
-		n, err := fetchInto(ctx, c, sub.ID, "", step.out)
+		n, err := fetchInto(ctx, c, sub.ID, "", step.out, output{io.Discard, io.Discard})
 		if err != nil {
 			t.Fatalf("fetch %s: %v", step.what, err)
 		}

@@ -6,7 +6,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 )
 
 type initOptions struct {
+	output
 	out   string
 	name  string
 	chunk int
@@ -38,10 +38,8 @@ func newInitCommand() *cobra.Command {
                                    scene from its Input_File_Name`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
-			if args[0] != "povray" {
-				return usageError{fmt.Errorf("init: unknown renderer %q (distren init knows: povray)", args[0])}
-			}
-			return runInitPOVRay(c.Context(), o, args[1], c.OutOrStdout())
+			o.output = outputOf(c)
+			return runInit(c.Context(), o, args)
 		},
 	}
 	f := c.Flags()
@@ -52,7 +50,15 @@ func newInitCommand() *cobra.Command {
 	return c
 }
 
-func runInitPOVRay(_ context.Context, o initOptions, ini string, stdout io.Writer) error {
+// runInit writes the manifest for args: a renderer and its scene file.
+func runInit(ctx context.Context, o initOptions, args []string) error {
+	if args[0] != "povray" {
+		return usageError{fmt.Errorf("init: unknown renderer %q (distren init knows: povray)", args[0])}
+	}
+	return runInitPOVRay(ctx, o, args[1])
+}
+
+func runInitPOVRay(_ context.Context, o initOptions, ini string) error {
 	b, err := os.ReadFile(ini)
 	if err != nil {
 		return err
@@ -131,7 +137,7 @@ func runInitPOVRay(_ context.Context, o initOptions, ini string, stdout io.Write
 	if err := f.Close(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s: %d frames (%d-%d) of %s, %d per POV-Ray process\n",
+	fmt.Fprintf(o.stdout, "wrote %s: %d frames (%d-%d) of %s, %d per POV-Ray process\n",
 		o.out, len(m.Frames), a.InitialFrame, a.FinalFrame, termsafe.Line(a.Scene), o.chunk)
 	return nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -16,6 +15,7 @@ import (
 )
 
 type renderOptions struct {
+	output
 	out     string
 	workers int
 	data    string
@@ -31,7 +31,8 @@ func newRenderCommand() *cobra.Command {
 and local worker slots, write every frame's outputs to -o, and exit. Exits 3 if a frame failed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return runRender(c.Context(), o, args[0], c.OutOrStdout(), os.Stderr)
+			o.output = outputOf(c)
+			return runRender(c.Context(), o, args)
 		},
 	}
 	f := c.Flags()
@@ -42,7 +43,8 @@ and local worker slots, write every frame's outputs to -o, and exit. Exits 3 if 
 	return c
 }
 
-func runRender(ctx context.Context, o renderOptions, pkg string, stdout io.Writer, stderr *os.File) error {
+func runRender(ctx context.Context, o renderOptions, args []string) error {
+	pkg, stderr := args[0], o.stderr
 	if o.workers < 1 {
 		return usageError{fmt.Errorf("--workers %d: must be at least 1", o.workers)}
 	}
@@ -88,11 +90,11 @@ func runRender(ctx context.Context, o renderOptions, pkg string, stdout io.Write
 		if _, ok := werr.(jobFailedError); werr != nil && !ok {
 			return werr
 		}
-		n, err := fetchInto(ctx, c, sub.ID, "", o.out)
+		n, err := fetchInto(ctx, c, sub.ID, "", o.out, o.output)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: %s, %s written to %s in %s\n", termsafe.Line(sub.Name), plural(sub.Frames, "frame"), plural(n, "file"),
+		fmt.Fprintf(o.stdout, "%s: %s, %s written to %s in %s\n", termsafe.Line(sub.Name), plural(sub.Frames, "frame"), plural(n, "file"),
 			o.out, time.Since(start).Round(time.Millisecond))
 		return werr
 	}()

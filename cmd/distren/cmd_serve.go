@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -20,6 +19,7 @@ import (
 )
 
 type serveOptions struct {
+	output
 	data, listen, name string
 	workers            int
 	leaseTTL           time.Duration
@@ -81,7 +81,10 @@ HTTPS. Behind a reverse proxy that terminates TLS, listen on 127.0.0.1 and let
 the proxy pass long requests through unbuffered: docs/security.md has an
 example.`,
 		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error { return runServe(c.Context(), o) },
+		RunE: func(c *cobra.Command, args []string) error {
+			o.output = outputOf(c)
+			return runServe(c.Context(), o, args)
+		},
 	}
 	f := c.Flags()
 	f.StringVar(&o.data, "data", "distren-data", "data directory")
@@ -107,8 +110,8 @@ example.`,
 	return c
 }
 
-func runServe(ctx context.Context, o serveOptions) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+func runServe(ctx context.Context, o serveOptions, _ []string) error {
+	log := slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if o.workers < 0 {
 		return usageError{fmt.Errorf("--workers %d: must be 0 or more", o.workers)}
 	}
@@ -135,11 +138,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err := o.security.apply(&cfg); err != nil {
 		return err
 	}
-	err = farm.Run(ctx, cfg)
-	if errors.Is(err, farm.ErrInsecure) || errors.Is(err, farm.ErrName) {
-		err = usageError{err} // serve's flags decide
-	}
-	return o.listenFailure(err)
+	return o.listenFailure(farm.Run(ctx, cfg)) // farm.ErrInsecure and ErrName are usage errors (exit.go)
 }
 
 // listenFailure says what to do when serve cannot listen on an address it

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,7 +18,8 @@ import (
 )
 
 type statusOptions struct {
-	server      string
+	connOptions
+	output
 	watch, json bool
 	interval    time.Duration
 }
@@ -31,36 +31,33 @@ func newStatusCommand() *cobra.Command {
 		Short: "Show the server's jobs, or one job and its frames",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			ref := ""
-			if len(args) == 1 {
-				ref = args[0]
-			}
-			return runStatus(c.Context(), o, ref, c.OutOrStdout())
+			o.output = outputOf(c)
+			return runStatus(c.Context(), o, args)
 		},
 	}
-	serverFlag(c, &o.server)
+	o.connOptions.addFlags(c)
 	c.Flags().BoolVarP(&o.watch, "watch", "w", false, "redraw until the job ends (or until interrupted)")
 	c.Flags().BoolVar(&o.json, "json", false, "print JSON for scripts")
 	c.Flags().DurationVar(&o.interval, "interval", time.Second, "redraw interval with --watch")
 	return c
 }
 
-func runStatus(ctx context.Context, o statusOptions, ref string, out io.Writer) error {
+// runStatus reports on the server's jobs, or with a job in args on that
+// job.
+func runStatus(ctx context.Context, o statusOptions, args []string) error {
 	var c *client.Client
 	var id int64
 	var err error
-	if ref != "" {
-		c, id, err = jobClient(ctx, o.server, ref)
+	if len(args) == 1 {
+		c, id, err = o.jobClient(ctx, args[0])
 	} else {
-		c, err = newClient(o.server)
-		if err != nil {
-			err = usageError{err}
-		}
+		c, err = o.client()
 	}
 	if err != nil {
 		return err
 	}
-	tty := o.watch && !o.json && out == os.Stdout && isTerminal(os.Stdout)
+	out := o.stdout
+	tty := o.watch && !o.json && isTerminal(out)
 	for {
 		// A redraw is written at once; otherwise the report streams (a
 		// job's frames, a page at a time).

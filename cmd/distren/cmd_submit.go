@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -13,15 +13,16 @@ import (
 
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/client"
-	"github.com/distren/distren/internal/jobpkg"
 	"github.com/distren/distren/internal/termsafe"
 )
 
 type submitOptions struct {
-	server  string
+	connOptions
+	output
 	wait    bool
 	quiet   bool
 	rechunk bool
+	json    bool
 }
 
 func newSubmitCommand() *cobra.Command {
@@ -31,77 +32,54 @@ func newSubmitCommand() *cobra.Command {
 		Short: "Upload a job package (directory, .tar, .tar.gz or .tar.zst) and print its URL",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return runSubmit(c.Context(), o, args[0], c.OutOrStdout(), os.Stderr)
+			o.output = outputOf(c)
+			return runSubmit(c.Context(), o, args)
 		},
 	}
-	serverFlag(c, &o.server)
+	o.connOptions.addFlags(c)
 	c.Flags().BoolVar(&o.wait, "wait", false, "wait until the job ends; exit 3 if a frame failed")
 	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "no progress bars, and no line saying how much was sent")
 	c.Flags().BoolVar(&o.rechunk, "rechunk", false, "read every file again, ignoring what the last submission of this directory recorded")
+	c.Flags().BoolVar(&o.json, "json", false, "print the job as JSON instead of its URL: the server's answer (id, url, name, frames); with --wait, then the job as it ended (as status --json shows it)")
 	return c
 }
 
-func runSubmit(ctx context.Context, o submitOptions, pkg string, stdout io.Writer, stderr *os.File) error {
+func runSubmit(ctx context.Context, o submitOptions, args []string) error {
+	pkg, stderr := args[0], o.stderr
 	if err := checkBeforeUpload(pkg); err != nil { // not a package at all: say so before sending anything
 		return err
 	}
-	c, err := newClient(o.server)
+	c, err := o.client()
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	sub, err := upload(ctx, c, pkg, stderr, !o.quiet && isTerminal(stderr), o.quiet, o.rechunk)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, termsafe.Line(sub.URL))
+	if o.json {
+		if err := writeJSON(o.stdout, sub); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(o.stdout, termsafe.Line(sub.URL))
+	}
 	if !o.wait {
 		return nil
 	}
 	start := time.Now()
 	j, err := waitJob(ctx, c, sub.ID, stderr, !o.quiet && isTerminal(stderr))
+	var jf jobFailedError
+	if o.json && (err == nil || errors.As(err, &jf)) {
+		if werr := writeJSON(o.stdout, j); werr != nil {
+			return werr
+		}
+	}
 	if err == nil && !o.quiet {
 		// The last word, also in a log where no bar was drawn.
 		fmt.Fprintf(stderr, "job %s done: %s in %s\n", termsafe.Line(j.URL), plural(j.Frames, "frame"), roundDuration(time.Since(start)))
 	}
 	return err
-}
-
-// upload sends a package, with a progress bar on stderr if bar is set. A
-// directory goes as chunks: only those the server lacks are sent.
-func upload(ctx context.Context, c *client.Client, pkg string, stderr io.Writer, bar, quiet, rechunk bool) (api.Submitted, error) {
-	if fi, err := os.Stat(pkg); err == nil && fi.IsDir() {
-		sub, st, err := uploadChunks(ctx, c, pkg, stderr, bar, !rechunk)
-		if err != nil {
-			return sub, fmt.Errorf("submitting %s: %w", pkg, err)
-		}
-		if !quiet {
-			fmt.Fprintln(stderr, st)
-		}
-		return sub, nil
-	}
-	return uploadTar(ctx, c, pkg, stderr, bar)
-}
-
-// uploadTar streams a tarball.
-func uploadTar(ctx context.Context, c *client.Client, pkg string, stderr io.Writer, bar bool) (api.Submitted, error) {
-	rc, size, err := jobpkg.Open(pkg)
-	if err != nil {
-		return api.Submitted{}, fmt.Errorf("job package %s: %w", pkg, err)
-	}
-	defer rc.Close()
-	var body io.Reader = rc
-	if bar {
-		pb := progressbar.NewOptions64(size, progressbar.OptionSetWriter(stderr), progressbar.OptionShowBytes(true),
-			progressbar.OptionSetDescription("uploading"), progressbar.OptionClearOnFinish(), progressbar.OptionThrottle(100*time.Millisecond))
-		r := progressbar.NewReader(rc, pb)
-		body = &r
-		defer pb.Finish()
-	}
-	sub, err := c.Submit(ctx, body, size)
-	if err != nil {
-		return sub, fmt.Errorf("submitting %s: %w", pkg, err)
-	}
-	return sub, nil
 }
 
 // waitJob follows a job until it ends, with a progress bar of frames if bar

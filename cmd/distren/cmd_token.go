@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -17,8 +16,26 @@ import (
 	"github.com/distren/distren/internal/termsafe"
 )
 
+// tokenOptions are what every token verb takes: the data directory whose
+// auth.db holds the tokens.
+type tokenOptions struct {
+	output
+	data string
+}
+
+type tokenCreateOptions struct {
+	tokenOptions
+	name, role string
+}
+
+type tokenListOptions struct {
+	tokenOptions
+	json bool
+}
+
 func newTokenCommand() *cobra.Command {
-	var data string
+	var data string // --data, a flag of every token verb
+	opts := func(c *cobra.Command) tokenOptions { return tokenOptions{outputOf(c), data} }
 	c := &cobra.Command{
 		Use:   "token",
 		Short: "Create, list and revoke the API tokens of a server",
@@ -32,37 +49,39 @@ frames, read what rendering needs), read (GET requests only), admin (all).`,
 	}
 	c.PersistentFlags().StringVar(&data, "data", "distren-data", "the server's data directory")
 
-	var name, role string
+	var co tokenCreateOptions
 	create := &cobra.Command{
 		Use:   "create --name NAME --role ROLE",
 		Short: "Create a token and print it (the only time it is shown)",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			return runTokenCreate(c.Context(), data, name, role, c.OutOrStdout(), c.ErrOrStderr())
+		RunE: func(c *cobra.Command, args []string) error {
+			co.tokenOptions = opts(c)
+			return runTokenCreate(c.Context(), co, args)
 		},
 	}
-	create.Flags().StringVar(&name, "name", "", "the token's name: who or what uses it (unique among valid tokens)")
-	create.Flags().StringVar(&role, "role", "", "client, worker, read or admin")
+	create.Flags().StringVar(&co.name, "name", "", "the token's name: who or what uses it (unique among valid tokens)")
+	create.Flags().StringVar(&co.role, "role", "", "client, worker, read or admin")
 	create.MarkFlagRequired("name")
 	create.MarkFlagRequired("role")
 
-	var asJSON bool
+	var lo tokenListOptions
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the tokens, revoked ones included (never their secrets)",
 		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			return runTokenList(c.Context(), data, asJSON, c.OutOrStdout())
+		RunE: func(c *cobra.Command, args []string) error {
+			lo.tokenOptions = opts(c)
+			return runTokenList(c.Context(), lo, args)
 		},
 	}
-	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	list.Flags().BoolVar(&lo.json, "json", false, "print JSON")
 
 	revoke := &cobra.Command{
 		Use:   "revoke NAME|ID",
 		Short: "Revoke a token: a running server refuses it within seconds",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return runTokenRevoke(c.Context(), data, args[0], c.ErrOrStderr())
+			return runTokenRevoke(c.Context(), opts(c), args)
 		},
 	}
 	c.AddCommand(create, list, revoke)
@@ -82,31 +101,32 @@ func openTokens(data string, create bool) (*auth.Store, error) {
 	return auth.Open(p)
 }
 
-func runTokenCreate(ctx context.Context, data, name, role string, stdout, stderr io.Writer) error {
-	r, err := auth.ParseRole(role)
+func runTokenCreate(ctx context.Context, o tokenCreateOptions, _ []string) error {
+	r, err := auth.ParseRole(o.role)
 	if err != nil {
 		return usageError{fmt.Errorf("--role: %w", err)}
 	}
-	if err := auth.CheckName(name); err != nil {
+	if err := auth.CheckName(o.name); err != nil {
 		return usageError{fmt.Errorf("--name: %w", err)}
 	}
-	s, err := openTokens(data, true)
+	s, err := openTokens(o.data, true)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	text, t, err := s.Create(ctx, name, r)
+	text, t, err := s.Create(ctx, o.name, r)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, text)
-	fmt.Fprintf(stderr, "created token %q (id %s, role %s) in %s. It is shown only now: the store keeps a hash of it.\n",
+	fmt.Fprintln(o.stdout, text)
+	fmt.Fprintf(o.stderr, "created token %q (id %s, role %s) in %s. It is shown only now: the store keeps a hash of it.\n",
 		t.Name, t.ID, t.Role, s.Path())
 	return nil
 }
 
-func runTokenList(ctx context.Context, data string, asJSON bool, out io.Writer) error {
-	s, err := openTokens(data, false)
+func runTokenList(ctx context.Context, o tokenListOptions, _ []string) error {
+	out := o.stdout
+	s, err := openTokens(o.data, false)
 	if err != nil {
 		return err
 	}
@@ -115,7 +135,7 @@ func runTokenList(ctx context.Context, data string, asJSON bool, out io.Writer) 
 	if err != nil {
 		return err
 	}
-	if asJSON {
+	if o.json {
 		if ts == nil {
 			ts = []auth.Token{}
 		}
@@ -135,16 +155,16 @@ func runTokenList(ctx context.Context, data string, asJSON bool, out io.Writer) 
 	return tw.Flush()
 }
 
-func runTokenRevoke(ctx context.Context, data, ref string, stderr io.Writer) error {
-	s, err := openTokens(data, false)
+func runTokenRevoke(ctx context.Context, o tokenOptions, args []string) error {
+	s, err := openTokens(o.data, false)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	t, err := s.Revoke(ctx, ref)
+	t, err := s.Revoke(ctx, args[0])
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "revoked token %q (id %s, role %s)\n", t.Name, t.ID, t.Role)
+	fmt.Fprintf(o.stderr, "revoked token %q (id %s, role %s)\n", t.Name, t.ID, t.Role)
 	return nil
 }

@@ -21,8 +21,14 @@ import (
 	"github.com/distren/distren/internal/manifest"
 )
 
+type validateOptions struct {
+	output
+	json bool
+}
+
 func newValidateCommand() *cobra.Command {
-	return &cobra.Command{
+	var o validateOptions
+	c := &cobra.Command{
 		Use:   "validate JOB",
 		Short: "Check a job package here, before any upload: its manifest, backends and the files it names",
 		Long: `Check a job package (a directory, .tar, .tar.gz, .tgz or .tar.zst) on this machine, as the
@@ -35,12 +41,25 @@ Exit 0: valid. Exit 5: the server would refuse it (the problems are printed). Ex
 package at all (no such path, no distrenjob.xml, a scene file given instead of a package).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return runValidate(c.Context(), args[0], c.OutOrStdout())
+			o.output = outputOf(c)
+			return runValidate(c.Context(), o, args)
 		},
 	}
+	c.Flags().BoolVar(&o.json, "json", false, `print what a valid package holds as JSON: {"package", "name", "frames", "backends", "files"}`)
+	return c
 }
 
-func runValidate(_ context.Context, pkg string, stdout io.Writer) error {
+// validated is validate --json's output: what a valid package holds.
+type validated struct {
+	Package  string   `json:"package"`  // the path given
+	Name     string   `json:"name"`     // the job's name
+	Frames   int      `json:"frames"`   // frames of the job
+	Backends []string `json:"backends"` // the backends it uses, the job's first
+	Files    int      `json:"files"`    // files of the package, the manifest included
+}
+
+func runValidate(_ context.Context, o validateOptions, args []string) error {
+	pkg := args[0]
 	p, err := readPackage(pkg)
 	if err != nil {
 		return err
@@ -55,7 +74,10 @@ func runValidate(_ context.Context, pkg string, stdout io.Writer) error {
 			names = append(names, b.Name)
 		}
 	}
-	fmt.Fprintf(stdout, "%s: a valid job package: %q, %s (%s), %s\n", pkg, m.Name,
+	if o.json {
+		return writeJSON(o.stdout, validated{Package: pkg, Name: m.Name, Frames: len(m.Frames), Backends: names, Files: len(p.files)})
+	}
+	fmt.Fprintf(o.stdout, "%s: a valid job package: %q, %s (%s), %s\n", pkg, m.Name,
 		plural(len(m.Frames), "frame"), strings.Join(names, ", "), plural(len(p.files), "file"))
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,7 +92,7 @@ func TestValidate(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := runValidate(context.Background(), c.pkg, &out)
+			err := runValidate(context.Background(), validateOptions{output: output{&out, io.Discard}}, []string{c.pkg})
 			if got := exitCode(err); got != c.code {
 				t.Fatalf("exit %d, want %d: %v", got, c.code, err)
 			}
@@ -118,7 +119,7 @@ func TestSceneHintsAreValid(t *testing.T) {
 			t.Fatalf("%s: no manifest in the hint:\n%s", scene, hint)
 		}
 		dir := pkgDir(t, map[string]string{scene: "x", "distrenjob.xml": hint[i : j+len("</distrenjob>")]})
-		if err := runValidate(context.Background(), dir, &bytes.Buffer{}); err != nil {
+		if err := runValidate(context.Background(), validateOptions{output: output{io.Discard, io.Discard}}, []string{dir}); err != nil {
 			t.Errorf("%s: the suggested manifest is not valid: %v", scene, err)
 		}
 	}
@@ -148,7 +149,7 @@ func TestCheckBeforeUpload(t *testing.T) {
 		}
 	}
 	// submit says so before it connects: here to no server at all.
-	err := runSubmit(context.Background(), submitOptions{server: "http://127.0.0.1:1"}, noManifest, &bytes.Buffer{}, os.Stderr)
+	err := runSubmit(context.Background(), submitOptions{connOptions: connOptions{server: "http://127.0.0.1:1"}, output: output{io.Discard, io.Discard}}, []string{noManifest})
 	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "no distrenjob.xml at the package's root") {
 		t.Errorf("submit of a directory without a manifest: exit %d: %v", exitCode(err), err)
 	}

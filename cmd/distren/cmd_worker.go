@@ -19,10 +19,12 @@ import (
 )
 
 type workerOptions struct {
-	server, dir, name string
-	slots, prefetch   int
-	cacheSize         string
-	policy            commandPolicy
+	connOptions
+	output
+	dir, name       string
+	slots, prefetch int
+	cacheSize       string
+	policy          commandPolicy
 }
 
 // commandPolicy is what a worker (or serve's local slots) lets the command
@@ -57,9 +59,12 @@ func newWorkerCommand() *cobra.Command {
 		Use:   "worker",
 		Short: "Run worker slots that pull frames from a server",
 		Args:  cobra.NoArgs,
-		RunE:  func(c *cobra.Command, _ []string) error { return runWorker(c.Context(), o) },
+		RunE: func(c *cobra.Command, args []string) error {
+			o.output = outputOf(c)
+			return runWorker(c.Context(), o, args)
+		},
 	}
-	serverFlag(c, &o.server)
+	o.connOptions.addFlags(c)
 	f := c.Flags()
 	f.IntVar(&o.slots, "slots", defaultSlots(), "frames rendered at once")
 	f.IntVar(&o.prefetch, "prefetch", 0, "frames claimed ahead of free slots; 0 adapts to frame times (slots ahead for long frames, up to 8×slots for millisecond frames), negative claims none ahead")
@@ -70,7 +75,7 @@ func newWorkerCommand() *cobra.Command {
 	return c
 }
 
-func runWorker(ctx context.Context, o workerOptions) error {
+func runWorker(ctx context.Context, o workerOptions, _ []string) error {
 	if o.slots < 1 {
 		return usageError{fmt.Errorf("--slots %d: must be at least 1", o.slots)}
 	}
@@ -82,9 +87,9 @@ func runWorker(ctx context.Context, o workerOptions) error {
 	if err != nil {
 		return err
 	}
-	c, err := newClient(o.server)
+	c, err := o.client()
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	if o.dir == "" {
 		base, err := os.UserCacheDir()
@@ -93,7 +98,7 @@ func runWorker(ctx context.Context, o workerOptions) error {
 		}
 		o.dir = filepath.Join(base, "distren", "worker")
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := slog.New(slog.NewTextHandler(o.stderr, nil))
 	if err := checkWorkerToken(ctx, c, log); err != nil {
 		return err
 	}

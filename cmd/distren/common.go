@@ -23,26 +23,29 @@ import (
 // defaultServer is the server URL when neither --server nor DISTREN_SERVER says.
 const defaultServer = "http://127.0.0.1:7878"
 
-// serverFlag adds --server, defaulting to $DISTREN_SERVER, and the flags
-// that say how to talk to it (connFlags): --token, --token-file, --ca-cert.
-// Commands make their clients with newClient.
-func serverFlag(c *cobra.Command, dst *string) {
+// connOptions say how a verb reaches its server: --server (default
+// $DISTREN_SERVER) and how to talk to it (connFlags). Every verb that
+// talks to a server embeds them in its options and makes its client from
+// them: nothing about a connection lives at package level.
+type connOptions struct {
+	server string
+	connFlags
+}
+
+// addFlags adds --server, --token, --token-file and --ca-cert to c.
+func (o *connOptions) addFlags(c *cobra.Command) {
 	def := os.Getenv("DISTREN_SERVER")
 	if def == "" {
 		def = defaultServer
 	}
 	f := c.Flags()
-	f.StringVar(dst, "server", def, "server URL (default from $DISTREN_SERVER)")
-	f.StringVar(&conn.token, "token", "", "API token, for a server that requires one (default $DISTREN_TOKEN; other users can see a command line: prefer --token-file or the environment)")
-	f.StringVar(&conn.tokenFile, "token-file", "", "read the API token from this file")
-	f.StringVar(&conn.caCert, "ca-cert", os.Getenv("DISTREN_CA_CERT"), "PEM file of the CA an https:// server's certificate must chain to, e.g. a private CA or a self-signed certificate (default $DISTREN_CA_CERT; else the system's roots)")
+	f.StringVar(&o.server, "server", def, "server URL (default from $DISTREN_SERVER)")
+	f.StringVar(&o.token, "token", "", "API token, for a server that requires one (default $DISTREN_TOKEN; other users can see a command line: prefer --token-file or the environment)")
+	f.StringVar(&o.tokenFile, "token-file", "", "read the API token from this file")
+	f.StringVar(&o.caCert, "ca-cert", os.Getenv("DISTREN_CA_CERT"), "PEM file of the CA an https:// server's certificate must chain to, e.g. a private CA or a self-signed certificate (default $DISTREN_CA_CERT; else the system's roots)")
 }
 
-// conn is how this process's command talks to its server, set by the flags
-// serverFlag adds: one command runs per process.
-var conn connFlags
-
-// connFlags are the token a command presents and the CA it trusts.
+// connFlags are the token a verb presents and the CA it trusts.
 type connFlags struct {
 	token, tokenFile, caCert string
 }
@@ -82,26 +85,30 @@ func (f connFlags) options() ([]client.Option, error) {
 	return opts, nil
 }
 
-// newClient returns a client for the server at base, with the token and CA
-// of the command's flags.
-func newClient(base string) (*client.Client, error) {
-	opts, err := conn.options()
+// client returns a client for the server, with the token and CA the flags
+// name. Flags it cannot use are a usageError.
+func (o connOptions) client() (*client.Client, error) {
+	opts, err := o.options()
 	if err != nil {
 		return nil, usageError{err}
 	}
-	return client.New(base, opts...)
+	c, err := client.New(o.server, opts...)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return c, nil
 }
 
 // jobClient resolves a job reference (number or distren:// URL) against the
-// server at base. A URL must name that server.
-func jobClient(ctx context.Context, base, ref string) (*client.Client, int64, error) {
+// server. A URL must name that server.
+func (o connOptions) jobClient(ctx context.Context, ref string) (*client.Client, int64, error) {
 	server, id, err := durl.ParseJobRef(ref)
 	if err != nil {
 		return nil, 0, usageError{err}
 	}
-	c, err := newClient(base)
+	c, err := o.client()
 	if err != nil {
-		return nil, 0, usageError{err}
+		return nil, 0, err
 	}
 	if server != "" {
 		s, err := c.Server(ctx)
@@ -110,13 +117,27 @@ func jobClient(ctx context.Context, base, ref string) (*client.Client, int64, er
 		}
 		if s.Name != server {
 			return nil, 0, usageError{fmt.Errorf("%s names server %q, but %s is server %q: pass --server with %q's URL",
-				ref, server, base, s.Name, server)}
+				ref, server, o.server, s.Name, server)}
 		}
 	}
 	return c, id, nil
 }
 
-func isTerminal(f *os.File) bool { return isatty.IsTerminal(f.Fd()) }
+// output is where a verb writes: what it reports on stdout; notes,
+// progress bars and the lines saying what was sent or written on stderr.
+type output struct {
+	stdout, stderr io.Writer
+}
+
+// outputOf returns the command's streams (os.Stdout and os.Stderr unless a
+// test set others).
+func outputOf(c *cobra.Command) output { return output{c.OutOrStdout(), c.ErrOrStderr()} }
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
+}
 
 func defaultSlots() int { return runtime.NumCPU() }
 

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/distren/distren/internal/client"
+	"github.com/distren/distren/internal/farm"
 )
 
 // Exit codes: the interface scripts rely on (docs/cli.md).
@@ -35,7 +36,8 @@ const (
 var untilStopped = map[string]bool{"serve": true, "worker": true}
 
 // exitStatus is the exit code of command cmd (its name) that returned err,
-// sig being the signal that stopped it (nil if none came).
+// sig being the signal that stopped it (nil if none came). It is the only
+// place exit codes are decided: main exits with it.
 func exitStatus(cmd string, err error, sig os.Signal) int {
 	if sig == nil {
 		return exitCode(err)
@@ -55,13 +57,29 @@ func exitStatus(cmd string, err error, sig os.Signal) int {
 	return exitSignal + int(syscall.SIGINT)
 }
 
+// The errors verbs return to say which exit code they mean. A verb (runX)
+// returns one of these, an error of the client or the network, or any other
+// error; exitCode alone turns them into codes:
+//
+//	usageError, farm.ErrInsecure, farm.ErrName  2  the command line
+//	jobFailedError                              3  a job that ended badly
+//	rejectedError, *client.Error 4xx (not 408)  5  refused
+//	damageError                                 6  vault check
+//	listenError                                 1  serve's own address
+//	*url.Error, *net.OpError, *net.DNSError     4  the server out of reach
+//	anything else                               1
+//
+// The first that matches in that order decides, so that a usage error that
+// wraps a network error is still a usage error.
+
 // usageError marks command-line mistakes.
 type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
 
 // rejectedError is a request refused before the server refused it, e.g. a
-// worker whose token's role cannot claim frames.
+// worker whose token's role cannot claim frames, or a package validate
+// finds the server would refuse.
 type rejectedError struct{ error }
 
 func (e rejectedError) Unwrap() error { return e.error }
@@ -71,6 +89,18 @@ type jobFailedError struct{ msg string }
 
 func (e jobFailedError) Error() string { return e.msg }
 
+// damageError reports that vault check found damaged objects.
+type damageError struct{ n int }
+
+func (e damageError) Error() string { return fmt.Sprintf("%d damaged objects or pack regions", e.n) }
+
+// listenError is serve failing to listen on an address it was given.
+type listenError struct{ error }
+
+func (e listenError) Unwrap() error { return e.error }
+
+// exitCode is the exit code of a command that returned err, no signal
+// having stopped it.
 func exitCode(err error) int {
 	var ue usageError
 	var re rejectedError
@@ -81,8 +111,8 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &ue):
-		return exitUsage
+	case errors.As(err, &ue), errors.Is(err, farm.ErrInsecure), errors.Is(err, farm.ErrName):
+		return exitUsage // farm's two: serve's flags decide
 	case errors.As(err, &jf):
 		return exitJobFailed
 	case errors.As(err, &re):
@@ -109,11 +139,6 @@ func unreachable(err error) bool {
 	var de *net.DNSError
 	return errors.As(err, &ue) || errors.As(err, &oe) || errors.As(err, &de)
 }
-
-// listenError is serve failing to listen on an address it was given.
-type listenError struct{ error }
-
-func (e listenError) Unwrap() error { return e.error }
 
 // explain says what to do about errors whose remedy the server's or the
 // library's words do not name: a token refused, a certificate not trusted.

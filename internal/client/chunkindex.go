@@ -1,4 +1,4 @@
-package main
+package client
 
 import (
 	"crypto/sha256"
@@ -12,13 +12,13 @@ import (
 	"github.com/distren/distren/internal/cdc"
 )
 
-// chunkIndex remembers, per package directory, the chunks of each file
+// ChunkIndex remembers, per package directory, the chunks of each file
 // submitted before with the stat information it had then, so that
-// re-submitting a large scene reads only the files that changed. A file
-// whose size, modification time, change time or inode differ is chunked
-// again. It lives in the user's cache directory; losing it costs one full
-// read of the package.
-type chunkIndex struct {
+// re-submitting a large scene reads only the files that changed
+// (DirOptions.Index). A file whose size, modification time, change time or
+// inode differ is chunked again. It lives in the user's cache directory;
+// losing it costs one full read of the package.
+type ChunkIndex struct {
 	path  string
 	Files map[string]indexedFile `json:"files"`
 }
@@ -38,9 +38,11 @@ type indexedChunk struct {
 
 const indexVersion = "1"
 
-// openChunkIndex loads the index of dir, or starts an empty one.
-func openChunkIndex(dir string) *chunkIndex {
-	idx := &chunkIndex{Files: map[string]indexedFile{}}
+// OpenChunkIndex loads the index of directory dir from the user's cache
+// directory, or starts an empty one (also when there is no cache directory:
+// then it records nothing).
+func OpenChunkIndex(dir string) *ChunkIndex {
+	idx := &ChunkIndex{Files: map[string]indexedFile{}}
 	abs, err := filepath.Abs(dir)
 	base, cerr := os.UserCacheDir()
 	if err != nil || cerr != nil {
@@ -49,7 +51,7 @@ func openChunkIndex(dir string) *chunkIndex {
 	sum := sha256.Sum256([]byte(indexVersion + "\x00" + abs))
 	idx.path = filepath.Join(base, "distren", "submit", hex.EncodeToString(sum[:12])+".json")
 	if b, err := os.ReadFile(idx.path); err == nil {
-		var loaded chunkIndex
+		var loaded ChunkIndex
 		if json.Unmarshal(b, &loaded) == nil && loaded.Files != nil {
 			idx.Files = loaded.Files
 		}
@@ -67,7 +69,7 @@ func statOf(info fs.FileInfo) indexedFile {
 }
 
 // reuse is a cdc.Reuse answering from the index.
-func (idx *chunkIndex) reuse(path string, info fs.FileInfo) ([]cdc.ChunkRef, bool) {
+func (idx *ChunkIndex) reuse(path string, info fs.FileInfo) ([]cdc.ChunkRef, bool) {
 	old, ok := idx.Files[path]
 	now := statOf(info)
 	if !ok || old.Size != now.Size || old.MTime != now.MTime || old.CTime != now.CTime || old.Inode != now.Inode {
@@ -85,15 +87,18 @@ func (idx *chunkIndex) reuse(path string, info fs.FileInfo) ([]cdc.ChunkRef, boo
 	return refs, true
 }
 
-// save records the tree's files with their stat information, atomically.
-func (idx *chunkIndex) save(root *os.Root, t cdc.Tree) {
+// save records the tree's files with the stat information each had when
+// it was opened to be chunked (infos), atomically. A file that changed
+// while it was read is thus chunked again next time, whatever its stat
+// information says then.
+func (idx *ChunkIndex) save(infos map[string]fs.FileInfo, t cdc.Tree) {
 	if idx.path == "" {
 		return
 	}
 	files := make(map[string]indexedFile, len(t.Files))
 	for _, f := range t.Files {
-		info, err := root.Stat(filepath.FromSlash(f.Path))
-		if err != nil || info.Size() != f.Size {
+		info, ok := infos[f.Path]
+		if !ok || info.Size() != f.Size {
 			continue
 		}
 		e := statOf(info)
@@ -102,7 +107,7 @@ func (idx *chunkIndex) save(root *os.Root, t cdc.Tree) {
 		}
 		files[f.Path] = e
 	}
-	b, err := json.Marshal(chunkIndex{Files: files})
+	b, err := json.Marshal(ChunkIndex{Files: files})
 	if err != nil {
 		return
 	}

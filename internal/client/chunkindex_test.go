@@ -1,6 +1,7 @@
-package main
+package client
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -21,13 +22,18 @@ func TestChunkIndexSkipsUnchangedFiles(t *testing.T) {
 	}
 	defer root.Close()
 	build := func() (cdc.Tree, int) {
-		idx := openChunkIndex(dir)
+		idx := OpenChunkIndex(dir)
 		read := 0
-		tree, err := cdc.BuildTreeReusing(root.FS(), ch, func(cdc.Chunk) error { read++; return nil }, idx.reuse)
+		infos := map[string]fs.FileInfo{}
+		reuse := func(p string, info fs.FileInfo) ([]cdc.ChunkRef, bool) {
+			infos[p] = info
+			return idx.reuse(p, info)
+		}
+		tree, err := cdc.BuildTreeReusing(root.FS(), ch, func(cdc.Chunk) error { read++; return nil }, reuse)
 		if err != nil {
 			t.Fatal(err)
 		}
-		idx.save(root, tree)
+		idx.save(infos, tree)
 		return tree, read
 	}
 	hash := func(tr cdc.Tree) [32]byte {
