@@ -8,7 +8,7 @@
 //	spawn:      a job of command frames each running `touch o{frame}` through
 //	            serve and remote workers of one slot, against the process-spawn
 //	            floor: shell loops running touch as many times, one loop per
-//	            worker, at once;
+//	            worker, at once, right before and right after each run;
 //	submit:     time to upload, validate and persist a large job, and the
 //	            server's peak RSS;
 //	restart:    time from starting serve on a DATA directory holding that job
@@ -436,16 +436,25 @@ func (b *bench) throughput(bin string, run, n, slots int) (result, error) {
 }
 
 // spawn renders a job of n command frames running touch through a server
-// of bin and b.workers workers of one slot, and measures the floor next to
-// it: b.workers shell loops, at once, running touch n/b.workers times each.
+// of bin and b.workers workers of one slot, and measures the floor right
+// before and right after it: b.workers shell loops, at once, running touch
+// n/b.workers times each. The floor is the mean of the two, so that a
+// change of the machine's load during the run weighs on both sides.
 func (b *bench) spawn(bin string, run, n int) (result, error) {
-	floor, err := b.spawnFloor(n)
+	before, err := b.spawnFloor(n)
 	if err != nil {
 		return result{}, fmt.Errorf("the shell loops: %w", err)
 	}
 	r, err := b.farm(bin, fmt.Sprintf("spawn-%s-%d", filepath.Base(bin), run+1), jobXML(touchFrame, n, false), n, 1)
-	r.floor = floor
-	return r, err
+	if err != nil {
+		return r, err
+	}
+	after, err := b.spawnFloor(n)
+	if err != nil {
+		return result{}, fmt.Errorf("the shell loops: %w", err)
+	}
+	r.floor = (before + after) / 2
+	return r, nil
 }
 
 // spawnFloor runs b.workers shell loops at once, each running touch
