@@ -128,15 +128,15 @@ func run(o options, cases map[string]bool) error {
 	}
 	b := &bench{bin: o.bin, tmp: tmp, workers: o.workers, slots: o.slots, prefetch: o.prefetch, pprofDir: o.pprofDir, pprofSeconds: o.pprofSeconds}
 	if cases["throughput"] {
-		if err := b.compare("throughput", bins, o.runs, func(bin string, run int) (result, error) {
-			return b.throughput(bin, run, o.frames, o.slots)
+		if err := b.compare("throughput", bins, o.runs, func(bin, tag string) (result, error) {
+			return b.throughput(bin, tag, o.frames, o.slots)
 		}); err != nil {
 			return fmt.Errorf("throughput: %w", err)
 		}
 	}
 	if cases["spawn"] {
-		if err := b.compare("spawn", bins, o.runs, func(bin string, run int) (result, error) {
-			return b.spawn(bin, run, o.spawnFrames)
+		if err := b.compare("spawn", bins, o.runs, func(bin, tag string) (result, error) {
+			return b.spawn(bin, tag, o.spawnFrames)
 		}); err != nil {
 			return fmt.Errorf("spawn: %w", err)
 		}
@@ -176,9 +176,10 @@ func (r result) String() string {
 }
 
 // compare measures each binary runs times, alternating which goes first in
-// each run, and prints every result, then for two binaries each run's
+// each run (measure gets the binary and a tag naming the binary and the run
+// for its profile), and prints every result, then for two binaries each run's
 // ratios B/A and their medians.
-func (b *bench) compare(name string, bins []string, runs int, measure func(bin string, run int) (result, error)) error {
+func (b *bench) compare(name string, bins []string, runs int, measure func(bin, tag string) (result, error)) error {
 	res := make([][]result, len(bins))
 	for r := range runs {
 		order := make([]int, len(bins))
@@ -189,7 +190,7 @@ func (b *bench) compare(name string, bins []string, runs int, measure func(bin s
 			}
 		}
 		for _, i := range order {
-			x, err := measure(bins[i], r)
+			x, err := measure(bins[i], fmt.Sprintf("%s-%d", tag(i, len(bins)), r+1))
 			if err != nil {
 				return fmt.Errorf("%s: %w", bins[i], err)
 			}
@@ -204,6 +205,14 @@ func (b *bench) compare(name string, bins []string, runs int, measure func(bin s
 		fmt.Printf("%s: B/A per run: %s\n", name, ratios(res[0], res[1]))
 	}
 	return nil
+}
+
+// tag names the profiles of binary i of n: A, B, or "run" for one binary.
+func tag(i, n int) string {
+	if n == 1 {
+		return "run"
+	}
+	return label(i, n)
 }
 
 func label(i, n int) string {
@@ -431,8 +440,8 @@ func waitDone(ctx context.Context, c *client.Client, id int64, want int, poll ti
 
 // throughput renders a job of n built-in frames of 1x1 pixels through a
 // server of bin and b.workers workers of slots each.
-func (b *bench) throughput(bin string, run, n, slots int) (result, error) {
-	return b.farm(bin, fmt.Sprintf("throughput-%s-%d", filepath.Base(bin), run+1), jobXML(builtinFrame, n, false), n, slots)
+func (b *bench) throughput(bin, tag string, n, slots int) (result, error) {
+	return b.farm(bin, "throughput-"+tag, jobXML(builtinFrame, n, false), n, slots)
 }
 
 // spawn renders a job of n command frames running touch through a server
@@ -440,12 +449,12 @@ func (b *bench) throughput(bin string, run, n, slots int) (result, error) {
 // before and right after it: b.workers shell loops, at once, running touch
 // n/b.workers times each. The floor is the mean of the two, so that a
 // change of the machine's load during the run weighs on both sides.
-func (b *bench) spawn(bin string, run, n int) (result, error) {
+func (b *bench) spawn(bin, tag string, n int) (result, error) {
 	before, err := b.spawnFloor(n)
 	if err != nil {
 		return result{}, fmt.Errorf("the shell loops: %w", err)
 	}
-	r, err := b.farm(bin, fmt.Sprintf("spawn-%s-%d", filepath.Base(bin), run+1), jobXML(touchFrame, n, false), n, 1)
+	r, err := b.farm(bin, "spawn-"+tag, jobXML(touchFrame, n, false), n, 1)
 	if err != nil {
 		return r, err
 	}
@@ -480,7 +489,8 @@ func (b *bench) spawnFloor(n int) (time.Duration, error) {
 // farm starts a server of bin and its workers, submits the job of n frames
 // that manifest describes and returns the time until all are done, and the
 // CPU time serve and the workers spent meanwhile. With b.pprofDir, serve's
-// CPU profile over the run goes to b.pprofDir/NAME.pprof.
+// CPU profile over the run goes to b.pprofDir/NAME.pprof (e.g.
+// throughput-A-1.pprof).
 func (b *bench) farm(bin, name, manifest string, n, slots int) (result, error) {
 	defer b.stopAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
