@@ -25,6 +25,46 @@ var migrations embed.FS
 // SQLite is the embedded Store.
 type SQLite struct {
 	db *sql.DB
+	st statements
+}
+
+// statements are the writes of a transaction, prepared once on the
+// database's one connection and bound into each transaction with Tx.Stmt:
+// SQLite parses and plans each of them once per process, not once per
+// transaction.
+type statements struct {
+	counter, addJob, addSpec, updateJob, frame, file, addFailure, clearFailures *sql.Stmt
+}
+
+// prepare prepares every statement of statements.
+func (s *SQLite) prepare(ctx context.Context) error {
+	for _, p := range []struct {
+		st  **sql.Stmt
+		sql string
+	}{
+		{&s.st.counter, `INSERT INTO counters(name, value) VALUES(?, ?)
+			ON CONFLICT(name) DO UPDATE SET value = excluded.value`},
+		{&s.st.addJob, `INSERT INTO jobs(id, name, submitted, canceled, stop, back, next_file, deleted)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.st.addSpec, `INSERT INTO job_specs(id, manifest, inputs) VALUES(?, ?, ?)`},
+		{&s.st.updateJob, `UPDATE jobs SET canceled = ?, stop = ?, back = ?, next_file = ?, deleted = ? WHERE id = ?`},
+		{&s.st.frame, `INSERT INTO frames(job, id, state, attempts, lost, worker, output, size, error, render_ns, finished)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(job, id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts, lost = excluded.lost,
+			worker = excluded.worker, output = excluded.output, size = excluded.size, error = excluded.error,
+			render_ns = excluded.render_ns, finished = excluded.finished`},
+		{&s.st.file, `INSERT INTO files(job, n, frame, path, size, tar) VALUES(?, ?, ?, ?, ?, ?)`},
+		{&s.st.addFailure, `INSERT INTO failures(job, worker, count) VALUES(?, ?, 1)
+			ON CONFLICT(job, worker) DO UPDATE SET count = count + 1`},
+		{&s.st.clearFailures, `DELETE FROM failures WHERE job = ?`},
+	} {
+		st, err := s.db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			return fmt.Errorf("preparing the state database's statements: %w", err)
+		}
+		*p.st = st
+	}
+	return nil
 }
 
 // OpenSQLite opens (creating and migrating) the database at path, in WAL mode
@@ -40,6 +80,10 @@ func OpenSQLite(path string) (*SQLite, error) {
 	s := &SQLite{db: db}
 	if err := s.migrate(); err != nil {
 		db.Close()
+		return nil, fmt.Errorf("state database %s: %w", path, err)
+	}
+	if err := s.prepare(context.Background()); err != nil {
+		s.Close()
 		return nil, fmt.Errorf("state database %s: %w", path, err)
 	}
 	return s, nil
@@ -70,7 +114,14 @@ func (s *SQLite) migrate() error {
 }
 
 // Close closes the database.
-func (s *SQLite) Close() error { return s.db.Close() }
+func (s *SQLite) Close() error {
+	for _, st := range []*sql.Stmt{s.st.counter, s.st.addJob, s.st.addSpec, s.st.updateJob, s.st.frame, s.st.file, s.st.addFailure, s.st.clearFailures} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	return s.db.Close()
+}
 
 // Load reads the whole state.
 func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
@@ -160,11 +211,11 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 }
 
 type sqliteTx struct {
-	ctx   context.Context
-	tx    *sql.Tx
-	job   *sql.Stmt
-	frame *sql.Stmt
-	file  *sql.Stmt
+	ctx context.Context
+	tx  *sql.Tx
+	s   *SQLite
+	// The statements of s.st bound to tx, each at its first use.
+	counter, addJob, addSpec, updateJob, frame, file, addFailure, clearFailures *sql.Stmt
 }
 
 // Begin starts a write transaction.
@@ -173,36 +224,37 @@ func (s *SQLite) Begin(ctx context.Context) (Tx, error) {
 	if err != nil {
 		return nil, full(fmt.Errorf("state database: %w", err))
 	}
-	return &sqliteTx{ctx: ctx, tx: tx}, nil
+	return &sqliteTx{ctx: ctx, tx: tx, s: s}, nil
+}
+
+// stmt returns the prepared statement st bound to the transaction, binding
+// it into *bound at its first use. Binding reuses the statement prepared on
+// the connection; it is parsed again only if the connection was replaced.
+func (t *sqliteTx) stmt(bound **sql.Stmt, st *sql.Stmt) *sql.Stmt {
+	if *bound == nil {
+		*bound = t.tx.StmtContext(t.ctx, st)
+	}
+	return *bound
 }
 
 func (t *sqliteTx) SetCounter(name string, v int64) error {
-	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO counters(name, value) VALUES(?, ?)
-		ON CONFLICT(name) DO UPDATE SET value = excluded.value`, name, v)
+	_, err := t.stmt(&t.counter, t.s.st.counter).ExecContext(t.ctx, name, v)
 	return full(err)
 }
 
 func (t *sqliteTx) AddJob(j *Job) error {
-	if _, err := t.tx.ExecContext(t.ctx, `INSERT INTO jobs(id, name, submitted, canceled, stop, back, next_file, deleted)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?)`, j.ID, j.Name, j.Submitted.UnixNano(), j.Canceled, j.Stop, j.Back, j.NextFile, j.Deleted); err != nil {
+	if _, err := t.stmt(&t.addJob, t.s.st.addJob).ExecContext(t.ctx,
+		j.ID, j.Name, j.Submitted.UnixNano(), j.Canceled, j.Stop, j.Back, j.NextFile, j.Deleted); err != nil {
 		return full(fmt.Errorf("adding job %d: %w", j.ID, err))
 	}
-	if _, err := t.tx.ExecContext(t.ctx, `INSERT INTO job_specs(id, manifest, inputs) VALUES(?, ?, ?)`,
-		j.ID, j.Manifest, j.Inputs); err != nil {
+	if _, err := t.stmt(&t.addSpec, t.s.st.addSpec).ExecContext(t.ctx, j.ID, j.Manifest, j.Inputs); err != nil {
 		return full(fmt.Errorf("adding job %d: %w", j.ID, err))
 	}
 	return nil
 }
 
 func (t *sqliteTx) UpdateJob(j *Job) error {
-	if t.job == nil {
-		st, err := t.tx.PrepareContext(t.ctx, `UPDATE jobs SET canceled = ?, stop = ?, back = ?, next_file = ?, deleted = ? WHERE id = ?`)
-		if err != nil {
-			return full(err)
-		}
-		t.job = st
-	}
-	r, err := t.job.ExecContext(t.ctx, j.Canceled, j.Stop, j.Back, j.NextFile, j.Deleted, j.ID)
+	r, err := t.stmt(&t.updateJob, t.s.st.updateJob).ExecContext(t.ctx, j.Canceled, j.Stop, j.Back, j.NextFile, j.Deleted, j.ID)
 	if err != nil {
 		return full(fmt.Errorf("updating job %d: %w", j.ID, err))
 	}
@@ -213,32 +265,15 @@ func (t *sqliteTx) UpdateJob(j *Job) error {
 }
 
 func (t *sqliteTx) PutFrame(f *Frame) error {
-	if t.frame == nil {
-		st, err := t.tx.PrepareContext(t.ctx, `INSERT INTO frames(job, id, state, attempts, lost, worker, output, size, error, render_ns, finished)
-			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(job, id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts, lost = excluded.lost,
-			worker = excluded.worker, output = excluded.output, size = excluded.size, error = excluded.error,
-			render_ns = excluded.render_ns, finished = excluded.finished`)
-		if err != nil {
-			return full(err)
-		}
-		t.frame = st
-	}
-	_, err := t.frame.ExecContext(t.ctx, f.Job, f.ID, f.State, f.Attempts, f.Lost, f.Worker, f.Output, f.Size, f.Error,
+	_, err := t.stmt(&t.frame, t.s.st.frame).ExecContext(t.ctx, f.Job, f.ID, f.State, f.Attempts, f.Lost, f.Worker, f.Output, f.Size, f.Error,
 		int64(f.Render), f.Finished.UnixNano())
 	return full(err)
 }
 
 func (t *sqliteTx) PutFiles(files []File) error {
-	if t.file == nil {
-		st, err := t.tx.PrepareContext(t.ctx, `INSERT INTO files(job, n, frame, path, size, tar) VALUES(?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return full(err)
-		}
-		t.file = st
-	}
+	st := t.stmt(&t.file, t.s.st.file)
 	for _, f := range files {
-		if _, err := t.file.ExecContext(t.ctx, f.Job, f.N, f.Frame, f.Path, f.Size, f.Tar); err != nil {
+		if _, err := st.ExecContext(t.ctx, f.Job, f.N, f.Frame, f.Path, f.Size, f.Tar); err != nil {
 			return full(err)
 		}
 	}
@@ -246,13 +281,12 @@ func (t *sqliteTx) PutFiles(files []File) error {
 }
 
 func (t *sqliteTx) AddFailure(job int64, worker string) error {
-	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO failures(job, worker, count) VALUES(?, ?, 1)
-		ON CONFLICT(job, worker) DO UPDATE SET count = count + 1`, job, worker)
+	_, err := t.stmt(&t.addFailure, t.s.st.addFailure).ExecContext(t.ctx, job, worker)
 	return full(err)
 }
 
 func (t *sqliteTx) ClearFailures(job int64) error {
-	_, err := t.tx.ExecContext(t.ctx, `DELETE FROM failures WHERE job = ?`, job)
+	_, err := t.stmt(&t.clearFailures, t.s.st.clearFailures).ExecContext(t.ctx, job)
 	return full(err)
 }
 

@@ -176,3 +176,69 @@ func TestSQLiteRefusesNewerSchema(t *testing.T) {
 		t.Fatalf("opening a newer database: %v", err)
 	}
 }
+
+// TestSQLiteStatementsOutliveTransactions: the statements prepared once on
+// the database serve every transaction, whichever way the ones before it
+// ended: committed, rolled back, or failed part-way.
+func TestSQLiteStatementsOutliveTransactions(t *testing.T) {
+	s, err := OpenSQLite(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	tx, _ := s.Begin(ctx)
+	if err := tx.AddJob(&Job{ID: 1, Name: "a", Manifest: []byte("<m/>"), Inputs: []byte("[]"), NextFile: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(1); i <= 30; i++ {
+		tx, err := s.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps := []error{
+			tx.SetCounter("c", i),
+			tx.PutFrame(&Frame{Job: 1, ID: i, State: FrameDone, Attempts: 1}),
+			tx.PutFiles([]File{{Job: 1, N: i, Frame: i, Path: "f", Tar: "h"}}),
+			tx.UpdateJob(&Job{ID: 1, NextFile: i + 1}),
+			tx.AddFailure(1, "w"),
+		}
+		for k, err := range steps {
+			if err != nil {
+				t.Fatalf("transaction %d, step %d: %v", i, k, err)
+			}
+		}
+		switch i % 3 {
+		case 0:
+			err = tx.Rollback()
+		case 1:
+			// A statement that fails leaves the transaction to be rolled back.
+			if err := tx.UpdateJob(&Job{ID: 99}); err == nil {
+				t.Fatal("updating a job that does not exist succeeded")
+			}
+			if err := tx.PutFiles([]File{{Job: 1, N: i, Frame: i, Path: "again", Tar: "h"}}); err == nil {
+				t.Fatal("a file number stored twice did not fail")
+			}
+			err = tx.Rollback()
+		default:
+			err = tx.Commit()
+		}
+		if err != nil {
+			t.Fatalf("transaction %d: %v", i, err)
+		}
+	}
+	snap, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the transactions with i%3 == 2 committed: 2, 5, ..., 29.
+	if len(snap.Frames) != 10 || snap.Frames[0].ID != 2 || snap.Frames[9].ID != 29 || len(snap.Files) != 10 {
+		t.Fatalf("frames %+v, files %+v", snap.Frames, snap.Files)
+	}
+	if snap.Counters["c"] != 29 || snap.Jobs[0].NextFile != 30 || snap.Failures[[2]string{"1", "w"}] != 10 {
+		t.Fatalf("counter %d, next file %d, failures %v", snap.Counters["c"], snap.Jobs[0].NextFile, snap.Failures)
+	}
+}
