@@ -13,7 +13,7 @@ import (
 func BenchmarkClaim(b *testing.B) {
 	for _, jobs := range []int{1, 1000} {
 		for _, stored := range []int{1_000, 100_000, 1_000_000} {
-			for _, ready := range []int{1, 1_000} {
+			for _, ready := range []int{1, 1_000, 100_000} {
 				if ready > stored/jobs {
 					continue
 				}

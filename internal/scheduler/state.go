@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"container/heap"
 	"time"
 
 	"github.com/distren/distren/internal/manifest"
@@ -148,7 +147,7 @@ func (j *Job) queue(i int32) {
 	f := &j.Frames[i]
 	if !f.queued {
 		f.queued = true
-		heap.Push(&j.ready[f.Req], i)
+		j.ready[f.Req].push(i)
 	}
 }
 
@@ -161,7 +160,7 @@ func (j *Job) top(r int) (int32, bool) {
 		if j.Frames[i].State == Ready {
 			return i, true
 		}
-		heap.Pop(h)
+		h.pop()
 		j.Frames[i].queued = false
 	}
 	return 0, false
@@ -169,7 +168,7 @@ func (j *Job) top(r int) (int32, bool) {
 
 // pop takes frame i, the top of requirement r's heap.
 func (j *Job) pop(r int) int32 {
-	i := heap.Pop(&j.ready[r]).(int32)
+	i := j.ready[r].pop()
 	j.Frames[i].queued = false
 	return i
 }
@@ -235,18 +234,48 @@ func (j *Job) less(o *Job) bool {
 	return j.ID < o.ID
 }
 
-// readyHeap holds frame indexes; lower index (lower frame id) first.
+// readyHeap holds frame indexes; lower index (lower frame id) first. It is
+// a binary min-heap on int32 written out, rather than container/heap, whose
+// interface boxes every index pushed or popped: an allocation per claim.
 type readyHeap []int32
 
-func (h readyHeap) Len() int           { return len(h) }
-func (h readyHeap) Less(a, b int) bool { return h[a] < h[b] }
-func (h readyHeap) Swap(a, b int)      { h[a], h[b] = h[b], h[a] }
-func (h *readyHeap) Push(x any)        { *h = append(*h, x.(int32)) }
-func (h *readyHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+func (h readyHeap) Len() int { return len(h) }
+
+func (h *readyHeap) push(x int32) {
+	*h = append(*h, x)
+	a := *h
+	for k := len(a) - 1; k > 0; {
+		p := (k - 1) / 2
+		if a[p] <= a[k] {
+			break
+		}
+		a[p], a[k] = a[k], a[p]
+		k = p
+	}
+}
+
+func (h *readyHeap) pop() int32 {
+	a := *h
+	top := a[0]
+	n := len(a) - 1
+	a[0] = a[n]
+	a = a[:n]
+	for k := 0; ; {
+		c := 2*k + 1
+		if c >= n {
+			break
+		}
+		if c+1 < n && a[c+1] < a[c] {
+			c++
+		}
+		if a[k] <= a[c] {
+			break
+		}
+		a[k], a[c] = a[c], a[k]
+		k = c
+	}
+	*h = a
+	return top
 }
 
 // NoteError makes failed or blocked frame i the job's error frame if the
