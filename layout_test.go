@@ -60,9 +60,11 @@ func TestPackageDocs(t *testing.T) {
 // worker knows its server only as a worker.Server.
 func TestLayering(t *testing.T) {
 	pure := []string{"internal/ops", "internal/session", "internal/store", "internal/manifest", "internal/raster", "internal/jobpkg",
-		"internal/vault", "internal/worker"}
+		"internal/vault", "internal/worker", "internal/scheduler"}
 	forbidden := []string{"net/http", "github.com/distren/distren/internal/server", "github.com/distren/distren/internal/client",
 		"github.com/distren/distren/internal/worker"}
+	// The scheduler decides over state in memory: no wire format, no store.
+	also := map[string][]string{"internal/scheduler": {"github.com/distren/distren/internal/api", "github.com/distren/distren/internal/store"}}
 	for _, dir := range pure {
 		pkgs, err := parser.ParseDir(token.NewFileSet(), dir, func(fi os.FileInfo) bool {
 			return !strings.HasSuffix(fi.Name(), "_test.go")
@@ -76,6 +78,9 @@ func TestLayering(t *testing.T) {
 					path, _ := strconv.Unquote(imp.Path.Value)
 					if slices.Contains(forbidden, path) {
 						t.Errorf("%s imports %s: this layer must not know the transport", fname, path)
+					}
+					if slices.Contains(also[dir], path) {
+						t.Errorf("%s imports %s: the scheduler is pure logic over its own state", fname, path)
 					}
 				}
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/scheduler"
 	"github.com/distren/distren/internal/store"
 )
 
@@ -36,17 +37,13 @@ func (s *Session) Submit(ctx context.Context, sub Submission) (api.Submitted, er
 			return nil, err
 		}
 		rec := store.Job{
-			ID: s.nextJob, Name: sub.Manifest.Name, Submitted: time.Now().UTC(),
+			ID: s.nextJob, Name: sub.Manifest.Name, Submitted: s.clock.Now().UTC(),
 			Manifest: sub.Raw, Inputs: inputs, NextFile: int64(len(sub.Inputs)) + 1,
 		}
 		j := newJob(rec, sub.Manifest, sub.Inputs)
 		// Check cross-job dependencies before touching anything.
-		for i := range sub.Manifest.Frames {
-			for _, d := range sub.Manifest.Frames[i].Deps {
-				if _, _, err := s.resolve(j, d); err != nil {
-					return nil, fmt.Errorf("%w: frame %d: %w", ErrInvalid, j.frames[i].id, err)
-				}
-			}
+		if err := s.sched.Check(j.Job); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 		if err := tx.SetCounter("next_job", s.nextJob+1); err != nil {
 			return nil, err
@@ -56,23 +53,13 @@ func (s *Session) Submit(ctx context.Context, sub Submission) (api.Submitted, er
 		}
 		s.nextJob++
 		s.jobs[rec.ID] = j
-		if err := s.link(j); err != nil { // cannot fail: dependencies resolved above
+		// Frames with no unmet dependency are ready; a frame that depends
+		// on a failed or canceled frame of another job cannot run: the job
+		// fails at once rather than wait forever.
+		if err := s.sched.Submit(j.Job); err != nil { // cannot fail: dependencies resolved above
 			return nil, err
 		}
-		// A frame that depends on a failed or canceled frame of another
-		// job cannot run: the job fails at once rather than wait forever.
-		for i := range j.frames {
-			if j.frames[i].state != fsWaiting {
-				continue
-			}
-			if b, ok := s.badDep(j, int32(i)); ok {
-				s.block(frameRef{j, int32(i)}, s.rootOf(b))
-				s.markBad(frameRef{j, int32(i)})
-			}
-		}
-		s.addActive(j)
-		s.notify = true
-		return api.Submitted{ID: rec.ID, URL: jobURL(s.name, rec.ID), Name: rec.Name, Frames: len(j.frames)}, nil
+		return api.Submitted{ID: rec.ID, URL: jobURL(s.name, rec.ID), Name: rec.Name, Frames: len(j.Frames)}, nil
 	})
 	if err != nil {
 		return api.Submitted{}, err
@@ -125,118 +112,26 @@ func (s *Session) ClaimWait(ctx context.Context, req api.ClaimRequest, wait time
 }
 
 func (s *Session) claim(req api.ClaimRequest) []api.Lease {
-	now := time.Now()
-	w := req.Worker
-	wk := s.workers[w]
-	if wk == nil {
-		wk = &worker{}
-		s.workers[w] = wk
-	}
-	wk.seen = now
-	if req.Backends != nil {
-		wk.backends = req.Backends
-	}
-	max := min(max(req.Max, 1), 1024)
-	tasks := 0
+	grants := s.sched.Claim(s.clock.Now(), req.Worker, req.Backends, req.Max)
 	var out []api.Lease
-	keep := s.active[:0]
-	for _, j := range s.active {
-		if j.finished() {
-			continue // leaves the active list; retry brings it back
-		}
-		keep = append(keep, j)
-		if tasks >= max || j.counts[fsReady] == 0 {
-			continue
-		}
-		if j.failures[w] >= s.opt.BlocklistAfter && s.otherWorker(now, w, func(v string) bool {
-			return j.failures[v] < s.opt.BlocklistAfter
-		}) {
-			continue
-		}
-		var skipped []int32
-		for tasks < max {
-			// The lowest ready frame among the backends this worker has.
-			r, i := -1, int32(0)
-			for k, rq := range j.reqs {
-				if j.readyN[k] == 0 || !wk.can(rq) {
-					continue
-				}
-				if top, ok := j.top(k); ok && (r < 0 || top < i) {
-					r, i = k, top
-				}
-			}
-			if r < 0 {
-				break
-			}
-			j.pop(r)
-			f := &j.frames[i]
-			if slices.Contains(f.failedOn, w) && len(skipped) < 64 && s.otherWorker(now, w, func(v string) bool {
-				return !slices.Contains(f.failedOn, v) && j.failures[v] < s.opt.BlocklistAfter
-			}) {
-				skipped = append(skipped, i)
-				continue
-			}
-			first := s.take(j, i, w, now, 0)
-			out = append(out, first)
-			tasks++
-			// A chunk: the next frames by id with the same backend element.
-			if j.m.Chunk < 2 || s.opt.Chunks == nil || !s.opt.Chunks(j.reqs[r].backend) {
-				continue
-			}
-			for n := int32(1); n < int32(j.m.Chunk); n++ {
-				k, ok := j.top(r)
-				if !ok || k != i+n || j.frames[k].id != f.id+int64(n) || j.spec(k) != j.spec(i) || slices.Contains(j.frames[k].failedOn, w) {
-					break
-				}
-				j.pop(r)
-				if n == 1 {
-					out[len(out)-1].Chunk = first.Epoch
-					f.chunk = first.Epoch
-				}
-				out = append(out, s.take(j, k, w, now, first.Epoch))
-			}
-		}
-		for _, i := range skipped {
-			j.queue(i)
-		}
+	for _, g := range grants {
+		l := s.lease(s.jobs[g.Job.ID], g.Idx)
+		l.Chunk = g.Chunk
+		out = append(out, l)
 	}
-	clear(s.active[len(keep):])
-	s.active = keep
 	return out
 }
 
-// take leases ready frame i of j to worker w.
-func (s *Session) take(j *job, i int32, w string, now time.Time, chunk uint64) api.Lease {
-	f := &j.frames[i]
-	f.epoch = s.nextEpoch()
-	f.worker, f.started, f.expires, f.progress, f.chunk = w, now, now.Add(s.opt.LeaseTTL), 0, chunk
-	j.setState(i, fsRunning)
-	s.running[frameKey{j.rec.ID, f.id}] = struct{}{}
-	l := s.lease(j, i)
-	l.Chunk = chunk
-	return l
-}
-
-// otherWorker reports whether a live worker other than w satisfies ok.
-func (s *Session) otherWorker(now time.Time, w string, ok func(string) bool) bool {
-	for v, wk := range s.workers {
-		if v != w && s.live(wk, now) && ok(v) {
-			return true
-		}
-	}
-	return false
-}
-
 func (s *Session) lease(j *job, i int32) api.Lease {
-	f := &j.frames[i]
-	l := api.Lease{Job: j.rec.ID, Frame: f.id, Epoch: f.epoch, TTLMS: s.opt.LeaseTTL.Milliseconds()}
+	f := &j.Frames[i]
+	l := api.Lease{Job: j.rec.ID, Frame: f.ID, Epoch: f.Epoch, TTLMS: s.opt.LeaseTTL.Milliseconds()}
 	for _, d := range j.m.Frames[i].Deps {
-		t, ti, err := s.resolve(j, d)
+		t, ti, err := s.sched.Resolve(j.Job, d)
 		if err != nil {
 			continue // resolved at submit; jobs are not deleted while depended on
 		}
-		tf := &t.frames[ti]
-		l.Deps = append(l.Deps, api.DepOutput{Job: t.rec.ID, Frame: tf.id, Output: tf.output, Size: tf.size})
+		o := &s.jobs[t.ID].outs[ti]
+		l.Deps = append(l.Deps, api.DepOutput{Job: t.ID, Frame: t.Frames[ti].ID, Output: o.output, Size: o.size})
 	}
 	return l
 }
@@ -247,12 +142,11 @@ func (s *Session) held(worker string, jobID, frameID int64, epoch uint64) (*job,
 	if j == nil {
 		return nil, 0, fmt.Errorf("job %d: %w", jobID, ErrNotFound)
 	}
-	i, ok := j.frameIndex(frameID)
+	i, ok := j.FrameIndex(frameID)
 	if !ok {
 		return nil, 0, fmt.Errorf("job %d has no frame %d: %w", jobID, frameID, ErrNotFound)
 	}
-	f := &j.frames[i]
-	if f.state != fsRunning || f.epoch != epoch || f.worker != worker {
+	if !s.sched.Held(j.Job, i, worker, epoch) {
 		return nil, 0, fmt.Errorf("frame %s, epoch %d, worker %q: %w (the frame was canceled, re-leased or the server restarted)",
 			frameURL(s.name, jobID, frameID), epoch, worker, ErrStaleLease)
 	}
@@ -270,12 +164,8 @@ func (s *Session) CheckLease(worker string, job, frame int64, epoch uint64) erro
 // Heartbeat extends the worker's current leases and returns those it must abandon.
 func (s *Session) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatResponse, error) {
 	r, err := s.do(ctx, func(store.Tx) (any, error) {
-		now := time.Now()
-		if wk := s.workers[hb.Worker]; wk != nil {
-			wk.seen = now
-		} else {
-			s.workers[hb.Worker] = &worker{seen: now}
-		}
+		now := s.clock.Now()
+		s.sched.Seen(now, hb.Worker)
 		var resp api.HeartbeatResponse
 		for _, l := range hb.Leases {
 			j, i, err := s.held(hb.Worker, l.Job, l.Frame, l.Epoch)
@@ -283,9 +173,7 @@ func (s *Session) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.Heartbea
 				resp.Stop = append(resp.Stop, l.LeaseRef)
 				continue
 			}
-			f := &j.frames[i]
-			f.expires = now.Add(s.opt.LeaseTTL)
-			f.progress = min(max(l.Progress, 0), 1)
+			s.sched.Extend(now, j.Job, i, l.Progress)
 		}
 		return resp, nil
 	})
@@ -321,15 +209,15 @@ func (s *Session) Complete(ctx context.Context, c Completion) error {
 		if err != nil {
 			return nil, err
 		}
-		f := &j.frames[i]
+		f := &j.Frames[i]
 		files := make([]store.File, len(c.Files))
 		nums := make([]int64, len(c.Files))
 		for k, of := range c.Files {
 			nums[k] = j.rec.NextFile + int64(k)
-			files[k] = store.File{Job: j.rec.ID, N: nums[k], Frame: f.id, Path: of.Path, Size: of.Size, Tar: c.Output}
+			files[k] = store.File{Job: j.rec.ID, N: nums[k], Frame: f.ID, Path: of.Path, Size: of.Size, Tar: c.Output}
 		}
-		rec := store.Frame{Job: j.rec.ID, ID: f.id, State: store.FrameDone, Attempts: f.attempts + 1, Worker: c.Worker,
-			Output: c.Output, Size: c.Size, Render: c.Render, Finished: time.Now().UTC()}
+		rec := store.Frame{Job: j.rec.ID, ID: f.ID, State: store.FrameDone, Attempts: f.Attempts + 1, Worker: c.Worker,
+			Output: c.Output, Size: c.Size, Render: c.Render, Finished: s.clock.Now().UTC()}
 		upd := j.rec
 		upd.NextFile += int64(len(files))
 		if err := tx.PutFrame(&rec); err != nil {
@@ -346,20 +234,8 @@ func (s *Session) Complete(ctx context.Context, c Completion) error {
 		j.rec.NextFile = upd.NextFile
 		j.files = append(j.files, files...)
 		j.nameOutputs()
-		f.attempts++
-		f.output, f.size, f.render, f.files, f.err = c.Output, c.Size, c.Render, nums, ""
-		delete(s.running, frameKey{j.rec.ID, f.id})
-		j.setState(i, fsDone)
-		for _, d := range f.dependents {
-			df := &d.job.frames[d.idx]
-			if df.state != fsDone { // unmet counters are kept for every frame not done
-				df.unmet--
-				if df.unmet == 0 && df.state == fsWaiting {
-					d.job.setState(d.idx, fsReady)
-					s.notify = true
-				}
-			}
-		}
+		j.outs[i] = frameOut{output: c.Output, size: c.Size, render: c.Render, files: nums}
+		s.sched.Complete(j.Job, i)
 		return nil, nil
 	})
 	return err
@@ -370,7 +246,7 @@ func (s *Session) Complete(ctx context.Context, c Completion) error {
 // leases do not count against the job's retries (a network partition says
 // nothing about the frame), but a frame that loses lease after lease may be
 // what kills its workers.
-const MaxLostLeases = 10
+const MaxLostLeases = scheduler.MaxLostLeases
 
 // Fail records a failed attempt: the frame is retried, preferably on another
 // worker, until the job's retry limit, then fails. A jobError (the job is at
@@ -384,8 +260,8 @@ func (s *Session) Fail(ctx context.Context, worker string, jobID, frameID int64,
 		if err != nil {
 			return nil, err
 		}
-		f := &j.frames[i]
-		chunk, w := f.chunk, f.worker
+		f := &j.Frames[i]
+		chunk, w := f.Chunk, f.Worker
 		if jobError { // the machine is not to blame
 			if err := s.failAttempt(tx, j, i, msg, true, false); err != nil {
 				return nil, err
@@ -416,71 +292,39 @@ func (s *Session) Release(ctx context.Context, worker string, jobID, frameID int
 		if err != nil {
 			return nil, err
 		}
-		f := &j.frames[i]
-		f.epoch, f.worker = 0, ""
-		delete(s.running, frameKey{j.rec.ID, f.id})
-		s.place(frameRef{j, i})
+		s.sched.Release(j.Job, i)
 		return nil, nil
 	})
 	return err
 }
 
 func (s *Session) failAttempt(tx store.Tx, j *job, i int32, msg string, final, lost bool) error {
-	f := &j.frames[i]
-	rec := store.Frame{Job: j.rec.ID, ID: f.id, State: store.FramePending, Attempts: f.attempts + 1, Lost: int(f.lost),
-		Worker: f.worker, Error: msg, Finished: time.Now().UTC()}
-	if lost {
-		rec.Lost++
-		if rec.Lost > MaxLostLeases {
-			final = true
-			rec.Error = fmt.Sprintf("%s; the frame lost its lease %d times (it may be what stops its workers)", msg, rec.Lost)
-		}
-	}
-	failed := rec.Attempts-rec.Lost > j.m.Retries || final
-	if failed {
+	f := &j.Frames[i]
+	o := s.sched.Attempt(j.Job, i, msg, final, lost)
+	rec := store.Frame{Job: j.rec.ID, ID: f.ID, State: store.FramePending, Attempts: o.Attempts, Lost: o.Lost,
+		Worker: f.Worker, Error: o.Err, Finished: s.clock.Now().UTC()}
+	if o.Failed {
 		rec.State = store.FrameFailed
 	}
 	if err := tx.PutFrame(&rec); err != nil {
 		return err
 	}
-	f.attempts, f.lost, f.err = rec.Attempts, uint8(rec.Lost), rec.Error
-	if !slices.Contains(f.failedOn, f.worker) {
-		f.failedOn = append(f.failedOn, f.worker)
-	}
-	f.epoch = 0
-	delete(s.running, frameKey{j.rec.ID, f.id})
-	if failed {
-		j.setState(i, fsFailed)
-		j.noteError(i)
-		s.markBad(frameRef{j, i}) // the frames waiting for it cannot run
-	} else {
-		s.place(frameRef{j, i})
-	}
-	s.notify = true
+	s.sched.Fail(j.Job, i, o)
 	return nil
 }
 
 // expire requeues frames whose leases ran out: their workers are lost.
 func (s *Session) expire(ctx context.Context) error {
 	_, err := s.do(ctx, func(tx store.Tx) (any, error) {
-		now := time.Now()
-		for k := range s.running {
-			j := s.jobs[k.job]
-			i, _ := j.frameIndex(k.frame)
-			f := &j.frames[i]
-			if now.Before(f.expires) {
-				continue
-			}
-			msg := fmt.Sprintf("lease expired: no word from worker %q for %s", f.worker, s.opt.LeaseTTL)
+		now := s.clock.Now()
+		for _, r := range s.sched.Expired(now) {
+			j, i := s.jobs[r.Job.ID], r.Idx
+			msg := fmt.Sprintf("lease expired: no word from worker %q for %s", j.Frames[i].Worker, s.opt.LeaseTTL)
 			if err := s.failAttempt(tx, j, i, msg, false, true); err != nil {
 				return nil, err
 			}
 		}
-		for w, wk := range s.workers {
-			if now.Sub(wk.seen) > 10*s.opt.LeaseTTL {
-				delete(s.workers, w)
-			}
-		}
+		s.sched.Forget(now)
 		return nil, nil
 	})
 	return err
@@ -509,7 +353,7 @@ func (s *Session) Cancel(ctx context.Context, jobID int64) (int, error) {
 		if j == nil {
 			return 0, fmt.Errorf("job %d: %w", jobID, ErrNotFound)
 		}
-		if j.unfinished() == 0 {
+		if j.Unfinished() == 0 {
 			return 0, nil
 		}
 		upd := j.rec
@@ -517,9 +361,10 @@ func (s *Session) Cancel(ctx context.Context, jobID int64) (int, error) {
 		if err := tx.UpdateJob(&upd); err != nil {
 			return 0, err
 		}
-		j.rec.Canceled, j.rec.Back, j.back = true, "", nil
-		idx := s.cancelable(j, 0, "")
-		s.cancel(j, idx)
+		j.setRec(upd)
+		j.Back = nil
+		idx := s.sched.Cancelable(j.Job, 0, "")
+		s.sched.Cancel(j.Job, idx)
 		return len(idx), nil
 	})
 	if err != nil {
@@ -545,16 +390,16 @@ func (s *Session) Retry(ctx context.Context, jobID int64, ranges []manifest.Rang
 		}
 		named := func(id int64) bool { return ranges == nil || manifest.Contains(ranges, id) }
 		found, n, stuck := false, 0, int32(-1)
-		for i := range j.frames {
-			f := &j.frames[i]
-			if !named(f.id) {
+		for i := range j.Frames {
+			f := &j.Frames[i]
+			if !named(f.ID) {
 				continue
 			}
 			found = true
 			switch {
-			case f.state == fsFailed, f.state == fsCanceled, f.state == fsDone && ranges != nil:
+			case f.State == fsFailed, f.State == fsCanceled, f.State == fsDone && ranges != nil:
 				n++
-			case f.state == fsBlocked && stuck < 0:
+			case f.State == fsBlocked && stuck < 0:
 				stuck = int32(i)
 			}
 		}
@@ -562,16 +407,16 @@ func (s *Session) Retry(ctx context.Context, jobID int64, ranges []manifest.Rang
 			return 0, fmt.Errorf("%w: job %d has no frame in the set given", ErrInvalid, jobID)
 		}
 		if n == 0 && stuck >= 0 {
-			root := s.rootOf(frameRef{j, stuck})
+			root := s.sched.RootOf(frameRef{Job: j.Job, Idx: stuck})
 			return 0, fmt.Errorf("%w: job %d has no failed or canceled frame to retry: its frame %d %s; retry that frame (distren retry %s --frames %d) and the frames waiting for it run again",
-				ErrInvalid, jobID, j.frames[stuck].id, s.blockedMessage(j, stuck), jobURL(s.name, root.job.rec.ID), root.job.frames[root.idx].id)
+				ErrInvalid, jobID, j.Frames[stuck].ID, s.blockedMessage(j, stuck), jobURL(s.name, root.Job.ID), root.Job.Frames[root.Idx].ID)
 		}
 		upd := j.rec
 		switch {
 		case ranges == nil:
 			upd.Canceled, upd.Stop, upd.Back = false, "", ""
 		case j.inScope():
-			upd.Back = manifest.FormatFrameSet(mergeRanges(j.back, ranges))
+			upd.Back = manifest.FormatFrameSet(mergeRanges(j.Back, ranges))
 		}
 		if err := tx.UpdateJob(&upd); err != nil {
 			return 0, err
@@ -579,52 +424,34 @@ func (s *Session) Retry(ctx context.Context, jobID int64, ranges []manifest.Rang
 		if err := tx.ClearFailures(jobID); err != nil {
 			return 0, err
 		}
-		var back []frameRef
-		for i := range j.frames {
-			f := &j.frames[i]
-			if !named(f.id) {
+		var back []int32
+		for i := range j.Frames {
+			f := &j.Frames[i]
+			if !named(f.ID) {
 				continue
 			}
 			switch {
-			case f.state == fsCanceled:
-				// Back in the queue below, attempts kept.
-			case f.state == fsFailed, f.state == fsDone && ranges != nil:
-				rec := store.Frame{Job: jobID, ID: f.id, State: store.FramePending}
+			case f.State == fsCanceled:
+				// Back in the queue, attempts kept.
+			case f.State == fsFailed, f.State == fsDone && ranges != nil:
+				rec := store.Frame{Job: jobID, ID: f.ID, State: store.FramePending}
 				if err := tx.PutFrame(&rec); err != nil {
 					return 0, err
 				}
-				if f.state == fsDone {
-					for _, d := range f.dependents {
-						df := &d.job.frames[d.idx]
-						if df.state != fsDone {
-							df.unmet++
-							if df.state == fsReady {
-								d.job.setState(d.idx, fsWaiting)
-							}
-						}
-					}
-				}
-				f.attempts, f.lost, f.err, f.failedOn, f.output, f.size, f.files, f.render = 0, 0, "", nil, "", 0, nil, 0
+				j.outs[i] = frameOut{}
 			default:
 				continue
 			}
-			j.setState(int32(i), fsWaiting) // placed below
-			back = append(back, frameRef{j, int32(i)})
+			back = append(back, int32(i))
 		}
-		j.rec.Canceled, j.rec.Stop, j.rec.Back = upd.Canceled, upd.Stop, upd.Back
+		j.setRec(upd)
 		if ranges == nil {
-			j.back = nil
+			j.Back = nil
 		} else if upd.Back != "" {
-			j.back = mergeRanges(j.back, ranges)
+			j.Back = mergeRanges(j.Back, ranges)
 		}
-		clear(j.failures)
 		j.suspect = nil
-		for _, r := range back {
-			s.recount(j, r.idx)
-		}
-		s.putBack(back)
-		j.fixError()
-		s.addActive(j)
+		s.sched.Retry(j.Job, back)
 		s.notify = true
 		return len(back), nil
 	})

@@ -23,10 +23,10 @@ func (s *Session) Delete(ctx context.Context, jobID int64) error {
 			return nil, fmt.Errorf("job %d: %w", jobID, ErrNotFound)
 		}
 		var users []string
-		for i := range j.frames {
-			for _, d := range j.frames[i].dependents {
-				if d.job != j && !slices.Contains(users, jobURL(s.name, d.job.rec.ID)) {
-					users = append(users, jobURL(s.name, d.job.rec.ID))
+		for i := range j.Frames {
+			for _, d := range j.Frames[i].Dependents {
+				if d.Job != j.Job && !slices.Contains(users, jobURL(s.name, d.Job.ID)) {
+					users = append(users, jobURL(s.name, d.Job.ID))
 				}
 			}
 		}
@@ -39,19 +39,8 @@ func (s *Session) Delete(ctx context.Context, jobID int64) error {
 		if err := tx.UpdateJob(&upd); err != nil {
 			return nil, err
 		}
-		for i := range j.frames {
-			delete(s.running, frameKey{jobID, j.frames[i].id})
-		}
-		for i := range j.frames { // frames of this job waiting on other jobs
-			for _, d := range j.m.Frames[i].Deps {
-				if t, ti, err := s.resolve(j, d); err == nil && t != j {
-					tf := &t.frames[ti]
-					tf.dependents = slices.DeleteFunc(tf.dependents, func(r frameRef) bool { return r.job == j })
-				}
-			}
-		}
+		s.sched.Remove(j.Job)
 		delete(s.jobs, jobID)
-		s.active = slices.DeleteFunc(s.active, func(a *job) bool { return a == j })
 		return nil, nil
 	})
 	return err
@@ -70,8 +59,8 @@ func (s *Session) LiveObjects() map[string]bool {
 				live[hex.EncodeToString(c.Hash[:])] = true
 			}
 		}
-		for i := range j.frames {
-			if o := j.frames[i].output; o != "" {
+		for i := range j.outs {
+			if o := j.outs[i].output; o != "" {
 				live[o] = true
 			}
 		}

@@ -20,7 +20,7 @@ func (s *Session) FramesHeld() (frames, jobs int) {
 func (s *Session) framesHeld() int {
 	n := 0
 	for _, j := range s.jobs {
-		n += len(j.frames)
+		n += len(j.Frames)
 	}
 	return n
 }

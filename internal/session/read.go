@@ -7,11 +7,11 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/scheduler"
 	"github.com/distren/distren/internal/store"
 )
 
@@ -47,9 +47,9 @@ func (s *Session) Frames(id int64, ranges []manifest.Range) ([]api.Frame, error)
 	if j == nil {
 		return nil, fmt.Errorf("job %d: %w", id, ErrNotFound)
 	}
-	out := make([]api.Frame, 0, len(j.frames))
-	for i := range j.frames {
-		if ranges == nil || manifest.Contains(ranges, j.frames[i].id) {
+	out := make([]api.Frame, 0, len(j.Frames))
+	for i := range j.Frames {
+		if ranges == nil || manifest.Contains(ranges, j.Frames[i].ID) {
 			out = append(out, s.frameInfo(j, int32(i)))
 		}
 	}
@@ -64,7 +64,7 @@ func (s *Session) Frame(id, frame int64) (api.Frame, error) {
 	if j == nil {
 		return api.Frame{}, fmt.Errorf("job %d: %w", id, ErrNotFound)
 	}
-	i, ok := j.frameIndex(frame)
+	i, ok := j.FrameIndex(frame)
 	if !ok {
 		return api.Frame{}, fmt.Errorf("job %d has no frame %d: %w", id, frame, ErrNotFound)
 	}
@@ -108,10 +108,10 @@ func (s *Session) Outputs(id int64, ranges []manifest.Range) ([]Output, error) {
 		return nil, fmt.Errorf("job %d: %w", id, ErrNotFound)
 	}
 	var out []Output
-	for i := range j.frames {
-		f := &j.frames[i]
-		if f.state == fsDone && (ranges == nil || manifest.Contains(ranges, f.id)) {
-			out = append(out, Output{Frame: f.id, Hash: f.output, Size: f.size})
+	for i := range j.Frames {
+		f := &j.Frames[i]
+		if f.State == fsDone && (ranges == nil || manifest.Contains(ranges, f.ID)) {
+			out = append(out, Output{Frame: f.ID, Hash: j.outs[i].output, Size: j.outs[i].size})
 		}
 	}
 	return out, nil
@@ -172,9 +172,9 @@ func (s *Session) Workers() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	n := 0
-	now := time.Now()
-	for _, wk := range s.workers {
-		if s.live(wk, now) {
+	now := s.clock.Now()
+	for _, wk := range s.sched.Workers() {
+		if s.sched.Live(wk, now) {
 			n++
 		}
 	}
@@ -186,19 +186,19 @@ func (s *Session) Workers() int {
 func (s *Session) WorkerList() []api.Worker {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	now := time.Now()
+	now := s.clock.Now()
 	running := map[string]int{}
-	for k := range s.running {
-		if j := s.jobs[k.job]; j != nil {
-			if i, ok := j.frameIndex(k.frame); ok {
-				running[j.frames[i].worker]++
+	for k := range s.sched.Running() {
+		if j := s.jobs[k.Job]; j != nil {
+			if i, ok := j.FrameIndex(k.Frame); ok {
+				running[j.Frames[i].Worker]++
 			}
 		}
 	}
-	out := make([]api.Worker, 0, len(s.workers))
-	for name, wk := range s.workers {
-		out = append(out, api.Worker{Name: name, LastSeen: wk.seen.UTC(), Live: s.live(wk, now),
-			Backends: maps.Clone(wk.backends), Running: running[name]})
+	out := make([]api.Worker, 0, len(s.sched.Workers()))
+	for name, wk := range s.sched.Workers() {
+		out = append(out, api.Worker{Name: name, LastSeen: wk.Seen.UTC(), Live: s.sched.Live(wk, now),
+			Backends: maps.Clone(wk.Backends), Running: running[name]})
 	}
 	slices.SortFunc(out, func(a, b api.Worker) int { return strings.Compare(a.Name, b.Name) })
 	return out
@@ -246,8 +246,8 @@ func (s *Session) FramesPage(dst []api.Frame, q FrameQuery) ([]api.Frame, bool, 
 		return dst, false, fmt.Errorf("job %d: %w", q.Job, ErrNotFound)
 	}
 	i := j.frameAfter(q.After)
-	for n := 0; i < len(j.frames); i++ {
-		if i = j.nextIn(q.Ranges, i); i >= len(j.frames) || n == q.Limit {
+	for n := 0; i < len(j.Frames); i++ {
+		if i = j.nextIn(q.Ranges, i); i >= len(j.Frames) || n == q.Limit {
 			break
 		}
 		if q.NoURL {
@@ -257,24 +257,24 @@ func (s *Session) FramesPage(dst []api.Frame, q FrameQuery) ([]api.Frame, bool, 
 		}
 		n++
 	}
-	return dst, i < len(j.frames), nil
+	return dst, i < len(j.Frames), nil
 }
 
 // frameAfter returns the index of the first frame whose id is above after.
 func (j *job) frameAfter(after int64) int {
-	i, _ := slices.BinarySearchFunc(j.frames, after, func(f frame, id int64) int { return cmp.Compare(f.id, id) })
-	if i < len(j.frames) && j.frames[i].id == after {
+	i, _ := slices.BinarySearchFunc(j.Frames, after, func(f scheduler.Frame, id int64) int { return cmp.Compare(f.ID, id) })
+	if i < len(j.Frames) && j.Frames[i].ID == after {
 		i++
 	}
 	return i
 }
 
 // nextIn returns the index of the first frame from index i on whose id is
-// in ranges (any frame when ranges is nil), or len(j.frames). Frames outside
+// in ranges (any frame when ranges is nil), or len(j.Frames). Frames outside
 // the ranges are skipped by search, not one by one.
 func (j *job) nextIn(ranges []manifest.Range, i int) int {
-	for ranges != nil && i < len(j.frames) {
-		id := j.frames[i].id
+	for ranges != nil && i < len(j.Frames) {
+		id := j.Frames[i].ID
 		if manifest.Contains(ranges, id) {
 			break
 		}
@@ -285,7 +285,7 @@ func (j *job) nextIn(ranges []manifest.Range, i int) int {
 			}
 		}
 		if !ok {
-			return len(j.frames)
+			return len(j.Frames)
 		}
 		i = j.frameAfter(next - 1)
 	}
@@ -362,8 +362,8 @@ func (s *Session) FilesPage(dst []api.File, id, after int64, limit int) ([]api.F
 func (s *Session) WorkersPage(dst []api.Worker, after string, limit int) ([]api.Worker, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	names := make([]string, 0, min(limit+1, len(s.workers)))
-	for name := range s.workers {
+	names := make([]string, 0, min(limit+1, len(s.sched.Workers())))
+	for name := range s.sched.Workers() {
 		if name <= after {
 			continue
 		}
@@ -381,20 +381,20 @@ func (s *Session) WorkersPage(dst []api.Worker, after string, limit int) ([]api.
 	for _, n := range names {
 		running[n] = 0
 	}
-	for k := range s.running {
-		if j := s.jobs[k.job]; j != nil {
-			if i, ok := j.frameIndex(k.frame); ok {
-				if n, ok := running[j.frames[i].worker]; ok {
-					running[j.frames[i].worker] = n + 1
+	for k := range s.sched.Running() {
+		if j := s.jobs[k.Job]; j != nil {
+			if i, ok := j.FrameIndex(k.Frame); ok {
+				if n, ok := running[j.Frames[i].Worker]; ok {
+					running[j.Frames[i].Worker] = n + 1
 				}
 			}
 		}
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	for _, name := range names {
-		wk := s.workers[name]
-		dst = append(dst, api.Worker{Name: name, LastSeen: wk.seen.UTC(), Live: s.live(wk, now),
-			Backends: maps.Clone(wk.backends), Running: running[name]})
+		wk := s.sched.Workers()[name]
+		dst = append(dst, api.Worker{Name: name, LastSeen: wk.Seen.UTC(), Live: s.sched.Live(wk, now),
+			Backends: maps.Clone(wk.Backends), Running: running[name]})
 	}
 	return dst, more
 }

@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/durl"
 	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/scheduler"
 	"github.com/distren/distren/internal/store"
 )
 
@@ -34,6 +34,10 @@ type Options struct {
 	// Chunks reports whether a backend renders a range of frames in one
 	// task; nil means none does. A job's <chunk> applies only to those.
 	Chunks func(backend string) bool
+	// Clock tells the time for leases, heartbeats and the times recorded;
+	// nil means the wall clock. Lease expiry is checked every LeaseTTL/4 of
+	// wall time against it.
+	Clock scheduler.Clock
 }
 
 // Session is the farm's state. All changes go through its dispatcher.
@@ -47,23 +51,20 @@ type Session struct {
 	done   chan struct{}
 	closed sync.Once
 
-	mu       sync.RWMutex // guards everything below; the dispatcher writes, readers read
-	jobs     map[int64]*job
-	active   []*job // jobs that may have ready frames, in scheduling order
-	running  map[frameKey]struct{}
-	workers  map[string]*worker // by name
-	nextJob  int64
-	boot     int64
-	epochSeq uint64
-	readyCh  chan struct{} // closed and replaced when frames become ready
-	notify   bool          // the batch being applied made frames ready
+	clock scheduler.Clock
+
+	mu      sync.RWMutex // guards everything below; the dispatcher writes, readers read
+	jobs    map[int64]*job
+	sched   *scheduler.Scheduler // the scheduling state and decisions
+	nextJob int64
+	boot    int64
+	readyCh chan struct{} // closed and replaced when frames become ready
+	notify  bool          // the batch being applied made frames ready
 	// stale, if set, is why memory may be ahead of the store: a commit
 	// failed and reloading failed too. Commands are refused until a
 	// reload succeeds.
 	stale error
 }
-
-type frameKey struct{ job, frame int64 }
 
 type command struct {
 	apply func(tx store.Tx) (any, error)
@@ -86,8 +87,13 @@ func Open(ctx context.Context, st store.Store, opt Options) (*Session, error) {
 	if opt.MaxBatch <= 0 {
 		opt.MaxBatch = 512
 	}
+	if opt.Clock == nil {
+		opt.Clock = scheduler.WallClock{}
+	}
 	s := &Session{
-		opt: opt, name: opt.Name, store: st,
+		opt: opt, name: opt.Name, store: st, clock: opt.Clock,
+		sched: scheduler.New(scheduler.Options{Name: opt.Name, LeaseTTL: opt.LeaseTTL,
+			BlocklistAfter: opt.BlocklistAfter, Chunks: opt.Chunks}),
 		cmds: make(chan *command, 4096), stop: make(chan struct{}), done: make(chan struct{}),
 		readyCh: make(chan struct{}),
 	}
@@ -99,6 +105,7 @@ func Open(ctx context.Context, st store.Store, opt Options) (*Session, error) {
 		return nil, err
 	}
 	s.boot = snap.Counters["boot"] + 1
+	s.sched.SetBoot(s.boot)
 	tx, err := st.Begin(ctx)
 	if err != nil {
 		return nil, err
@@ -231,7 +238,7 @@ func (s *Session) apply(batch []*command) {
 			break
 		}
 	}
-	notify := s.notify
+	notify := s.sched.Woke() || s.notify
 	s.notify = false
 	err := ltx.err
 	if ltx.tx != nil {
@@ -301,11 +308,7 @@ func (s *Session) reload(batch []*command) bool {
 // are ready again.
 func (s *Session) rebuild(snap *store.Snapshot) error {
 	s.jobs = make(map[int64]*job, len(snap.Jobs))
-	s.active = s.active[:0]
-	s.running = map[frameKey]struct{}{}
-	if s.workers == nil {
-		s.workers = map[string]*worker{}
-	}
+	s.sched.Reset()
 	s.nextJob = max(snap.Counters["next_job"], 1)
 	var order []*job
 	for _, rec := range snap.Jobs {
@@ -323,11 +326,12 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 		}
 		j := newJob(rec, m, inputs)
 		if rec.Back != "" {
-			if j.back, err = manifest.ParseFrameSet(rec.Back); err != nil {
+			if j.Back, err = manifest.ParseFrameSet(rec.Back); err != nil {
 				return fmt.Errorf("stored job %d: its retried frames: %w", rec.ID, err)
 			}
 		}
 		s.jobs[rec.ID] = j
+		s.sched.Add(j.Job)
 		order = append(order, j)
 	}
 	for _, fr := range snap.Frames {
@@ -335,18 +339,19 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 		if j == nil {
 			continue
 		}
-		i, ok := j.frameIndex(fr.ID)
+		i, ok := j.FrameIndex(fr.ID)
 		if !ok {
 			continue
 		}
-		f := &j.frames[i]
-		f.attempts, f.lost, f.err, f.worker = fr.Attempts, uint8(min(fr.Lost, MaxLostLeases+1)), fr.Error, fr.Worker
+		f := &j.Frames[i]
+		f.Attempts, f.Lost, f.Err, f.Worker = fr.Attempts, uint8(min(fr.Lost, MaxLostLeases+1)), fr.Error, fr.Worker
 		switch fr.State {
 		case store.FrameDone:
-			f.output, f.size, f.render = fr.Output, fr.Size, fr.Render
-			j.setState(i, fsDone)
+			o := &j.outs[i]
+			o.output, o.size, o.render = fr.Output, fr.Size, fr.Render
+			j.SetState(i, fsDone)
 		case store.FrameFailed:
-			j.setState(i, fsFailed)
+			j.SetState(i, fsFailed)
 		}
 	}
 	// A canceled or stopped job's unfinished frames are canceled, but for
@@ -355,17 +360,17 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 		if !j.inScope() {
 			continue
 		}
-		for i := range j.frames {
-			if st := j.frames[i].state; st == fsWaiting && !manifest.Contains(j.back, j.frames[i].id) {
-				j.setState(int32(i), fsCanceled)
+		for i := range j.Frames {
+			if st := j.Frames[i].State; st == fsWaiting && !manifest.Contains(j.Back, j.Frames[i].ID) {
+				j.SetState(int32(i), fsCanceled)
 			}
 		}
 	}
 	for _, fl := range snap.Files {
 		if j := s.jobs[fl.Job]; j != nil {
 			j.files = append(j.files, fl)
-			if i, ok := j.frameIndex(fl.Frame); ok && j.frames[i].output == fl.Tar {
-				j.frames[i].files = append(j.frames[i].files, fl.N)
+			if i, ok := j.FrameIndex(fl.Frame); ok && j.outs[i].output == fl.Tar {
+				j.outs[i].files = append(j.outs[i].files, fl.N)
 			}
 		}
 	}
@@ -379,112 +384,24 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 			j.failures[k[1]] = n
 		}
 	}
-	for _, j := range order {
-		if err := s.link(j); err != nil {
-			return fmt.Errorf("stored job %d: %w", j.rec.ID, err)
-		}
-		s.addActive(j)
+	// Dependencies, readiness, and the frames that cannot run because a
+	// frame they wait for failed or was canceled: derived, not stored.
+	sj := make([]*scheduler.Job, len(order))
+	for k, j := range order {
+		sj[k] = j.Job
 	}
-	// Frames that wait for a failed or canceled frame cannot run: that is
-	// derived, not stored.
-	for _, j := range order {
-		for i := range j.frames {
-			if isRoot(frameRef{j, int32(i)}) {
-				s.markBad(frameRef{j, int32(i)})
-			}
-		}
-	}
-	for _, j := range order {
-		j.fixError()
+	if err := s.sched.Restore(sj); err != nil {
+		return err
 	}
 	s.notify = true
 	return nil
 }
 
 func newJob(rec store.Job, m *manifest.Manifest, inputs []cdc.File) *job {
-	j := &job{rec: rec, m: m, inputs: inputs, frames: make([]frame, len(m.Frames)), failures: map[string]int{}, errFrame: -1}
-	index := map[requirement]uint8{}
-	for i := range m.Frames {
-		j.frames[i].id = m.Frames[i].ID
-		b := j.spec(int32(i))
-		r := requirement{b.Name, b.Version}
-		k, ok := index[r]
-		if !ok { // at most manifest.MaxRequirements
-			k = uint8(len(j.reqs))
-			index[r] = k
-			j.reqs = append(j.reqs, r)
-		}
-		j.frames[i].req = k
-	}
-	j.ready = make([]readyHeap, len(j.reqs))
-	j.readyN = make([]int, len(j.reqs))
-	j.counts[fsWaiting] = len(j.frames)
+	sj := scheduler.NewJob(rec.ID, m)
+	j := &job{Job: sj, m: m, inputs: inputs, outs: make([]frameOut, len(m.Frames)), failures: sj.Failures}
+	j.setRec(rec)
 	return j
-}
-
-// resolve finds the frame a dependency names.
-func (s *Session) resolve(j *job, d manifest.Dep) (*job, int32, error) {
-	t := j
-	if !d.Local() {
-		if d.Server != s.name {
-			return nil, 0, fmt.Errorf("depends on %s: unknown server %q (this server is %q)",
-				durl.Frame(d.Server, d.Job, d.Frame), d.Server, s.name)
-		}
-		if t = s.jobs[d.Job]; t == nil || d.Job == j.rec.ID {
-			return nil, 0, fmt.Errorf("depends on %s: job %d does not exist", durl.Frame(d.Server, d.Job, d.Frame), d.Job)
-		}
-	}
-	i, ok := t.frameIndex(d.Frame)
-	if !ok {
-		return nil, 0, fmt.Errorf("depends on %s: job %d has no frame %d", durl.Frame(s.name, t.rec.ID, d.Frame), t.rec.ID, d.Frame)
-	}
-	return t, i, nil
-}
-
-// link registers each frame with the frames it depends on (done frames too:
-// a retry may render them again), counts the unmet dependencies of those not
-// done, and makes waiting frames with none ready.
-func (s *Session) link(j *job) error {
-	for i := range j.m.Frames {
-		f := &j.frames[i]
-		for _, d := range j.m.Frames[i].Deps {
-			t, ti, err := s.resolve(j, d)
-			if err != nil {
-				return fmt.Errorf("frame %d: %w", f.id, err)
-			}
-			t.frames[ti].dependents = append(t.frames[ti].dependents, frameRef{j, int32(i)})
-			if f.state != fsDone && t.frames[ti].state != fsDone {
-				f.unmet++
-			}
-		}
-	}
-	for i := range j.frames {
-		if j.frames[i].state == fsWaiting && j.frames[i].unmet == 0 {
-			j.setState(int32(i), fsReady)
-		}
-	}
-	return nil
-}
-
-func (s *Session) addActive(j *job) {
-	if slices.Contains(s.active, j) {
-		return
-	}
-	i, _ := slices.BinarySearchFunc(s.active, j, func(a, b *job) int {
-		if a.less(b) {
-			return -1
-		}
-		if b.less(a) {
-			return 1
-		}
-		return 0
-	})
-	s.active = slices.Insert(s.active, i, j)
-}
-
-func (s *Session) nextEpoch() uint64 {
-	s.epochSeq++
-	return uint64(s.boot)<<32 | s.epochSeq&0xffffffff
 }
 
 func jobURL(server string, id int64) string      { return durl.Job(server, id) }

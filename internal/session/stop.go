@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/distren/distren/internal/store"
 )
@@ -33,7 +32,7 @@ type suspect struct {
 }
 
 type suspectFrame struct {
-	id      int64
+	ID      int64
 	n       int // failed attempts
 	workers []string
 }
@@ -52,7 +51,7 @@ type suspectFrame struct {
 //   - those attempts were made on at least two workers, or — only for jobs
 //     of three frames or more — on the one worker that could render the job.
 func (s *Session) suspectFailure(j *job, i int32, worker, msg string) func(canceled int) string {
-	if j.counts[fsDone] > 0 {
+	if j.Counts[fsDone] > 0 {
 		return nil
 	}
 	sp := j.suspect
@@ -63,22 +62,22 @@ func (s *Session) suspectFailure(j *job, i int32, worker, msg string) func(cance
 	if sp.off {
 		return nil
 	}
-	f := &j.frames[i]
-	key := failureKey(f.id, msg)
+	f := &j.Frames[i]
+	key := failureKey(f.ID, msg)
 	switch {
 	case sp.key == "":
-		sp.key, sp.msg = key, fmt.Sprintf("frame %d: %s", f.id, msg)
+		sp.key, sp.msg = key, fmt.Sprintf("frame %d: %s", f.ID, msg)
 	case key != sp.key:
 		*sp = suspect{off: true}
 		return nil
 	}
-	want := min(suspectFrames, len(j.frames))
-	k := slices.IndexFunc(sp.frames, func(x suspectFrame) bool { return x.id == f.id })
+	want := min(suspectFrames, len(j.Frames))
+	k := slices.IndexFunc(sp.frames, func(x suspectFrame) bool { return x.ID == f.ID })
 	if k < 0 {
 		if len(sp.frames) >= want {
 			return nil // a later frame, failing the same way
 		}
-		sp.frames = append(sp.frames, suspectFrame{id: f.id})
+		sp.frames = append(sp.frames, suspectFrame{ID: f.ID})
 		k = len(sp.frames) - 1
 	}
 	sf := &sp.frames[k]
@@ -99,7 +98,7 @@ func (s *Session) suspectFailure(j *job, i int32, worker, msg string) func(cance
 		if x.n < need {
 			return nil
 		}
-		ids = append(ids, strconv.FormatInt(x.id, 10))
+		ids = append(ids, strconv.FormatInt(x.ID, 10))
 		for _, w := range x.workers {
 			if !slices.Contains(workers, w) {
 				workers = append(workers, w)
@@ -128,7 +127,7 @@ func (s *Session) suspectFailure(j *job, i int32, worker, msg string) func(cance
 // jobFault is the reason the farm stops a job when frame i failed with a
 // JobError, given how many frames that cancels.
 func (s *Session) jobFault(j *job, i int32, msg string) func(canceled int) string {
-	id := j.frames[i].id
+	id := j.Frames[i].ID
 	return func(n int) string {
 		return fmt.Sprintf("the farm stopped the job: frame %d failed for a reason in the job, not the worker, "+
 			"so %s canceled. Fix the package and submit it again. frame %d: %s", id, framesCanceled(n), id, msg)
@@ -142,26 +141,10 @@ func framesCanceled(n int) string {
 	return fmt.Sprintf("its %d unfinished frames were", n)
 }
 
-// unfinished counts the frames of j that can still run.
-func (j *job) unfinished() int {
-	return j.counts[fsWaiting] + j.counts[fsReady] + j.counts[fsRunning] + j.counts[fsBlocked]
-}
-
 // otherCapable reports whether a live worker other than w has a backend
 // some frame of j needs.
 func (s *Session) otherCapable(j *job, w string) bool {
-	now := time.Now()
-	for v, wk := range s.workers {
-		if v == w || !s.live(wk, now) {
-			continue
-		}
-		for _, r := range j.reqs {
-			if wk.can(r) {
-				return true
-			}
-		}
-	}
-	return false
+	return s.sched.OtherCapable(s.clock.Now(), j.Job, w)
 }
 
 // stopJob stops job j for a fault of its own: its unfinished frames are
@@ -172,7 +155,7 @@ func (s *Session) otherCapable(j *job, w string) bool {
 // back unattempted (and then canceled: place). A job with nothing left to
 // cancel is not stopped: its failed frame says it all.
 func (s *Session) stopJob(tx store.Tx, j *job, reason func(canceled int) string, chunk uint64, worker string) error {
-	idx := s.cancelable(j, chunk, worker)
+	idx := s.sched.Cancelable(j.Job, chunk, worker)
 	if len(idx) == 0 {
 		return nil
 	}
@@ -181,45 +164,11 @@ func (s *Session) stopJob(tx store.Tx, j *job, reason func(canceled int) string,
 	if err := tx.UpdateJob(&upd); err != nil {
 		return err
 	}
-	j.rec.Stop, j.rec.Back, j.back = upd.Stop, "", nil
+	j.setRec(upd)
+	j.Back = nil
 	j.suspect = nil
-	s.cancel(j, idx)
+	s.sched.Cancel(j.Job, idx)
 	return nil
-}
-
-// cancelable lists the frames of j that have not ended, but for those of
-// chunk (if not 0) leased to worker.
-func (s *Session) cancelable(j *job, chunk uint64, worker string) []int32 {
-	var out []int32
-	for i := range j.frames {
-		switch f := &j.frames[i]; f.state {
-		case fsRunning:
-			if chunk == 0 || f.chunk != chunk || f.worker != worker {
-				out = append(out, int32(i))
-			}
-		case fsReady, fsWaiting, fsBlocked:
-			out = append(out, int32(i))
-		}
-	}
-	return out
-}
-
-// cancel cancels frames idx of j (running ones learn it at their worker's
-// next heartbeat); frames of other jobs waiting for them cannot run now.
-func (s *Session) cancel(j *job, idx []int32) {
-	for _, i := range idx {
-		f := &j.frames[i]
-		if f.state == fsRunning {
-			delete(s.running, frameKey{j.rec.ID, f.id})
-			f.epoch = 0
-		}
-		delete(j.blocked, i)
-		j.setState(i, fsCanceled)
-	}
-	for _, i := range idx {
-		s.markBad(frameRef{j, i})
-	}
-	j.fixError()
 }
 
 // failureKey reduces a failure message to what the failures of different
