@@ -278,6 +278,24 @@ func TestEnabled(t *testing.T) {
 	}
 }
 
+// TestReserveWorker: the local slots' name, reserved for the server's own
+// process, is refused to every token.
+func TestReserveWorker(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	g, _ := newGuard(t, s, GuardOptions{})
+	if err := g.ReserveWorker(ctx, "farm-local"); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := g.Check(ctx, create(t, s, "w", RoleWorker))
+	if err := g.BindWorker(ctx, "farm-local", w); !errors.Is(err, ErrWorkerTaken) {
+		t.Errorf("a token acting as the local slots: %v", err)
+	}
+	if err := g.BindWorker(ctx, "other", w); err != nil {
+		t.Errorf("a name of its own: %v", err)
+	}
+}
+
 // TestBindWorker: a worker name belongs to the first token to use it, until
 // that token is revoked.
 func TestBindWorker(t *testing.T) {

@@ -200,6 +200,15 @@ func (g *Guard) BindWorker(ctx context.Context, name string, id Identity) error 
 	return nil
 }
 
+// ReserveWorker makes the worker name the server's own, for its local
+// slots, which call the farm in process and present no token: a token that
+// uses the name is refused with ErrWorkerTaken, as if another token owned
+// it — one that lives in this process's memory, whose text nobody holds.
+func (g *Guard) ReserveWorker(ctx context.Context, name string) error {
+	_, id := g.Mint(name, RoleWorker)
+	return g.BindWorker(ctx, name, id)
+}
+
 type ctxKey struct{}
 
 // NewContext returns ctx carrying the identity of the request's token.

@@ -1,10 +1,12 @@
 // Package farm assembles a distren server from its subsystems — vault,
-// engine (local worker slots), session, net (the HTTP API) — and runs them
-// under the lifecycle runner. `distren serve` and `distren render` both use it.
+// engine (local worker slots), session with the farm's operations
+// (internal/ops), net (the HTTP API) — and runs them under the lifecycle
+// runner. The local slots call the operations in process (local.go); remote
+// workers reach the same operations through the API. `distren serve` and
+// `distren render` both use it.
 package farm
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/tls"
@@ -16,13 +18,10 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/distren/distren/internal/auth"
 	"github.com/distren/distren/internal/backend"
-	"github.com/distren/distren/internal/client"
 	"github.com/distren/distren/internal/dirlock"
 	"github.com/distren/distren/internal/durl"
 	"github.com/distren/distren/internal/lifecycle"
@@ -136,8 +135,6 @@ func Run(ctx context.Context, cfg Config) error {
 		srv    *http.Server
 		farm   *ops.Farm
 		url    string
-		urlSet = make(chan struct{})
-		once   sync.Once
 	)
 	r := &lifecycle.Runner{Session: "session", Log: log}
 	for e, hs := range cfg.Hooks {
@@ -180,7 +177,6 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	if cfg.Workers > 0 {
 		var w *worker.Worker
-		var opts []client.Option
 		r.Add(lifecycle.Subsystem{
 			Name: "engine",
 			Start: func(ctx context.Context) error {
@@ -190,29 +186,15 @@ func Run(ctx context.Context, cfg Config) error {
 				if err != nil {
 					return err
 				}
-				if guard != nil { // a credential that lives as long as this process, never stored
-					token, id := guard.Mint(w.Name(), auth.RoleWorker)
-					if err := guard.BindWorker(ctx, w.Name(), id); err != nil { // before the API opens
-						return err
-					}
-					opts = append(opts, client.WithToken(token))
-				}
-				if tlsCfg != nil {
-					opts = append(opts, client.WithTLS(pinned(tlsCfg.Certificates[0].Certificate[0])))
+				if guard != nil { // the slots' name is the server's own: no token may act as them
+					return guard.ReserveWorker(ctx, w.Name())
 				}
 				return nil
 			},
 			Run: func(ctx context.Context) error {
-				select { // the slots talk to the API, which opens after the engine starts
-				case <-urlSet:
-				case <-ctx.Done():
-					return nil
-				}
-				c, err := client.New(localURL(url), opts...)
-				if err != nil {
-					return err
-				}
-				w.SetServer(c.ForWorker())
+				// The slots call the farm's operations in process; they
+				// run once every subsystem has started.
+				w.SetServer(slots{farm: farm, maxWait: cmp.Or(cfg.API.MaxClaimWait, time.Minute)})
 				if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 					return err
 				}
@@ -263,7 +245,6 @@ func Run(ctx context.Context, cfg Config) error {
 			h := server.New(server.Config{Farm: farm, Limits: cfg.API, URL: url, Log: log, Auth: guard})
 			srv = &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn), TLSConfig: tlsCfg}
-			once.Do(func() { close(urlSet) })
 			return nil
 		},
 		Run: func(ctx context.Context) error {
@@ -342,18 +323,6 @@ func debugSubsystem(addr string, log *slog.Logger) lifecycle.Subsystem {
 	}
 }
 
-// localURL turns a listen URL on a wildcard address into one that reaches it locally.
-func localURL(u string) string {
-	for _, scheme := range []string{"http://", "https://"} {
-		for _, w := range []string{"0.0.0.0:", "[::]:"} {
-			if strings.HasPrefix(u, scheme+w) {
-				return scheme + "127.0.0.1:" + strings.TrimPrefix(u, scheme+w)
-			}
-		}
-	}
-	return u
-}
-
 // openAuth opens the token store and its guard if cfg asks for them, and
 // applies the loopback rule: a server without authentication listens on
 // loopback only, unless cfg.Insecure.
@@ -418,20 +387,4 @@ func loadTLS(certFile, keyFile string) (*tls.Config, error) {
 		return nil, fmt.Errorf("TLS certificate %s, key %s: %w", certFile, keyFile, err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
-}
-
-// pinned returns a client TLS configuration that accepts exactly the
-// certificate leaf (DER): the local slots reach their own server on a
-// loopback address its certificate need not name, and trust nothing else.
-func pinned(leaf []byte) *tls.Config {
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: true, // replaced by VerifyConnection: the certificate must be ours
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, leaf) {
-				return errors.New("local slots: the server presented a certificate other than its own")
-			}
-			return nil
-		},
-	}
 }
