@@ -22,7 +22,10 @@ type slots struct {
 	maxWait time.Duration
 }
 
-var _ worker.Server = slots{}
+var (
+	_ worker.Server       = slots{}
+	_ worker.LocalObjects = slots{}
+)
 
 func (s slots) Claim(ctx context.Context, req api.ClaimRequest) (api.ClaimResponse, error) {
 	wait := min(time.Duration(max(req.WaitMS, 0))*time.Millisecond, s.maxWait)
@@ -50,6 +53,47 @@ func (s slots) Blob(ctx context.Context, hash string) (io.ReadCloser, error) {
 	}
 	return o, nil
 }
+
+// OpenObject opens an object where the vault holds it: the slots copy it
+// into their scratch directories from there and keep no cache of their
+// own. The vault verifies every piece it hands over. Its errors, which the
+// slots report as a frame's failure, name none of the server's
+// directories, as the API's answers do not.
+func (s slots) OpenObject(ctx context.Context, hash string) (io.ReadCloser, int64, error) {
+	o, err := s.farm.Blob(ctx, hash)
+	if err != nil {
+		return nil, 0, outcome(s.redact(err))
+	}
+	return redacting{o, s}, o.Size(), nil
+}
+
+// redacting is an object whose read errors are redacted.
+type redacting struct {
+	ops.Object
+	s slots
+}
+
+func (r redacting) Read(p []byte) (int, error) {
+	n, err := r.Object.Read(p)
+	if err != nil && err != io.EOF {
+		err = r.s.redact(err)
+	}
+	return n, err
+}
+
+// redact returns err with the server's directories removed from its
+// message; it still matches what err matches.
+func (s slots) redact(err error) error {
+	return &redacted{s.farm.Redact(err.Error()), err}
+}
+
+type redacted struct {
+	msg string
+	err error
+}
+
+func (e *redacted) Error() string { return e.msg }
+func (e *redacted) Unwrap() error { return e.err }
 
 func (s slots) Complete(ctx context.Context, name string, l api.LeaseRef, render time.Duration, tarball io.Reader, size int64) error {
 	rep := ops.Report{Worker: name, Job: l.Job, Frame: l.Frame, Epoch: l.Epoch}

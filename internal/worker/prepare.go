@@ -121,10 +121,14 @@ func (w *Worker) prepare(ctx context.Context, t *task) {
 	}
 	defer root.Close()
 	t.before = map[string]fileStamp{}
+	objs := w.localObjects() // nil: through the cache
 	var fetched, inputBytes int64
 	for _, in := range t.spec.in {
 		parts := in.Parts()
 		for _, p := range parts {
+			if objs != nil {
+				break // read where the server holds it, below
+			}
 			w.pin(t, p.Hash, p.Size)
 			n, err := w.fetchObject(t.ctx, p.Hash)
 			if err != nil {
@@ -140,7 +144,13 @@ func (w *Worker) prepare(ctx context.Context, t *task) {
 				return
 			}
 		}
-		if t.err = w.materialize(parts, dst, fs.FileMode(in.Mode)&0o755|0o600); t.err != nil {
+		perm := fs.FileMode(in.Mode)&0o755 | 0o600
+		if objs != nil {
+			t.err = copyObjects(t.ctx, objs, parts, root, filepath.FromSlash(in.Path), perm)
+		} else {
+			t.err = w.materialize(parts, dst, perm)
+		}
+		if t.err != nil {
 			t.err = fmt.Errorf("input %s: %w", in.Path, t.err)
 			return
 		}
@@ -160,12 +170,14 @@ func (w *Worker) prepare(ctx context.Context, t *task) {
 		}
 	}
 	for _, d := range deps {
-		w.pin(t, d.Output, d.Size)
-		if t.err = w.object(t.ctx, d.Output); t.err != nil {
-			t.err = fmt.Errorf("output of frame %d of job %d: %w", d.Frame, d.Job, t.err)
-			return
+		if objs == nil {
+			w.pin(t, d.Output, d.Size)
+			if t.err = w.object(t.ctx, d.Output); t.err != nil {
+				t.err = fmt.Errorf("output of frame %d of job %d: %w", d.Frame, d.Job, t.err)
+				return
+			}
 		}
-		if t.err = w.unpack(root, d, t); t.err != nil {
+		if t.err = w.unpack(root, d, t, objs); t.err != nil {
 			t.err = fmt.Errorf("output of frame %d of job %d: %w", d.Frame, d.Job, t.err)
 			return
 		}
@@ -213,19 +225,30 @@ func (w *Worker) materialize(parts []api.ChunkRef, dst string, perm fs.FileMode)
 }
 
 // unpack writes a dependency's output files into the scratch directory. The
-// files are extracted from the cached tarball, so they share nothing with
-// the cache.
-func (w *Worker) unpack(root *os.Root, d api.DepOutput, t *task) error {
-	p, err := w.cache.Path(d.Output)
-	if err != nil {
-		return err
+// files are extracted from the tarball — cached, or read from the server's
+// own store if objs is not nil — so they share nothing with it.
+func (w *Worker) unpack(root *os.Root, d api.DepOutput, t *task, objs LocalObjects) error {
+	var src io.Reader
+	if objs != nil {
+		rc, _, err := openObject(t.ctx, objs, d.Output)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		src = rc
+	} else {
+		p, err := w.cache.Path(d.Output)
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		src = f
 	}
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	err = jobpkg.Scan(f, jobpkg.Limits{}, func(e jobpkg.File, c io.Reader) error {
+	err := jobpkg.Scan(src, jobpkg.Limits{}, func(e jobpkg.File, c io.Reader) error {
 		if dir := path.Dir(e.Path); dir != "." {
 			if err := root.MkdirAll(dir, 0o755); err != nil {
 				return err
@@ -245,7 +268,72 @@ func (w *Worker) unpack(root *os.Root, d api.DepOutput, t *task) error {
 		return err
 	})
 	if err != nil {
+		if objs != nil {
+			return fmt.Errorf("unpacking object %s: %w", d.Output, err)
+		}
 		return fmt.Errorf("unpacking cached object %s: %w", d.Output, err)
+	}
+	return nil
+}
+
+// localObjects returns the worker's server as LocalObjects if it holds the
+// objects itself, nil otherwise.
+func (w *Worker) localObjects() LocalObjects {
+	objs, _ := w.cfg.Server.(LocalObjects)
+	return objs
+}
+
+// openObject opens an object of the server's own store and returns its
+// size. Reads end with ctx (a lease lost, the worker stopping).
+func openObject(ctx context.Context, objs LocalObjects, hash string) (io.ReadCloser, int64, error) {
+	rc, size, err := objs.OpenObject(ctx, hash)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading object %s: %w", hash, err)
+	}
+	return ctxReader{ctx, rc}, size, nil
+}
+
+// ctxReader is a reader that fails once its context ends.
+type ctxReader struct {
+	ctx context.Context
+	io.ReadCloser
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.ReadCloser.Read(p)
+}
+
+// copyObjects creates the file name in root (mode perm, subject to the
+// umask) holding the concatenation of the objects parts, read from the
+// server's own store. A plain copy: the store's objects are encoded, so no
+// file can share their blocks. Errors name the file as in root, since they
+// are reported to the server.
+func copyObjects(ctx context.Context, objs LocalObjects, parts []api.ChunkRef, root *os.Root, name string, perm fs.FileMode) (err error) {
+	out, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("writing %s: %w", name, cerr)
+		}
+	}()
+	for _, p := range parts {
+		rc, size, err := openObject(ctx, objs, p.Hash)
+		if err != nil {
+			return err
+		}
+		n, err := copyObject(out, rc)
+		rc.Close()
+		if err == nil && n != size {
+			err = fmt.Errorf("%d bytes read of %d", n, size)
+		}
+		if err != nil {
+			return fmt.Errorf("copying object %s: %w", p.Hash, err)
+		}
 	}
 	return nil
 }

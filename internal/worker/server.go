@@ -44,6 +44,21 @@ type Server interface {
 	String() string
 }
 
+// LocalObjects is what a Server also implements when it holds the stored
+// objects itself, in the worker's own process — the local slots of
+// `distren serve` and `distren render`. A worker whose Server implements it
+// keeps no copy of them: it copies each input file and extracts each
+// dependency's output straight from the server's store into the scratch
+// directory, never calls Blob, and writes nothing to its cache. A worker
+// whose objects cross a network (a remote worker) keeps its cache.
+type LocalObjects interface {
+	// OpenObject opens a stored object for reading and returns its size.
+	// Its reads are verified: a read fails rather than hand over bytes that
+	// do not hash to the object's name. An object the server does not hold
+	// is reported as by Blob.
+	OpenObject(ctx context.Context, hash string) (io.ReadCloser, int64, error)
+}
+
 // The outcomes a Server reports that the worker acts on. Match them with
 // errors.Is: implementations wrap them with the server's own message.
 var (

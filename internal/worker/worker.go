@@ -2,7 +2,9 @@
 // backends, claims tasks — a frame, or a chunk of consecutive frames — from a
 // server (long-polling), prepares each in a scratch directory of its own
 // (the job's inputs, cloned or copied from its own cache of plain object
-// files, and the outputs of the frames it depends on), runs the backend with
+// files, and the outputs of the frames it depends on; a server that holds
+// the objects in the worker's own process, a LocalObjects, has them copied
+// straight from its store, with no cache), runs the backend with
 // the job's timeout, packs each frame's files into its output tarball and
 // uploads it as soon as the frame is done, and removes the scratch
 // directory. While slots render, the next claimed tasks' inputs are already
@@ -12,7 +14,8 @@
 // are sentinel errors, not transport statuses. The rest is split by
 // concern: claim.go (the claim loop, its backoff and window), leases.go
 // (heartbeats, leases lost or canceled), prepare.go (spec, inputs and
-// dependency outputs into the scratch directory, through the cache),
+// dependency outputs into the scratch directory, through the cache or from
+// the server's own store),
 // render.go (running the backend) and report.go (collecting the outputs,
 // uploading them, reporting failures).
 package worker
@@ -218,6 +221,9 @@ func (w *Worker) Dir() string { return w.cfg.Dir }
 func (w *Worker) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
+	if w.localObjects() != nil {
+		w.dropCache()
+	}
 	w.fingerprint(ctx)
 	claimed := make(chan *task, cap(w.tokens))
 	prepared := make(chan *task, w.maxAhead)
@@ -255,6 +261,22 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Wait()
 	w.reports.Wait()
 	return err
+}
+
+// dropCache removes the objects an earlier run left in the cache, for a
+// worker whose server holds the objects itself: it reads them there, and
+// caches nothing.
+func (w *Worker) dropCache() {
+	n := w.idx.usedBytes()
+	if n == 0 {
+		return
+	}
+	if err := os.RemoveAll(w.cache.objects); err != nil {
+		w.cfg.Log.Warn("object cache not removed", "err", err)
+		return
+	}
+	w.idx = newCacheIndex(w.cfg.CacheBytes)
+	w.cfg.Log.Info("object cache removed: the server's objects are read where it stores them", "bytes", n)
 }
 
 // SetServer sets the server the worker talks to, before Run.
