@@ -29,13 +29,19 @@ var (
 
 func (s slots) Claim(ctx context.Context, req api.ClaimRequest) (api.ClaimResponse, error) {
 	wait := min(time.Duration(max(req.WaitMS, 0))*time.Millisecond, s.maxWait)
-	leases, err := s.farm.Session().ClaimWait(ctx, req, wait)
-	return api.ClaimResponse{Leases: leases}, outcome(err)
+	leases, err := s.farm.Session().ClaimWait(ctx, server.SessionClaim(req), wait)
+	if err != nil {
+		return api.ClaimResponse{}, outcome(err)
+	}
+	return api.ClaimResponse{Leases: server.WireLeases(leases)}, nil
 }
 
 func (s slots) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatResponse, error) {
-	r, err := s.farm.Session().Heartbeat(ctx, hb)
-	return r, outcome(err)
+	r, err := s.farm.Session().Heartbeat(ctx, server.SessionHeartbeat(hb))
+	if err != nil {
+		return api.HeartbeatResponse{}, outcome(err)
+	}
+	return server.WireHeartbeat(r), nil
 }
 
 func (s slots) Spec(ctx context.Context, job int64) (api.JobSpec, error) {

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/backend"
 	"github.com/distren/distren/internal/ops"
 	"github.com/distren/distren/internal/ops/opstest"
@@ -48,10 +47,10 @@ func TestSlotsInProcess(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if j.State == api.JobDone {
+		if j.State == session.JobDone {
 			break
 		}
-		if j.State == api.JobFailed || time.Now().After(deadline) {
+		if j.State == session.JobFailed || time.Now().After(deadline) {
 			t.Fatalf("job %s after %v: %+v", j.State, time.Minute, j)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -65,7 +64,7 @@ func TestSlotsInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, fr := range frames {
-		if fr.State != api.StateDone || fr.Worker != "inproc-local" || fr.Output == "" {
+		if fr.State != session.StateDone || fr.Worker != "inproc-local" || fr.Output == "" {
 			t.Errorf("frame %d: %+v", fr.ID, fr)
 		}
 	}

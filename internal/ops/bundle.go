@@ -10,10 +10,10 @@ import (
 	"io"
 	"path"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/jobpkg"
 	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/session"
 )
 
 // Reading what the farm made: a job's result bundle, one of its numbered
@@ -135,7 +135,7 @@ func (f *Farm) FrameOutput(ctx context.Context, id, frame int64) (Object, error)
 	if err != nil {
 		return nil, err
 	}
-	if fr.State != api.StateDone {
+	if fr.State != session.StateDone {
 		return nil, errorf(NotFound, "frame %s is %s: it has no output yet", fr.URL, fr.State)
 	}
 	o, err := f.vault.Open(fr.Output)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/ops"
 	"github.com/distren/distren/internal/ops/opstest"
@@ -37,7 +36,7 @@ func TestOneJobWithoutHTTP(t *testing.T) {
 	if sub.Frames != 2 || sub.URL != "distren://ops/1" {
 		t.Fatalf("submitted %+v", sub)
 	}
-	leases, err := p.Session.Claim(ctx, api.ClaimRequest{Worker: "w", Max: 2, Backends: map[string]string{"builtin": "1"}})
+	leases, err := p.Session.Claim(ctx, session.ClaimRequest{Worker: "w", Max: 2, Backends: map[string]string{"builtin": "1"}})
 	if err != nil || len(leases) != 2 {
 		t.Fatalf("claim: %v %v", leases, err)
 	}
@@ -136,7 +135,7 @@ func TestFailRedacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls, err := p.Session.Claim(ctx, api.ClaimRequest{Worker: "w", Max: 1, Backends: map[string]string{"builtin": "1"}})
+	ls, err := p.Session.Claim(ctx, session.ClaimRequest{Worker: "w", Max: 1, Backends: map[string]string{"builtin": "1"}})
 	if err != nil || len(ls) != 1 {
 		t.Fatal(ls, err)
 	}

@@ -13,7 +13,6 @@ import (
 	"os"
 	"syscall"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/jobpkg"
 	"github.com/distren/distren/internal/manifest"
@@ -29,7 +28,7 @@ import (
 // SubmitTar accepts a package sent as a tar stream. size is the stream's
 // length if known in advance (-1 if not), so that one over the limit is
 // refused before it is read.
-func (f *Farm) SubmitTar(ctx context.Context, tarball io.Reader, size int64) (api.Submitted, error) {
+func (f *Farm) SubmitTar(ctx context.Context, tarball io.Reader, size int64) (session.Submitted, error) {
 	since := f.collections()
 	// The tar stream may be larger than its content by its headers and
 	// padding: up to a few blocks per file, and the end-of-archive marker.
@@ -46,24 +45,24 @@ func (f *Farm) SubmitTar(ctx context.Context, tarball io.Reader, size int64) (ap
 			n, limit, f.lim.MaxPackageBytes)
 	}
 	if size > limit {
-		return api.Submitted{}, over(size)
+		return session.Submitted{}, over(size)
 	}
 	dir, err := os.MkdirTemp(f.tmp, "upload-")
 	if err != nil {
-		return api.Submitted{}, err
+		return session.Submitted{}, err
 	}
 	defer os.RemoveAll(dir)
 	files, err := jobpkg.Extract(bufio.NewReaderSize(capReader(tarball, limit, over), 256<<10), dir,
 		jobpkg.Limits{MaxBytes: f.lim.MaxPackageBytes, MaxEntries: f.lim.MaxPackageFiles})
 	if err != nil {
-		return api.Submitted{}, tarballError(fmt.Errorf("package: %w", err))
+		return session.Submitted{}, tarballError(fmt.Errorf("package: %w", err))
 	}
 	if len(files) == 0 {
-		return api.Submitted{}, errorf(Invalid, "package: the tarball holds no file; a package needs %s at its root", manifest.FileName)
+		return session.Submitted{}, errorf(Invalid, "package: the tarball holds no file; a package needs %s at its root", manifest.FileName)
 	}
 	raw, err := f.readLimited(dir, manifest.FileName)
 	if err != nil {
-		return api.Submitted{}, err
+		return session.Submitted{}, err
 	}
 	have := make(map[string]bool, len(files))
 	for _, file := range files {
@@ -71,12 +70,12 @@ func (f *Farm) SubmitTar(ctx context.Context, tarball io.Reader, size int64) (ap
 	}
 	m, err := f.parse(raw, have)
 	if err != nil {
-		return api.Submitted{}, err
+		return session.Submitted{}, err
 	}
 	// Only an accepted package's files reach the vault.
 	inputs, err := f.ingest(dir, files)
 	if err != nil {
-		return api.Submitted{}, err
+		return session.Submitted{}, err
 	}
 	// If a collection ran since the chunks were stored, those it removed
 	// are stored again from the unpacked package.
@@ -93,7 +92,7 @@ func (f *Farm) SubmitTar(ctx context.Context, tarball io.Reader, size int64) (ap
 
 // SubmitTree accepts a package given by its encoded tree (cdc.EncodeTree),
 // read from tree: every chunk it names must be in the vault already.
-func (f *Farm) SubmitTree(ctx context.Context, tree io.Reader) (api.Submitted, error) {
+func (f *Farm) SubmitTree(ctx context.Context, tree io.Reader) (session.Submitted, error) {
 	since := f.collections()
 	over := func(int64) error {
 		return errorf(TooLarge, "package tree: larger than the limit of %d bytes", int64(cdc.MaxTreeEncoded))
@@ -101,17 +100,17 @@ func (f *Farm) SubmitTree(ctx context.Context, tree io.Reader) (api.Submitted, e
 	b, err := io.ReadAll(capReader(tree, cdc.MaxTreeEncoded, over))
 	if err != nil {
 		if KindOf(err) == TooLarge {
-			return api.Submitted{}, err
+			return session.Submitted{}, err
 		}
-		return api.Submitted{}, errorf(Invalid, "package tree: %v", err)
+		return session.Submitted{}, errorf(Invalid, "package tree: %v", err)
 	}
 	t, err := cdc.DecodeTree(b)
 	if err != nil {
-		return api.Submitted{}, errorf(Invalid, "package tree: %v", err)
+		return session.Submitted{}, errorf(Invalid, "package tree: %v", err)
 	}
 	inputs, raw, err := f.treeInputs(t)
 	if err != nil {
-		return api.Submitted{}, err
+		return session.Submitted{}, err
 	}
 	have := make(map[string]bool, len(inputs))
 	for _, in := range inputs {
@@ -119,7 +118,7 @@ func (f *Farm) SubmitTree(ctx context.Context, tree io.Reader) (api.Submitted, e
 	}
 	m, err := f.parse(raw, have)
 	if err != nil {
-		return api.Submitted{}, err
+		return session.Submitted{}, err
 	}
 	// A tree's chunks removed by a collection meanwhile must be uploaded
 	// again: the farm holds no copy of them.
@@ -150,8 +149,8 @@ func (f *Farm) parse(raw []byte, have map[string]bool) (*manifest.Manifest, erro
 }
 
 // submit records the job, once its inputs are stored.
-func (f *Farm) submit(ctx context.Context, since uint64, again func() error, m *manifest.Manifest, raw []byte, inputs *[]cdc.File) (api.Submitted, error) {
-	var sub api.Submitted
+func (f *Farm) submit(ctx context.Context, since uint64, again func() error, m *manifest.Manifest, raw []byte, inputs *[]cdc.File) (session.Submitted, error) {
+	var sub session.Submitted
 	err := f.record(since, again, func() error {
 		var err error
 		sub, err = f.sess.Submit(ctx, session.Submission{Manifest: m, Raw: raw, Inputs: *inputs,
@@ -159,7 +158,7 @@ func (f *Farm) submit(ctx context.Context, since uint64, again func() error, m *
 		return err
 	})
 	if err != nil {
-		return api.Submitted{}, err
+		return session.Submitted{}, err
 	}
 	f.log.Info("job submitted", "job", sub.URL, "name", sub.Name, "frames", sub.Frames, "files", len(*inputs))
 	return sub, nil

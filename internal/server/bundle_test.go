@@ -17,6 +17,7 @@ import (
 	"github.com/distren/distren/internal/ops"
 	"github.com/distren/distren/internal/ops/opstest"
 	"github.com/distren/distren/internal/server"
+	"github.com/distren/distren/internal/session"
 	"github.com/distren/distren/internal/vault"
 )
 
@@ -50,12 +51,12 @@ func TestBundleOfCollidingOutputs(t *testing.T) {
 	json.Unmarshal(call("POST", "/v1/jobs", opstest.TarOf(t, map[string]string{"distrenjob.xml": `<distrenjob version="1"><name>same</name>
   <backend name="command"><program>true</program></backend>
   <frames><range first="1" last="2"/></frames><outputs><output>*.txt</output></outputs></distrenjob>`})), &sub)
-	ls, err := p.Session.Claim(context.Background(), api.ClaimRequest{Worker: "w", Max: 2, Backends: map[string]string{"command": "1"}})
+	ls, err := p.Session.Claim(context.Background(), session.ClaimRequest{Worker: "w", Max: 2, Backends: map[string]string{"command": "1"}})
 	if err != nil || len(ls) != 2 {
 		t.Fatalf("claim: %v %v", ls, err)
 	}
 	// Frame 2 is done first.
-	for _, l := range []api.Lease{ls[1], ls[0]} {
+	for _, l := range []session.Lease{ls[1], ls[0]} {
 		call("POST", fmt.Sprintf("/v1/jobs/%d/frames/%d/output?worker=w&epoch=%d", l.Job, l.Frame, l.Epoch),
 			opstest.TarOf(t, map[string]string{"out.txt": fmt.Sprintf("frame %d", l.Frame)}))
 	}

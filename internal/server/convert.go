@@ -23,3 +23,50 @@ func WireSpec(js session.JobSpec) api.JobSpec {
 	}
 	return out
 }
+
+// The session's summaries have the API's fields, in its order, so they
+// convert as they are; the compiler refuses the conversion if they part.
+
+func wireSubmitted(s session.Submitted) api.Submitted { return api.Submitted(s) }
+func wireJob(j *session.Job) api.Job                  { return api.Job(*j) }
+func wireFrame(f *session.Frame) api.Frame            { return api.Frame(*f) }
+func wireFile(f *session.File) api.File               { return api.File(*f) }
+func wireWorker(w *session.Worker) api.Worker         { return api.Worker(*w) }
+
+// WireLeases returns leases as a claim answers them.
+func WireLeases(ls []session.Lease) []api.Lease {
+	out := make([]api.Lease, len(ls))
+	for i, l := range ls {
+		out[i] = api.Lease{Job: l.Job, Frame: l.Frame, Epoch: l.Epoch, TTLMS: l.TTL.Milliseconds(), Chunk: l.Chunk}
+		if len(l.Deps) > 0 {
+			out[i].Deps = make([]api.DepOutput, len(l.Deps))
+			for k, d := range l.Deps {
+				out[i].Deps[k] = api.DepOutput(d)
+			}
+		}
+	}
+	return out
+}
+
+// SessionClaim returns a claim as the session takes it.
+func SessionClaim(req api.ClaimRequest) session.ClaimRequest {
+	return session.ClaimRequest{Worker: req.Worker, Max: req.Max, Backends: req.Backends}
+}
+
+// SessionHeartbeat returns a heartbeat as the session takes it.
+func SessionHeartbeat(hb api.Heartbeat) session.Heartbeat {
+	out := session.Heartbeat{Worker: hb.Worker, Leases: make([]session.LeaseProgress, len(hb.Leases))}
+	for i, l := range hb.Leases {
+		out.Leases[i] = session.LeaseProgress{LeaseRef: session.LeaseRef(l.LeaseRef), Progress: l.Progress}
+	}
+	return out
+}
+
+// WireHeartbeat returns the session's answer to a heartbeat.
+func WireHeartbeat(r session.HeartbeatResponse) api.HeartbeatResponse {
+	var out api.HeartbeatResponse
+	for _, l := range r.Stop {
+		out.Stop = append(out.Stop, api.LeaseRef(l))
+	}
+	return out
+}

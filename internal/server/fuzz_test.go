@@ -244,15 +244,15 @@ func (h *harness) submit(tb testing.TB, pkg []byte) int64 {
 // claim leases one frame of the fixture job to the fixture's worker; false
 // if none is to be had. Frames of other jobs that come first (submitted by
 // inputs) are canceled out of the way.
-func (h *harness) claim(tb testing.TB) (api.Lease, bool) {
+func (h *harness) claim(tb testing.TB) (session.Lease, bool) {
 	for range 16 {
-		ls, err := h.sess.Claim(context.Background(), api.ClaimRequest{Worker: h.fx.worker, Max: 1,
+		ls, err := h.sess.Claim(context.Background(), session.ClaimRequest{Worker: h.fx.worker, Max: 1,
 			Backends: map[string]string{"command": "1"}})
 		if err != nil {
 			tb.Fatalf("fixture: claim: %v", err)
 		}
 		if len(ls) == 0 {
-			return api.Lease{}, false
+			return session.Lease{}, false
 		}
 		if ls[0].Job == h.fx.job {
 			return ls[0], true
@@ -261,7 +261,7 @@ func (h *harness) claim(tb testing.TB) (api.Lease, bool) {
 			tb.Fatalf("fixture: cancel job %d: %v", ls[0].Job, err)
 		}
 	}
-	return api.Lease{}, false
+	return session.Lease{}, false
 }
 
 // ensure restores the fixture: whatever the last input deleted, canceled,
@@ -273,14 +273,14 @@ func (h *harness) ensure(tb testing.TB) {
 	}
 	for range 8 {
 		j, err := h.sess.Job(h.fx.job)
-		if err != nil || j.State == api.JobCanceled || j.State == api.JobDone || j.State == api.JobFailed {
+		if err != nil || j.State == session.JobCanceled || j.State == session.JobDone || j.State == session.JobFailed {
 			if err == nil { // its frames must not come first in claims
 				h.sess.Cancel(context.Background(), h.fx.job)
 			}
 			h.fx.job, h.fx.done, h.fx.frame, h.fx.epoch = h.submit(tb, h.pkg), 0, 0, 0
 			continue
 		}
-		if fr, err := h.sess.Frame(h.fx.job, h.fx.done); err != nil || fr.State != api.StateDone || len(fr.Files) == 0 {
+		if fr, err := h.sess.Frame(h.fx.job, h.fx.done); err != nil || fr.State != session.StateDone || len(fr.Files) == 0 {
 			l, ok := h.claim(tb)
 			if !ok {
 				h.fx.job = 0

@@ -21,6 +21,7 @@ import (
 	"github.com/distren/distren/internal/ops"
 	"github.com/distren/distren/internal/ops/opstest"
 	"github.com/distren/distren/internal/server"
+	"github.com/distren/distren/internal/session"
 	"github.com/distren/distren/internal/vault"
 )
 
@@ -198,11 +199,11 @@ func TestCollectionDuringSlowUploads(t *testing.T) {
 	}
 	var leased api.Submitted
 	json.Unmarshal(b, &leased)
-	ls, err := sess.Claim(context.Background(), api.ClaimRequest{Worker: "w", Max: 2, Backends: map[string]string{"command": "1"}})
+	ls, err := sess.Claim(context.Background(), session.ClaimRequest{Worker: "w", Max: 2, Backends: map[string]string{"command": "1"}})
 	if err != nil || len(ls) != 2 {
 		t.Fatalf("claim: %v %v", ls, err)
 	}
-	outputPath := func(l api.Lease) string {
+	outputPath := func(l session.Lease) string {
 		return fmt.Sprintf("/v1/jobs/%d/frames/%d/output?worker=w&epoch=%d", l.Job, l.Frame, l.Epoch)
 	}
 

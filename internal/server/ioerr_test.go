@@ -22,6 +22,7 @@ import (
 	"github.com/distren/distren/internal/ops"
 	"github.com/distren/distren/internal/ops/opstest"
 	"github.com/distren/distren/internal/server"
+	"github.com/distren/distren/internal/session"
 	"github.com/distren/distren/internal/storage"
 	"github.com/distren/distren/internal/storage/storagetest"
 	"github.com/distren/distren/internal/vault"
@@ -95,7 +96,7 @@ func TestVaultIOErrors(t *testing.T) {
 	}
 
 	// A frame's output while writes fail.
-	ls, err := sess.Claim(context.Background(), api.ClaimRequest{Worker: "w", Max: 1, Backends: map[string]string{"command": "1"}})
+	ls, err := sess.Claim(context.Background(), session.ClaimRequest{Worker: "w", Max: 1, Backends: map[string]string{"command": "1"}})
 	if err != nil || len(ls) != 1 {
 		t.Fatalf("claim: %v %v", ls, err)
 	}
@@ -154,7 +155,7 @@ func TestStalledUploadEnds(t *testing.T) {
 	}
 	json.NewDecoder(resp.Body).Decode(&sub)
 	resp.Body.Close()
-	ls, err := sess.Claim(context.Background(), api.ClaimRequest{Worker: "w", Max: 1, Backends: map[string]string{"command": "1"}})
+	ls, err := sess.Claim(context.Background(), session.ClaimRequest{Worker: "w", Max: 1, Backends: map[string]string{"command": "1"}})
 	if err != nil || len(ls) != 1 {
 		t.Fatalf("claim: %v %v", ls, err)
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/manifest"
+	"github.com/distren/distren/internal/session"
 )
 
 // Jobs: submit, read, cancel, retry (deleting and collecting: gc.go).
@@ -12,10 +13,17 @@ import (
 // postJob receives a package: a tar stream, or the tree of a package whose
 // chunks were uploaded first (api.TreeContentType).
 func (s *Server) postJob(r *http.Request) (any, error) {
+	var sub session.Submitted
+	var err error
 	if r.Header.Get("Content-Type") == api.TreeContentType {
-		return s.farm.SubmitTree(r.Context(), r.Body)
+		sub, err = s.farm.SubmitTree(r.Context(), r.Body)
+	} else {
+		sub, err = s.farm.SubmitTar(r.Context(), r.Body, r.ContentLength)
 	}
-	return s.farm.SubmitTar(r.Context(), r.Body, r.ContentLength)
+	if err != nil {
+		return nil, err
+	}
+	return wireSubmitted(sub), nil
 }
 
 func (s *Server) getJob(r *http.Request) (any, error) {
@@ -23,7 +31,11 @@ func (s *Server) getJob(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.sess.Job(id)
+	j, err := s.sess.Job(id)
+	if err != nil {
+		return nil, err
+	}
+	return wireJob(&j), nil
 }
 
 func (s *Server) getSpec(r *http.Request) (any, error) {

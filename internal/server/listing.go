@@ -61,24 +61,26 @@ func (p paging) afterInt(what string, min, def int64) (int64, error) {
 	return n, nil
 }
 
-// lister is how list reads and writes one kind of listing.
-type lister[T, C any] struct {
+// lister is how list reads and writes one kind of listing: elements of
+// the session's type T, written as the API's W.
+type lister[T, W, C any] struct {
 	// read appends to dst the page of at most limit elements after the
 	// cursor, and says whether more follow.
 	read   func(dst []T, after C, limit int) ([]T, bool, error)
 	key    func(*T) C     // the cursor a page ending at the element ends at
 	format func(C) string // the cursor as ?after= takes it
 	pages  *pagePool[T]   // page buffers, reused across requests
+	wire   func(*T) W     // the element as the API has it
 	// fix, if set, returns what to write of an element: its encoding
 	// (json.Marshal's bytes) completed, appended to dst.
-	fix func(dst []byte, v *T, enc []byte) []byte
+	fix func(dst []byte, v *W, enc []byte) []byte
 }
 
 // list answers a listing. The first page is read before anything is
 // written, so that its error (no such job) is an ordinary error answer. A
 // page's memory is reused for the next page and the next request: a
 // listing of a million frames makes no garbage per frame.
-func list[T, C any](s *Server, w http.ResponseWriter, r *http.Request, p paging, after C, l lister[T, C]) error {
+func list[T, W, C any](s *Server, w http.ResponseWriter, r *http.Request, p paging, after C, l lister[T, W, C]) error {
 	limit := streamPage
 	if p.paged {
 		limit = p.limit
@@ -98,10 +100,12 @@ func list[T, C any](s *Server, w http.ResponseWriter, r *http.Request, p paging,
 	defer lw.w.Reset(nil)
 	lw.w.WriteByte('[')
 	n := 0
+	var v W // each element in turn, as the API has it: one variable, no garbage per element
 	for {
 		for i := range items {
 			lw.buf.Reset()
-			if err := lw.enc.Encode(&items[i]); err != nil {
+			v = l.wire(&items[i])
+			if err := lw.enc.Encode(&v); err != nil {
 				s.cut(r, fmt.Errorf("encoding a listing: %w", err))
 			}
 			if n > 0 {
@@ -109,7 +113,7 @@ func list[T, C any](s *Server, w http.ResponseWriter, r *http.Request, p paging,
 			}
 			b := bytes.TrimSuffix(lw.buf.Bytes(), []byte("\n"))
 			if l.fix != nil {
-				lw.fixed = l.fix(lw.fixed[:0], &items[i], b)
+				lw.fixed = l.fix(lw.fixed[:0], &v, b)
 				b = lw.fixed
 			}
 			lw.w.Write(b)
@@ -168,10 +172,10 @@ func (pp *pagePool[T]) put(b []T) {
 }
 
 var (
-	jobPages    pagePool[api.Job]
-	framePages  pagePool[api.Frame]
-	filePages   pagePool[api.File]
-	workerPages pagePool[api.Worker]
+	jobPages    pagePool[session.Job]
+	framePages  pagePool[session.Frame]
+	filePages   pagePool[session.File]
+	workerPages pagePool[session.Worker]
 )
 
 // cut ends a streamed answer that cannot be completed.
@@ -193,12 +197,12 @@ func (s *Server) getJobs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return list(s, w, r, p, after, lister[api.Job, int64]{
-		read: func(dst []api.Job, before int64, limit int) ([]api.Job, bool, error) {
+	return list(s, w, r, p, after, lister[session.Job, api.Job, int64]{
+		read: func(dst []session.Job, before int64, limit int) ([]session.Job, bool, error) {
 			js, more := s.sess.JobsPage(dst, before, limit)
 			return js, more, nil
 		},
-		key: func(j *api.Job) int64 { return j.ID }, format: formatInt, pages: &jobPages,
+		key: func(j *session.Job) int64 { return j.ID }, format: formatInt, pages: &jobPages, wire: wireJob,
 	})
 }
 
@@ -224,11 +228,11 @@ func (s *Server) getFrames(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	name := s.sess.Name()
-	return list(s, w, r, p, after, lister[api.Frame, int64]{
-		read: func(dst []api.Frame, after int64, limit int) ([]api.Frame, bool, error) {
+	return list(s, w, r, p, after, lister[session.Frame, api.Frame, int64]{
+		read: func(dst []session.Frame, after int64, limit int) ([]session.Frame, bool, error) {
 			return s.sess.FramesPage(dst, session.FrameQuery{Job: id, Ranges: rs, After: after, Limit: limit, NoURL: true})
 		},
-		key: func(f *api.Frame) int64 { return f.ID }, format: formatInt, pages: &framePages,
+		key: func(f *session.Frame) int64 { return f.ID }, format: formatInt, pages: &framePages, wire: wireFrame,
 		fix: func(dst []byte, f *api.Frame, enc []byte) []byte { return frameWithURL(dst, enc, f, name, id) },
 	})
 }
@@ -266,11 +270,11 @@ func (s *Server) getFiles(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return list(s, w, r, p, after, lister[api.File, int64]{
-		read: func(dst []api.File, after int64, limit int) ([]api.File, bool, error) {
+	return list(s, w, r, p, after, lister[session.File, api.File, int64]{
+		read: func(dst []session.File, after int64, limit int) ([]session.File, bool, error) {
 			return s.sess.FilesPage(dst, id, after, limit)
 		},
-		key: func(f *api.File) int64 { return f.N }, format: formatInt, pages: &filePages,
+		key: func(f *session.File) int64 { return f.N }, format: formatInt, pages: &filePages, wire: wireFile,
 	})
 }
 
@@ -283,11 +287,12 @@ func (s *Server) getWorkers(w http.ResponseWriter, r *http.Request) error {
 	if len(p.after) > maxWorkerName {
 		return badRequest("after: a worker name of %d bytes, longer than %d", len(p.after), maxWorkerName)
 	}
-	return list(s, w, r, p, p.after, lister[api.Worker, string]{
-		read: func(dst []api.Worker, after string, limit int) ([]api.Worker, bool, error) {
+	return list(s, w, r, p, p.after, lister[session.Worker, api.Worker, string]{
+		read: func(dst []session.Worker, after string, limit int) ([]session.Worker, bool, error) {
 			ws, more := s.sess.WorkersPage(dst, after, limit)
 			return ws, more, nil
 		},
-		key: func(w *api.Worker) string { return w.Name }, format: func(s string) string { return s }, pages: &workerPages,
+		key: func(w *session.Worker) string { return w.Name }, format: func(s string) string { return s }, pages: &workerPages,
+		wire: wireWorker,
 	})
 }

@@ -142,7 +142,7 @@ func TestListingPages(t *testing.T) {
 	}
 	// Workers w0..w4, each holding one frame of the first job.
 	for i := range 5 {
-		if _, err := ls.sess.Claim(context.Background(), api.ClaimRequest{Worker: fmt.Sprintf("w%d", i), Max: 1,
+		if _, err := ls.sess.Claim(context.Background(), session.ClaimRequest{Worker: fmt.Sprintf("w%d", i), Max: 1,
 			Backends: map[string]string{"builtin": "1"}}); err != nil {
 			t.Fatal(err)
 		}
@@ -192,7 +192,7 @@ func TestListingFilesPages(t *testing.T) {
 		`<backend name="builtin"/><frames><range first="1" last="3"/></frames>` +
 		`<outputs><output>*.png</output></outputs></distrenjob>`, "a.txt": "a", "b.txt": "b"}))
 	ctx := context.Background()
-	leases, err := ls.sess.Claim(ctx, api.ClaimRequest{Worker: "w", Max: 3, Backends: map[string]string{"builtin": "1"}})
+	leases, err := ls.sess.Claim(ctx, session.ClaimRequest{Worker: "w", Max: 3, Backends: map[string]string{"builtin": "1"}})
 	if err != nil || len(leases) != 3 {
 		t.Fatalf("claim: %v, %v", leases, err)
 	}
@@ -288,7 +288,7 @@ func TestListingStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := json.Marshal(all)
+	want, _ := json.Marshal(wireFrames(all))
 	want = append(want, '\n')
 
 	submitted := make(chan error, 1)
@@ -432,7 +432,7 @@ func TestListingFramesExact(t *testing.T) {
 		`<retries>0</retries><backend name="builtin"/><frames><range first="1" last="6"/>` +
 		`<frame id="7"><depends on="2"/></frame></frames><outputs><output>*.png</output></outputs></distrenjob>`}))
 	ctx := context.Background()
-	leases, err := ls.sess.Claim(ctx, api.ClaimRequest{Worker: "w\u00e9", Max: 3, Backends: map[string]string{"builtin": "1"}})
+	leases, err := ls.sess.Claim(ctx, session.ClaimRequest{Worker: "w\u00e9", Max: 3, Backends: map[string]string{"builtin": "1"}})
 	if err != nil || len(leases) != 3 {
 		t.Fatalf("claim: %v, %v", leases, err)
 	}
@@ -444,8 +444,8 @@ func TestListingFramesExact(t *testing.T) {
 	if err := ls.sess.Fail(ctx, "w\u00e9", id, leases[1].Frame, leases[1].Epoch, "<scene> \"broken\" at line 3\n\ttab & more", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ls.sess.Heartbeat(ctx, api.Heartbeat{Worker: "w\u00e9", Leases: []api.LeaseProgress{{
-		LeaseRef: api.LeaseRef{Job: id, Frame: leases[2].Frame, Epoch: leases[2].Epoch}, Progress: 0.25}}}); err != nil {
+	if _, err := ls.sess.Heartbeat(ctx, session.Heartbeat{Worker: "w\u00e9", Leases: []session.LeaseProgress{{
+		LeaseRef: session.LeaseRef{Job: id, Frame: leases[2].Frame, Epoch: leases[2].Epoch}, Progress: 0.25}}}); err != nil {
 		t.Fatal(err)
 	}
 	all, err := ls.sess.Frames(id, nil)
@@ -459,7 +459,7 @@ func TestListingFramesExact(t *testing.T) {
 	if len(states) < 4 {
 		t.Fatalf("test set-up: frame states %v", states)
 	}
-	want, _ := json.Marshal(all)
+	want, _ := json.Marshal(wireFrames(all))
 	for _, q := range []string{"", "?limit=7", "?limit=10000"} {
 		w := ls.do(t, "GET", fmt.Sprintf("/v1/jobs/%d/frames%s", id, q), nil)
 		if got := strings.TrimSuffix(w.Body.String(), "\n"); got != string(want) {
@@ -496,4 +496,13 @@ func TestFrameWithURL(t *testing.T) {
 	if got := string(frameWithURL([]byte("junk"), []byte(`{"state":"ready","id":42}`), &f, "farm", 7)); got != want {
 		t.Errorf("frameWithURL of an unexpected shape: %s, want %s", got, want)
 	}
+}
+
+// wireFrames returns frames as the API has them.
+func wireFrames(fs []session.Frame) []api.Frame {
+	out := make([]api.Frame, len(fs))
+	for i := range fs {
+		out[i] = wireFrame(&fs[i])
+	}
+	return out
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/distren/distren/internal/ops"
 	"github.com/distren/distren/internal/ops/opstest"
 	"github.com/distren/distren/internal/server"
+	"github.com/distren/distren/internal/session"
 	"github.com/distren/distren/internal/storage"
 	"github.com/distren/distren/internal/storage/storagetest"
 	"github.com/distren/distren/internal/vault"
@@ -162,7 +163,7 @@ func TestNoServerPathInErrors(t *testing.T) {
 		if code != 200 || json.Unmarshal([]byte(body), &sub) != nil {
 			t.Fatalf("a submission once the disk works: %d %s", code, body)
 		}
-		ls, err := p.Session.Claim(context.Background(), api.ClaimRequest{Worker: "w", Max: 2, Backends: map[string]string{"command": "1"}})
+		ls, err := p.Session.Claim(context.Background(), session.ClaimRequest{Worker: "w", Max: 2, Backends: map[string]string{"command": "1"}})
 		if err != nil || len(ls) != 2 {
 			t.Fatalf("claim: %v %v", ls, err)
 		}

@@ -17,7 +17,11 @@ func (s *Server) getFrame(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.sess.Frame(id, fr)
+	f, err := s.sess.Frame(id, fr)
+	if err != nil {
+		return nil, err
+	}
+	return wireFrame(&f), nil
 }
 
 // getResult streams the result bundle, built as it is sent.

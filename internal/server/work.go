@@ -24,14 +24,11 @@ func (s *Server) postClaim(r *http.Request) (any, error) {
 		return nil, badRequest("claim: max %d out of range 1..1024", req.Max)
 	}
 	wait := min(time.Duration(max(req.WaitMS, 0))*time.Millisecond, s.lim.MaxClaimWait)
-	leases, err := s.sess.ClaimWait(r.Context(), req, wait)
+	leases, err := s.sess.ClaimWait(r.Context(), SessionClaim(req), wait)
 	if err != nil {
 		return nil, err
 	}
-	if leases == nil {
-		leases = []api.Lease{}
-	}
-	return api.ClaimResponse{Leases: leases}, nil
+	return api.ClaimResponse{Leases: WireLeases(leases)}, nil
 }
 
 func (s *Server) postHeartbeat(r *http.Request) (any, error) {
@@ -42,7 +39,11 @@ func (s *Server) postHeartbeat(r *http.Request) (any, error) {
 	if err := checkWorker(hb.Worker); err != nil {
 		return nil, badRequest("heartbeat: %w", err)
 	}
-	return s.sess.Heartbeat(r.Context(), hb)
+	resp, err := s.sess.Heartbeat(r.Context(), SessionHeartbeat(hb))
+	if err != nil {
+		return nil, err
+	}
+	return WireHeartbeat(resp), nil
 }
 
 // postOutput receives a frame's output tarball.

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/store"
 )
@@ -20,7 +19,7 @@ func BenchmarkClaim(b *testing.B) {
 		for _, ready := range []int{1, 1_000} {
 			b.Run(fmt.Sprintf("stored=%d/ready=%d", stored, ready), func(b *testing.B) {
 				s := benchSession(b, stored, ready)
-				req := api.ClaimRequest{Worker: "w", Max: 1, Backends: builtinOnly}
+				req := ClaimRequest{Worker: "w", Max: 1, Backends: builtinOnly}
 				b.ReportAllocs()
 				b.ResetTimer()
 				for b.Loop() {
@@ -75,7 +74,7 @@ func benchSession(b *testing.B, stored, ready int) *Session {
 		b.Fatal(err)
 	}
 	b.Cleanup(s.Close)
-	if j, _ := s.Job(id); j.Counts[api.StateDone] != stored-ready || j.Counts[api.StateReady] != ready {
+	if j, _ := s.Job(id); j.Counts[StateDone] != stored-ready || j.Counts[StateReady] != ready {
 		b.Fatalf("job = %+v", j)
 	}
 	return s

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/store"
 )
@@ -37,7 +36,7 @@ var stores = []struct {
 }
 
 // failFrame fails a leased frame for good (retries 0) or once.
-func failFrame(t *testing.T, s *Session, w string, l api.Lease, msg string, jobError bool) {
+func failFrame(t *testing.T, s *Session, w string, l Lease, msg string, jobError bool) {
 	t.Helper()
 	if err := s.Fail(ctx, w, l.Job, l.Frame, l.Epoch, msg, jobError); err != nil {
 		t.Fatalf("fail %d/%d: %v", l.Job, l.Frame, err)
@@ -45,7 +44,7 @@ func failFrame(t *testing.T, s *Session, w string, l api.Lease, msg string, jobE
 }
 
 // leaseOf claims until job's frame is leased to w, completing nothing.
-func leaseOf(t *testing.T, s *Session, w string, job, frame int64) api.Lease {
+func leaseOf(t *testing.T, s *Session, w string, job, frame int64) Lease {
 	t.Helper()
 	for _, l := range claim(t, s, w, 64) {
 		if l.Job == job && l.Frame == frame {
@@ -53,10 +52,10 @@ func leaseOf(t *testing.T, s *Session, w string, job, frame int64) api.Lease {
 		}
 	}
 	t.Fatalf("frame %d of job %d was not leased", frame, job)
-	return api.Lease{}
+	return Lease{}
 }
 
-func frameOf(t *testing.T, s *Session, job, frame int64) api.Frame {
+func frameOf(t *testing.T, s *Session, job, frame int64) Frame {
 	t.Helper()
 	f, err := s.Frame(job, frame)
 	if err != nil {
@@ -76,18 +75,18 @@ func frameOf(t *testing.T, s *Session, job, frame int64) api.Frame {
 func TestDependencyOnFrameThatCannotComplete(t *testing.T) {
 	ends := []struct {
 		name string
-		end  func(t *testing.T, s *Session, a int64, ls []api.Lease) // makes frame 7 of job a (leased: ls) end badly
-		want string                                                  // in the dependents' messages
+		end  func(t *testing.T, s *Session, a int64, ls []Lease) // makes frame 7 of job a (leased: ls) end badly
+		want string                                              // in the dependents' messages
 	}{
-		{"failed", func(t *testing.T, s *Session, a int64, ls []api.Lease) {
+		{"failed", func(t *testing.T, s *Session, a int64, ls []Lease) {
 			failFrame(t, s, "w", ls[1], "exit status 3; renderer output ends with:\nParse Error: no } near line 7", false)
 		}, "which failed: exit status 3; renderer output ends with: Parse Error: no } near line 7"},
-		{"canceled", func(t *testing.T, s *Session, a int64, ls []api.Lease) {
+		{"canceled", func(t *testing.T, s *Session, a int64, ls []Lease) {
 			if _, err := s.Cancel(ctx, a); err != nil {
 				t.Fatal(err)
 			}
 		}, "which was canceled"},
-		{"stopped", func(t *testing.T, s *Session, a int64, ls []api.Lease) {
+		{"stopped", func(t *testing.T, s *Session, a int64, ls []Lease) {
 			failFrame(t, s, "w", ls[0], "Parse Error: no matching }", true)
 		}, "which was canceled when the farm stopped its job distren://farm/1 for a fault of its own"},
 	}
@@ -104,7 +103,7 @@ func TestDependencyOnFrameThatCannotComplete(t *testing.T) {
 					ls := claim(t, s, "w", 2) // frames 6 and 7
 					if !after {
 						submit(t, s, mkjob(t, "", dep))
-						if j := jobOf(t, s, b); j.State != api.JobQueued {
+						if j := jobOf(t, s, b); j.State != JobQueued {
 							t.Fatalf("job %d before the failure: %+v", b, j)
 						}
 					}
@@ -116,28 +115,28 @@ func TestDependencyOnFrameThatCannotComplete(t *testing.T) {
 						t.Helper()
 						url7 := fmt.Sprintf("distren://farm/%d/frame/7", a)
 						f1, f2 := frameOf(t, s, b, 1), frameOf(t, s, b, 2)
-						if f1.State != api.StateFailed || f1.Error != "depends on "+url7+", "+end.want {
+						if f1.State != StateFailed || f1.Error != "depends on "+url7+", "+end.want {
 							t.Errorf("%s: frame 1 = %+v, want failed: depends on %s, %s", when, f1, url7, end.want)
 						}
 						want2 := fmt.Sprintf("depends on distren://farm/%d/frame/1, which waits for %s, %s", b, url7, end.want)
-						if f2.State != api.StateFailed || f2.Error != want2 {
+						if f2.State != StateFailed || f2.Error != want2 {
 							t.Errorf("%s: frame 2 = %+v, want failed: %s", when, f2, want2)
 						}
 						j := jobOf(t, s, b)
-						if j.Counts[api.StateFailed] != 2 || !strings.Contains(j.Error, "frame 1: depends on "+url7) {
+						if j.Counts[StateFailed] != 2 || !strings.Contains(j.Error, "frame 1: depends on "+url7) {
 							t.Errorf("%s: job %d = %+v", when, b, j)
 						}
 					}
 					// Frame 3 of job b still renders; then the job has ended.
 					complete(t, s, "w", leaseOf(t, s, "w", b, 3))
 					check(s, "at once")
-					if j := jobOf(t, s, b); j.State != api.JobFailed {
+					if j := jobOf(t, s, b); j.State != JobFailed {
 						t.Errorf("job %d has nothing left to run but is %s", b, j.State)
 					}
 					s.Close()
 					s = open(t, reopen())
 					check(s, "after a restart")
-					if j := jobOf(t, s, b); j.State != api.JobFailed {
+					if j := jobOf(t, s, b); j.State != JobFailed {
 						t.Errorf("after a restart job %d is %s", b, j.State)
 					}
 
@@ -150,17 +149,17 @@ func TestDependencyOnFrameThatCannotComplete(t *testing.T) {
 						t.Fatalf("retry of job %d = %d, %v", a, n, err)
 					}
 					for _, f := range []int64{1, 2} {
-						if fr := frameOf(t, s, b, f); fr.State != api.StateWaiting || fr.Error != "" {
+						if fr := frameOf(t, s, b, f); fr.State != StateWaiting || fr.Error != "" {
 							t.Errorf("after retrying job %d, frame %d of job %d = %+v, want waiting", a, f, b, fr)
 						}
 					}
-					if j := jobOf(t, s, b); j.State == api.JobFailed || j.Error != "" {
+					if j := jobOf(t, s, b); j.State == JobFailed || j.Error != "" {
 						t.Errorf("after retrying job %d, job %d = %+v", a, b, j)
 					}
 					complete(t, s, "w", leaseOf(t, s, "w", a, 7))
 					complete(t, s, "w", leaseOf(t, s, "w", b, 1))
 					complete(t, s, "w", leaseOf(t, s, "w", b, 2))
-					if j := jobOf(t, s, b); j.State != api.JobDone {
+					if j := jobOf(t, s, b); j.State != JobDone {
 						t.Errorf("job %d at the end: %+v", b, j)
 					}
 				})
@@ -177,25 +176,25 @@ func TestDependencyOnFailedFrameInTheJob(t *testing.T) {
 	id := submit(t, s, mkjob(t, "<retries>0</retries>", `<frame id="1"/><frame id="2"><depends on="1"/></frame><frame id="3"/>`))
 	ls := claim(t, s, "w", 2) // 1 and 3
 	failFrame(t, s, "w", ls[0], "boom", false)
-	if f := frameOf(t, s, id, 2); f.State != api.StateFailed || f.Error != "depends on distren://farm/1/frame/1, which failed: boom" {
+	if f := frameOf(t, s, id, 2); f.State != StateFailed || f.Error != "depends on distren://farm/1/frame/1, which failed: boom" {
 		t.Errorf("frame 2 = %+v", f)
 	}
-	if j := jobOf(t, s, id); j.State != api.JobRunning || j.Error != "frame 1: boom" {
+	if j := jobOf(t, s, id); j.State != JobRunning || j.Error != "frame 1: boom" {
 		t.Errorf("while frame 3 runs: %+v", j)
 	}
 	complete(t, s, "w", ls[1])
-	if j := jobOf(t, s, id); j.State != api.JobFailed || j.Counts[api.StateFailed] != 2 || j.Counts[api.StateDone] != 1 {
+	if j := jobOf(t, s, id); j.State != JobFailed || j.Counts[StateFailed] != 2 || j.Counts[StateDone] != 1 {
 		t.Errorf("at the end: %+v", j)
 	}
 	if n, err := s.Retry(ctx, id, []manifest.Range{{First: 1, Last: 1}}); err != nil || n != 1 {
 		t.Fatalf("retry --frames 1 = %d, %v", n, err)
 	}
-	if f := frameOf(t, s, id, 2); f.State != api.StateWaiting {
+	if f := frameOf(t, s, id, 2); f.State != StateWaiting {
 		t.Errorf("frame 2 after frame 1 was retried: %+v", f)
 	}
 	complete(t, s, "w", leaseOf(t, s, "w", id, 1))
 	complete(t, s, "w", leaseOf(t, s, "w", id, 2))
-	if j := jobOf(t, s, id); j.State != api.JobDone {
+	if j := jobOf(t, s, id); j.State != JobDone {
 		t.Errorf("job = %+v", j)
 	}
 }
@@ -213,7 +212,7 @@ func TestLongChainOfBlockedFrames(t *testing.T) {
 	check := func(s *Session) {
 		t.Helper()
 		j := jobOf(t, s, id)
-		if j.State != api.JobFailed || j.Counts[api.StateFailed] != n {
+		if j.State != JobFailed || j.Counts[StateFailed] != n {
 			t.Fatalf("job = %+v", j)
 		}
 		last := frameOf(t, s, id, n)
@@ -228,7 +227,7 @@ func TestLongChainOfBlockedFrames(t *testing.T) {
 	if k, err := s.Retry(ctx, id, nil); err != nil || k != 1 {
 		t.Fatalf("retry = %d, %v", k, err)
 	}
-	if j := jobOf(t, s, id); j.Counts[api.StateWaiting] != n-1 || j.Counts[api.StateReady] != 1 {
+	if j := jobOf(t, s, id); j.Counts[StateWaiting] != n-1 || j.Counts[StateReady] != 1 {
 		t.Fatalf("after retry: %+v", j)
 	}
 }

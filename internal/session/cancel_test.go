@@ -5,7 +5,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/store"
 )
@@ -40,7 +39,7 @@ func TestRetryFramesOfCanceledJob(t *testing.T) {
 			}
 			check := func(s *Session, when string) {
 				t.Helper()
-				want := map[int64]string{1: api.StateReady, 2: api.StateReady, 3: api.StateCanceled, 4: api.StateCanceled, 5: api.StateCanceled}
+				want := map[int64]string{1: StateReady, 2: StateReady, 3: StateCanceled, 4: StateCanceled, 5: StateCanceled}
 				for f, w := range want {
 					if got := state(t, s, id, f); got != w {
 						t.Errorf("%s: frame %d is %s, want %s", when, f, got, w)
@@ -105,7 +104,7 @@ func TestRetryFrameWhoseDependencyStaysCanceled(t *testing.T) {
 	if n, err := s.Retry(ctx, id, []manifest.Range{{First: 2, Last: 2}}); err != nil || n != 1 {
 		t.Fatalf("retry --frames 2 = %d, %v", n, err)
 	}
-	if f := frameOf(t, s, id, 2); f.State != api.StateFailed || f.Error != "depends on distren://farm/1/frame/1, which was canceled" {
+	if f := frameOf(t, s, id, 2); f.State != StateFailed || f.Error != "depends on distren://farm/1/frame/1, which was canceled" {
 		t.Errorf("frame 2 = %+v", f)
 	}
 	if got := counts(t, s, id); got != "canceled map[canceled:1 failed:1]" {

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/store"
 )
@@ -21,9 +20,9 @@ func mkjobXML(t *testing.T, raw string) Submission {
 	return Submission{Manifest: m, Raw: []byte(raw)}
 }
 
-func claimWith(t *testing.T, s *Session, w string, n int, backends map[string]string) []api.Lease {
+func claimWith(t *testing.T, s *Session, w string, n int, backends map[string]string) []Lease {
 	t.Helper()
-	ls, err := s.Claim(ctx, api.ClaimRequest{Worker: w, Max: n, Backends: backends})
+	ls, err := s.Claim(ctx, ClaimRequest{Worker: w, Max: n, Backends: backends})
 	if err != nil {
 		t.Fatalf("claim: %v", err)
 	}
@@ -131,12 +130,12 @@ func TestChunks(t *testing.T) {
 	if fmt.Sprint(frames(again)) != "[3 4]" || again[0].Chunk == 0 || again[0].Chunk != again[1].Chunk {
 		t.Fatalf("retry got %v (chunks %v)", frames(again), chunks(again))
 	}
-	if st := state(t, s, id, 1); st != api.StateDone {
+	if st := state(t, s, id, 1); st != StateDone {
 		t.Errorf("frame 1 is %s", st)
 	}
 }
 
-func chunks(ls []api.Lease) []uint64 {
+func chunks(ls []Lease) []uint64 {
 	var out []uint64
 	for _, l := range ls {
 		out = append(out, l.Chunk)
@@ -154,7 +153,7 @@ func TestJobErrorFailsAtOnce(t *testing.T) {
 	if err := s.Fail(ctx, "w", id, 1, ls[0].Epoch, "Parse Error: no matching }", true); err != nil {
 		t.Fatal(err)
 	}
-	if st := state(t, s, id, 1); st != api.StateFailed {
+	if st := state(t, s, id, 1); st != StateFailed {
 		t.Errorf("frame 1 is %s after a job error, want failed", st)
 	}
 	if n := s.jobs[id].failures["w"]; n != 0 {
@@ -163,12 +162,12 @@ func TestJobErrorFailsAtOnce(t *testing.T) {
 	if err := s.Fail(ctx, "w", other, 1, ls[1].Epoch, "worker out of memory", false); err != nil {
 		t.Fatal(err)
 	}
-	if st := state(t, s, other, 1); st != api.StateReady {
+	if st := state(t, s, other, 1); st != StateReady {
 		t.Errorf("frame 1 of job %d is %s after a machine error, want ready", other, st)
 	}
 }
 
-func jobOf(t *testing.T, s *Session, id int64) api.Job {
+func jobOf(t *testing.T, s *Session, id int64) Job {
 	t.Helper()
 	j, err := s.Job(id)
 	if err != nil {
@@ -200,7 +199,7 @@ func TestReleaseCountsNoAttempt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fs[1].State != api.StateFailed || fs[2].State != api.StateReady || fs[2].Attempts != 0 || fs[3].Attempts != 0 {
+	if fs[1].State != StateFailed || fs[2].State != StateReady || fs[2].Attempts != 0 || fs[3].Attempts != 0 {
 		t.Errorf("frames 2-4: %+v", fs[1:4])
 	}
 	again := claimWith(t, s, "a", 1, pov)

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/store"
 )
 
@@ -59,20 +58,20 @@ func TestExplicitClock(t *testing.T) {
 	}
 	// Heartbeats keep the lease past its first expiry.
 	clk.add(lease * 3 / 4)
-	if hb, err := s.Heartbeat(ctx, api.Heartbeat{Worker: "w1", Leases: []api.LeaseProgress{{LeaseRef: ref(l)}}}); err != nil || len(hb.Stop) != 0 {
+	if hb, err := s.Heartbeat(ctx, Heartbeat{Worker: "w1", Leases: []LeaseProgress{{LeaseRef: ref(l)}}}); err != nil || len(hb.Stop) != 0 {
 		t.Fatalf("heartbeat = %+v, %v", hb, err)
 	}
 	clk.add(lease / 2)
-	expire(api.StateRunning)
+	expire(StateRunning)
 	if n := s.Workers(); n != 1 {
 		t.Fatalf("%d live workers, want 1", n)
 	}
 	// A lease after the last heartbeat, it expires: a lost attempt, not a
 	// failure, though the job allows no retry.
 	clk.add(lease/2 - time.Nanosecond)
-	expire(api.StateRunning)
+	expire(StateRunning)
 	clk.add(time.Nanosecond)
-	expire(api.StateReady)
+	expire(StateReady)
 	if f, _ := s.Frame(id, 1); f.Attempts != 1 || f.Lost != 1 {
 		t.Fatalf("frame = %+v, want 1 attempt, 1 lost", f)
 	}
@@ -87,7 +86,7 @@ func TestExplicitClock(t *testing.T) {
 	}
 	clk.add(time.Minute)
 	complete(t, s, "w2", l2)
-	if f, _ := s.Frame(id, 1); f.State != api.StateDone || f.Attempts != 2 {
+	if f, _ := s.Frame(id, 1); f.State != StateDone || f.Attempts != 2 {
 		t.Fatalf("frame = %+v, want done after 2 attempts", f)
 	}
 	snap, err := st.Load(ctx)

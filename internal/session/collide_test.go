@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/store"
 )
@@ -22,7 +21,7 @@ func TestBundleNames(t *testing.T) {
 	s := open(t, st)
 	id := submit(t, s, mkjob(t, "", `<range first="1" last="4"/>`))
 	ls := claim(t, s, "w", 4) // frames 1..4, in order
-	done := func(s *Session, l api.Lease, paths ...string) {
+	done := func(s *Session, l Lease, paths ...string) {
 		t.Helper()
 		var files []OutFile
 		for _, p := range paths {

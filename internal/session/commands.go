@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/scheduler"
@@ -27,10 +26,10 @@ type Submission struct {
 
 // Submit records a job and returns its summary. The job id is issued when the
 // job is durable and never again.
-func (s *Session) Submit(ctx context.Context, sub Submission) (api.Submitted, error) {
+func (s *Session) Submit(ctx context.Context, sub Submission) (Submitted, error) {
 	inputs, err := encodeInputs(sub.Inputs)
 	if err != nil {
-		return api.Submitted{}, err
+		return Submitted{}, err
 	}
 	r, err := s.do(ctx, func(tx store.Tx) (any, error) {
 		if err := s.checkHeld(sub.Manifest.Name, len(sub.Manifest.Frames), sub.MaxFramesHeld); err != nil {
@@ -59,12 +58,12 @@ func (s *Session) Submit(ctx context.Context, sub Submission) (api.Submitted, er
 		if err := s.sched.Submit(j.Job); err != nil { // cannot fail: dependencies resolved above
 			return nil, err
 		}
-		return api.Submitted{ID: rec.ID, URL: jobURL(s.name, rec.ID), Name: rec.Name, Frames: len(j.Frames)}, nil
+		return Submitted{ID: rec.ID, URL: jobURL(s.name, rec.ID), Name: rec.Name, Frames: len(j.Frames)}, nil
 	})
 	if err != nil {
-		return api.Submitted{}, err
+		return Submitted{}, err
 	}
-	return r.(api.Submitted), nil
+	return r.(Submitted), nil
 }
 
 // ReadySignal returns a channel closed when frames next become ready. Take it
@@ -78,7 +77,7 @@ func (s *Session) ReadySignal() <-chan struct{} {
 // Claim leases up to req.Max ready frames to req.Worker, at once: it does not
 // wait (see ClaimWait). Leases are not durable: after a restart every running
 // frame is ready again and the new incarnation's epochs refuse old leases.
-func (s *Session) Claim(ctx context.Context, req api.ClaimRequest) ([]api.Lease, error) {
+func (s *Session) Claim(ctx context.Context, req ClaimRequest) ([]Lease, error) {
 	if req.Worker == "" {
 		return nil, fmt.Errorf("%w: claim without a worker name", ErrInvalid)
 	}
@@ -86,11 +85,11 @@ func (s *Session) Claim(ctx context.Context, req api.ClaimRequest) ([]api.Lease,
 	if err != nil {
 		return nil, err
 	}
-	return r.([]api.Lease), nil
+	return r.([]Lease), nil
 }
 
 // ClaimWait claims, waiting up to wait for frames to become ready.
-func (s *Session) ClaimWait(ctx context.Context, req api.ClaimRequest, wait time.Duration) ([]api.Lease, error) {
+func (s *Session) ClaimWait(ctx context.Context, req ClaimRequest, wait time.Duration) ([]Lease, error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
@@ -111,9 +110,9 @@ func (s *Session) ClaimWait(ctx context.Context, req api.ClaimRequest, wait time
 	}
 }
 
-func (s *Session) claim(req api.ClaimRequest) []api.Lease {
+func (s *Session) claim(req ClaimRequest) []Lease {
 	grants := s.sched.Claim(s.clock.Now(), req.Worker, req.Backends, req.Max)
-	var out []api.Lease
+	var out []Lease
 	for _, g := range grants {
 		l := s.lease(s.jobs[g.Job.ID], g.Idx)
 		l.Chunk = g.Chunk
@@ -122,16 +121,16 @@ func (s *Session) claim(req api.ClaimRequest) []api.Lease {
 	return out
 }
 
-func (s *Session) lease(j *job, i int32) api.Lease {
+func (s *Session) lease(j *job, i int32) Lease {
 	f := &j.Frames[i]
-	l := api.Lease{Job: j.rec.ID, Frame: f.ID, Epoch: f.Epoch, TTLMS: s.opt.LeaseTTL.Milliseconds()}
+	l := Lease{Job: j.rec.ID, Frame: f.ID, Epoch: f.Epoch, TTL: s.opt.LeaseTTL}
 	for _, d := range j.m.Frames[i].Deps {
 		t, ti, err := s.sched.Resolve(j.Job, d)
 		if err != nil {
 			continue // resolved at submit; jobs are not deleted while depended on
 		}
 		o := &s.jobs[t.ID].outs[ti]
-		l.Deps = append(l.Deps, api.DepOutput{Job: t.ID, Frame: t.Frames[ti].ID, Output: o.output, Size: o.size})
+		l.Deps = append(l.Deps, DepOutput{Job: t.ID, Frame: t.Frames[ti].ID, Output: o.output, Size: o.size})
 	}
 	return l
 }
@@ -162,11 +161,11 @@ func (s *Session) CheckLease(worker string, job, frame int64, epoch uint64) erro
 }
 
 // Heartbeat extends the worker's current leases and returns those it must abandon.
-func (s *Session) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatResponse, error) {
+func (s *Session) Heartbeat(ctx context.Context, hb Heartbeat) (HeartbeatResponse, error) {
 	r, err := s.do(ctx, func(store.Tx) (any, error) {
 		now := s.clock.Now()
 		s.sched.Seen(now, hb.Worker)
-		var resp api.HeartbeatResponse
+		var resp HeartbeatResponse
 		for _, l := range hb.Leases {
 			j, i, err := s.held(hb.Worker, l.Job, l.Frame, l.Epoch)
 			if err != nil {
@@ -178,9 +177,9 @@ func (s *Session) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.Heartbea
 		return resp, nil
 	})
 	if err != nil {
-		return api.HeartbeatResponse{}, err
+		return HeartbeatResponse{}, err
 	}
-	return r.(api.HeartbeatResponse), nil
+	return r.(HeartbeatResponse), nil
 }
 
 // OutFile is one file of a frame's output tarball.

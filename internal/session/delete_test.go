@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/store"
 )
 
@@ -40,7 +39,7 @@ func TestDelete(t *testing.T) {
 		t.Errorf("objects live after every job was deleted: %v", s.LiveObjects())
 	}
 	// Its frames' leases are gone: heartbeats say stop, results are refused.
-	hb, _ := s.Heartbeat(ctx, api.Heartbeat{Worker: "w", Leases: []api.LeaseProgress{{LeaseRef: api.LeaseRef{Job: a, Frame: ls[1].Frame, Epoch: ls[1].Epoch}}}})
+	hb, _ := s.Heartbeat(ctx, Heartbeat{Worker: "w", Leases: []LeaseProgress{{LeaseRef: LeaseRef{Job: a, Frame: ls[1].Frame, Epoch: ls[1].Epoch}}}})
 	if len(hb.Stop) != 1 {
 		t.Errorf("heartbeat for a deleted job's frame: %+v", hb)
 	}

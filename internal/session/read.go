@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/scheduler"
@@ -16,10 +15,10 @@ import (
 )
 
 // Jobs lists every job, newest first.
-func (s *Session) Jobs() []api.Job {
+func (s *Session) Jobs() []Job {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]api.Job, 0, len(s.jobs))
+	out := make([]Job, 0, len(s.jobs))
 	for _, j := range s.jobs {
 		out = append(out, s.jobInfo(j))
 	}
@@ -28,26 +27,26 @@ func (s *Session) Jobs() []api.Job {
 }
 
 // Job returns one job's summary.
-func (s *Session) Job(id int64) (api.Job, error) {
+func (s *Session) Job(id int64) (Job, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j := s.jobs[id]
 	if j == nil {
-		return api.Job{}, fmt.Errorf("job %d: %w", id, ErrNotFound)
+		return Job{}, fmt.Errorf("job %d: %w", id, ErrNotFound)
 	}
 	return s.jobInfo(j), nil
 }
 
 // Frames returns the frames of a job in id order, those in ranges only when
 // ranges is not nil.
-func (s *Session) Frames(id int64, ranges []manifest.Range) ([]api.Frame, error) {
+func (s *Session) Frames(id int64, ranges []manifest.Range) ([]Frame, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j := s.jobs[id]
 	if j == nil {
 		return nil, fmt.Errorf("job %d: %w", id, ErrNotFound)
 	}
-	out := make([]api.Frame, 0, len(j.Frames))
+	out := make([]Frame, 0, len(j.Frames))
 	for i := range j.Frames {
 		if ranges == nil || manifest.Contains(ranges, j.Frames[i].ID) {
 			out = append(out, s.frameInfo(j, int32(i)))
@@ -57,16 +56,16 @@ func (s *Session) Frames(id int64, ranges []manifest.Range) ([]api.Frame, error)
 }
 
 // Frame returns one frame.
-func (s *Session) Frame(id, frame int64) (api.Frame, error) {
+func (s *Session) Frame(id, frame int64) (Frame, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j := s.jobs[id]
 	if j == nil {
-		return api.Frame{}, fmt.Errorf("job %d: %w", id, ErrNotFound)
+		return Frame{}, fmt.Errorf("job %d: %w", id, ErrNotFound)
 	}
 	i, ok := j.FrameIndex(frame)
 	if !ok {
-		return api.Frame{}, fmt.Errorf("job %d has no frame %d: %w", id, frame, ErrNotFound)
+		return Frame{}, fmt.Errorf("job %d has no frame %d: %w", id, frame, ErrNotFound)
 	}
 	return s.frameInfo(j, i), nil
 }
@@ -118,21 +117,21 @@ func (s *Session) Outputs(id int64, ranges []manifest.Range) ([]Output, error) {
 }
 
 // Files lists a job's numbered files: inputs first, then frame outputs.
-func (s *Session) Files(id int64) ([]api.File, error) {
+func (s *Session) Files(id int64) ([]File, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j := s.jobs[id]
 	if j == nil {
 		return nil, fmt.Errorf("job %d: %w", id, ErrNotFound)
 	}
-	out := make([]api.File, 0, len(j.inputs)+len(j.files))
+	out := make([]File, 0, len(j.inputs)+len(j.files))
 	for k, in := range j.inputs {
 		n := int64(k + 1)
-		out = append(out, api.File{N: n, URL: fileURL(s.name, id, n), Path: in.Path, Size: in.Size})
+		out = append(out, File{N: n, URL: fileURL(s.name, id, n), Path: in.Path, Size: in.Size})
 	}
 	for _, f := range j.files {
 		fr := f.Frame
-		out = append(out, api.File{N: f.N, URL: fileURL(s.name, id, f.N), Path: f.Path, Size: f.Size, Frame: &fr})
+		out = append(out, File{N: f.N, URL: fileURL(s.name, id, f.N), Path: f.Path, Size: f.Size, Frame: &fr})
 	}
 	return out, nil
 }
@@ -183,7 +182,7 @@ func (s *Session) Workers() int {
 
 // WorkerList lists the workers heard from recently, by name, with their
 // fingerprints and the frames leased to them.
-func (s *Session) WorkerList() []api.Worker {
+func (s *Session) WorkerList() []Worker {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	now := s.clock.Now()
@@ -195,12 +194,12 @@ func (s *Session) WorkerList() []api.Worker {
 			}
 		}
 	}
-	out := make([]api.Worker, 0, len(s.sched.Workers()))
+	out := make([]Worker, 0, len(s.sched.Workers()))
 	for name, wk := range s.sched.Workers() {
-		out = append(out, api.Worker{Name: name, LastSeen: wk.Seen.UTC(), Live: s.sched.Live(wk, now),
+		out = append(out, Worker{Name: name, LastSeen: wk.Seen.UTC(), Live: s.sched.Live(wk, now),
 			Backends: maps.Clone(wk.Backends), Running: running[name]})
 	}
-	slices.SortFunc(out, func(a, b api.Worker) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b Worker) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -238,7 +237,7 @@ type FrameQuery struct {
 
 // FramesPage appends to dst the page of frames q asks for, in id order,
 // and says whether more follow.
-func (s *Session) FramesPage(dst []api.Frame, q FrameQuery) ([]api.Frame, bool, error) {
+func (s *Session) FramesPage(dst []Frame, q FrameQuery) ([]Frame, bool, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j := s.jobs[q.Job]
@@ -295,7 +294,7 @@ func (j *job) nextIn(ranges []manifest.Range, i int) int {
 // JobsPage appends to dst up to limit jobs, newest first, whose ids are
 // below before (0: from the newest), and says whether more follow. It looks
 // at every job once per page.
-func (s *Session) JobsPage(dst []api.Job, before int64, limit int) ([]api.Job, bool) {
+func (s *Session) JobsPage(dst []Job, before int64, limit int) ([]Job, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	ids := make([]int64, 0, min(limit+1, len(s.jobs)))
@@ -323,7 +322,7 @@ func (s *Session) JobsPage(dst []api.Job, before int64, limit int) ([]api.Job, b
 // FilesPage appends to dst up to limit numbered files of job id whose
 // numbers are above after (0: from the first), in number order — inputs
 // first, then frame outputs — and says whether more follow.
-func (s *Session) FilesPage(dst []api.File, id, after int64, limit int) ([]api.File, bool, error) {
+func (s *Session) FilesPage(dst []File, id, after int64, limit int) ([]File, bool, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	j := s.jobs[id]
@@ -338,7 +337,7 @@ func (s *Session) FilesPage(dst []api.File, id, after int64, limit int) ([]api.F
 	for ; k < len(j.inputs) && n < limit; k++ {
 		in := j.inputs[k]
 		fn := int64(k + 1)
-		dst = append(dst, api.File{N: fn, URL: fileURL(s.name, id, fn), Path: in.Path, Size: in.Size})
+		dst = append(dst, File{N: fn, URL: fileURL(s.name, id, fn), Path: in.Path, Size: in.Size})
 		n++
 	}
 	if k < len(j.inputs) {
@@ -350,7 +349,7 @@ func (s *Session) FilesPage(dst []api.File, id, after int64, limit int) ([]api.F
 	for ; o < len(j.files) && n < limit; o++ {
 		f := j.files[o]
 		fr := f.Frame
-		dst = append(dst, api.File{N: f.N, URL: fileURL(s.name, id, f.N), Path: f.Path, Size: f.Size, Frame: &fr})
+		dst = append(dst, File{N: f.N, URL: fileURL(s.name, id, f.N), Path: f.Path, Size: f.Size, Frame: &fr})
 		n++
 	}
 	return dst, o < len(j.files), nil
@@ -359,7 +358,7 @@ func (s *Session) FilesPage(dst []api.File, id, after int64, limit int) ([]api.F
 // WorkersPage appends to dst up to limit of the workers heard from, by
 // name, whose names sort after after ("": from the first), with their
 // fingerprints and the frames leased to them, and says whether more follow.
-func (s *Session) WorkersPage(dst []api.Worker, after string, limit int) ([]api.Worker, bool) {
+func (s *Session) WorkersPage(dst []Worker, after string, limit int) ([]Worker, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	names := make([]string, 0, min(limit+1, len(s.sched.Workers())))
@@ -393,7 +392,7 @@ func (s *Session) WorkersPage(dst []api.Worker, after string, limit int) ([]api.
 	now := s.clock.Now()
 	for _, name := range names {
 		wk := s.sched.Workers()[name]
-		dst = append(dst, api.Worker{Name: name, LastSeen: wk.Seen.UTC(), Live: s.sched.Live(wk, now),
+		dst = append(dst, Worker{Name: name, LastSeen: wk.Seen.UTC(), Live: s.sched.Live(wk, now),
 			Backends: maps.Clone(wk.Backends), Running: running[name]})
 	}
 	return dst, more

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/store"
@@ -96,7 +95,7 @@ func TestFramesPage(t *testing.T) {
 		t.Errorf("after the last frame: %v, more %v, %v", fs, more, err)
 	}
 	// A page is appended to dst.
-	dst := []api.Frame{{ID: -7}}
+	dst := []Frame{{ID: -7}}
 	if fs, _, _ := s.FramesPage(dst, FrameQuery{Job: id, After: -1, Limit: 2}); len(fs) != 3 || fs[0].ID != -7 || fs[1].ID != 0 || fs[2].ID != 2 {
 		t.Errorf("appended page: %v", fs)
 	}
@@ -159,7 +158,7 @@ func TestFilesPage(t *testing.T) {
 		t.Fatalf("files: %v, %v", all, err)
 	}
 	for _, limit := range []int{1, 2, 3, 4, 7, 8} {
-		var got []api.File
+		var got []File
 		after := int64(0)
 		for {
 			fs, more, err := s.FilesPage(nil, id, after, limit)
@@ -198,7 +197,7 @@ func TestWorkersPage(t *testing.T) {
 	}
 	all := s.WorkerList()
 	for _, limit := range []int{1, 2, 5, 6} {
-		var got []api.Worker
+		var got []Worker
 		after := ""
 		for {
 			ws, more := s.WorkersPage(nil, after, limit)

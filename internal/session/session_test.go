@@ -11,7 +11,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/store"
 )
@@ -53,16 +52,16 @@ func submit(t *testing.T, s *Session, sub Submission) int64 {
 	return r.ID
 }
 
-func claim(t *testing.T, s *Session, w string, n int) []api.Lease {
+func claim(t *testing.T, s *Session, w string, n int) []Lease {
 	t.Helper()
-	ls, err := s.Claim(ctx, api.ClaimRequest{Worker: w, Max: n, Backends: builtinOnly})
+	ls, err := s.Claim(ctx, ClaimRequest{Worker: w, Max: n, Backends: builtinOnly})
 	if err != nil {
 		t.Fatalf("claim: %v", err)
 	}
 	return ls
 }
 
-func frames(ls []api.Lease) []int64 {
+func frames(ls []Lease) []int64 {
 	var out []int64
 	for _, l := range ls {
 		out = append(out, l.Frame)
@@ -70,7 +69,7 @@ func frames(ls []api.Lease) []int64 {
 	return out
 }
 
-func complete(t *testing.T, s *Session, w string, l api.Lease) {
+func complete(t *testing.T, s *Session, w string, l Lease) {
 	t.Helper()
 	err := s.Complete(ctx, Completion{Worker: w, Job: l.Job, Frame: l.Frame, Epoch: l.Epoch,
 		Output: fmt.Sprintf("%064d", l.Frame), Size: 1, Files: []OutFile{{Path: fmt.Sprintf("f%d.png", l.Frame), Size: 1}}})
@@ -97,7 +96,7 @@ func TestDependencies(t *testing.T) {
 		t.Fatalf("claimed %v, want [1 2]", got)
 	}
 	complete(t, s, "w", ls[0])
-	if st := state(t, s, id, 3); st != api.StateWaiting {
+	if st := state(t, s, id, 3); st != StateWaiting {
 		t.Fatalf("frame 3 is %s with a dependency unmet", st)
 	}
 	complete(t, s, "w", ls[1])
@@ -111,7 +110,7 @@ func TestDependencies(t *testing.T) {
 	complete(t, s, "w", ls[0])
 	complete(t, s, "w", claim(t, s, "w", 10)[0])
 	j, _ := s.Job(id)
-	if j.State != api.JobDone || j.Counts[api.StateDone] != 4 {
+	if j.State != JobDone || j.Counts[StateDone] != 4 {
 		t.Fatalf("job = %+v", j)
 	}
 	// Output files are numbered after the (no) inputs, in completion order.
@@ -171,18 +170,18 @@ func TestLeaseExpiryAndEpochs(t *testing.T) {
 		// Heartbeats keep the lease.
 		for range 3 {
 			time.Sleep(ttl * 3 / 4)
-			hb, err := s.Heartbeat(ctx, api.Heartbeat{Worker: "w1", Leases: []api.LeaseProgress{{LeaseRef: ref(l), Progress: 0.5}}})
+			hb, err := s.Heartbeat(ctx, Heartbeat{Worker: "w1", Leases: []LeaseProgress{{LeaseRef: ref(l), Progress: 0.5}}})
 			if err != nil || len(hb.Stop) != 0 {
 				t.Fatalf("heartbeat = %+v, %v", hb, err)
 			}
 		}
-		if f, _ := s.Frame(id, 1); f.State != api.StateRunning || f.Progress != 0.5 {
+		if f, _ := s.Frame(id, 1); f.State != StateRunning || f.Progress != 0.5 {
 			t.Fatalf("frame = %+v, want running at 50%%", f)
 		}
 		// Without them it expires, and the frame goes to another worker with a new epoch.
 		time.Sleep(ttl + ttl/2)
 		synctest.Wait()
-		if st := state(t, s, id, 1); st != api.StateReady {
+		if st := state(t, s, id, 1); st != StateReady {
 			t.Fatalf("frame is %s after its lease expired", st)
 		}
 		l2 := claim(t, s, "w2", 1)[0]
@@ -193,13 +192,13 @@ func TestLeaseExpiryAndEpochs(t *testing.T) {
 		if !errors.Is(err, ErrStaleLease) {
 			t.Fatalf("stale completion: %v", err)
 		}
-		hb, _ := s.Heartbeat(ctx, api.Heartbeat{Worker: "w1", Leases: []api.LeaseProgress{{LeaseRef: ref(l)}}})
+		hb, _ := s.Heartbeat(ctx, Heartbeat{Worker: "w1", Leases: []LeaseProgress{{LeaseRef: ref(l)}}})
 		if len(hb.Stop) != 1 {
 			t.Fatalf("heartbeat with a stale lease: %+v", hb)
 		}
 		complete(t, s, "w2", l2)
 		f, _ := s.Frame(id, 1)
-		if f.State != api.StateDone || f.Attempts != 2 || f.Worker != "w2" {
+		if f.State != StateDone || f.Attempts != 2 || f.Worker != "w2" {
 			t.Fatalf("frame = %+v", f)
 		}
 		// A second completion of the same lease is refused: never completed twice.
@@ -209,13 +208,13 @@ func TestLeaseExpiryAndEpochs(t *testing.T) {
 	})
 }
 
-func ref(l api.Lease) api.LeaseRef { return api.LeaseRef{Job: l.Job, Frame: l.Frame, Epoch: l.Epoch} }
+func ref(l Lease) LeaseRef { return LeaseRef{Job: l.Job, Frame: l.Frame, Epoch: l.Epoch} }
 
 func TestRetriesOnAnotherWorker(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := open(t, store.NewMem())
 		id := submit(t, s, mkjob(t, "<retries>1</retries>", `<frame id="1"/>`))
-		if _, err := s.Heartbeat(ctx, api.Heartbeat{Worker: "w2"}); err != nil { // w2 is alive and idle
+		if _, err := s.Heartbeat(ctx, Heartbeat{Worker: "w2"}); err != nil { // w2 is alive and idle
 			t.Fatal(err)
 		}
 		l := claim(t, s, "w1", 1)
@@ -239,11 +238,11 @@ func TestRetriesOnAnotherWorker(t *testing.T) {
 		}
 		f, _ := s.Frame(id, 1)
 		j, _ := s.Job(id)
-		if f.State != api.StateFailed || f.Attempts != 2 || j.State != api.JobFailed || !strings.Contains(j.Error, "exit status 2") {
+		if f.State != StateFailed || f.Attempts != 2 || j.State != JobFailed || !strings.Contains(j.Error, "exit status 2") {
 			t.Fatalf("after the last retry: frame %+v job %+v", f, j)
 		}
 		n, err := s.Retry(ctx, id, nil)
-		if err != nil || n != 1 || state(t, s, id, 1) != api.StateReady {
+		if err != nil || n != 1 || state(t, s, id, 1) != StateReady {
 			t.Fatalf("retry = %d, %v; frame %s", n, err, state(t, s, id, 1))
 		}
 	})
@@ -259,7 +258,7 @@ func TestSingleWorkerStillRetries(t *testing.T) {
 		}
 		s.Fail(ctx, "only", id, 1, ls[0].Epoch, "boom", false)
 	}
-	if st := state(t, s, id, 1); st != api.StateFailed {
+	if st := state(t, s, id, 1); st != StateFailed {
 		t.Fatalf("frame is %s after 3 failed attempts with retries=2", st)
 	}
 }
@@ -303,7 +302,7 @@ func TestCancel(t *testing.T) {
 	if err != nil || n != 5 {
 		t.Fatalf("cancel = %d, %v", n, err)
 	}
-	hb, _ := s.Heartbeat(ctx, api.Heartbeat{Worker: "w", Leases: []api.LeaseProgress{{LeaseRef: ref(ls[0])}, {LeaseRef: ref(ls[1])}}})
+	hb, _ := s.Heartbeat(ctx, Heartbeat{Worker: "w", Leases: []LeaseProgress{{LeaseRef: ref(ls[0])}, {LeaseRef: ref(ls[1])}}})
 	if len(hb.Stop) != 2 {
 		t.Fatalf("running frames of a canceled job not stopped: %+v", hb)
 	}
@@ -314,7 +313,7 @@ func TestCancel(t *testing.T) {
 		t.Fatalf("claimed %v from a canceled job", frames(got))
 	}
 	j, _ := s.Job(id)
-	if j.State != api.JobCanceled || j.Counts[api.StateCanceled] != 5 {
+	if j.State != JobCanceled || j.Counts[StateCanceled] != 5 {
 		t.Fatalf("job = %+v", j)
 	}
 	if n, err := s.Retry(ctx, id, nil); err != nil || n != 5 {
@@ -332,7 +331,7 @@ func TestRetryDoneFrameRerendersAndHoldsDependents(t *testing.T) {
 	if n, err := s.Retry(ctx, id, []manifest.Range{{First: 1, Last: 1}}); err != nil || n != 1 {
 		t.Fatalf("retry = %d, %v", n, err)
 	}
-	if st := state(t, s, id, 2); st != api.StateWaiting {
+	if st := state(t, s, id, 2); st != StateWaiting {
 		t.Fatalf("dependent is %s while its dependency renders again", st)
 	}
 	ls := claim(t, s, "w", 5)
@@ -354,7 +353,7 @@ func TestRestartKeepsDoneAndRequeuesRunning(t *testing.T) {
 	s.Close()                                           // as after kill -9: nothing more is written at close
 
 	s2 := open(t, st)
-	want := map[int64]string{1: api.StateDone, 2: api.StateReady, 3: api.StateReady, 4: api.StateReady}
+	want := map[int64]string{1: StateDone, 2: StateReady, 3: StateReady, 4: StateReady}
 	for f, w := range want {
 		if got := state(t, s2, id, f); got != w {
 			t.Errorf("frame %d is %s after restart, want %s", f, got, w)
@@ -408,10 +407,10 @@ func TestLostLeasesDoNotUseRetries(t *testing.T) {
 		st := store.NewMem()
 		s := open(t, st)
 		id := submit(t, s, mkjob(t, "<retries>0</retries>", `<frame id="1"/><frame id="2"/>`))
-		lose := func(s *Session, frame int64, w string) api.Frame {
+		lose := func(s *Session, frame int64, w string) Frame {
 			t.Helper()
 			ls := claim(t, s, w, 1)
-			if i := slices.IndexFunc(ls, func(l api.Lease) bool { return l.Frame == frame }); i < 0 {
+			if i := slices.IndexFunc(ls, func(l Lease) bool { return l.Frame == frame }); i < 0 {
 				t.Fatalf("%s was not leased frame %d: %v", w, frame, frames(ls))
 			}
 			time.Sleep(ttl + ttl/2)
@@ -420,7 +419,7 @@ func TestLostLeasesDoNotUseRetries(t *testing.T) {
 			return f
 		}
 		for n := 1; n <= MaxLostLeases; n++ {
-			if f := lose(s, 1, fmt.Sprintf("w%d", n)); f.State != api.StateReady || f.Attempts != n || f.Lost != n ||
+			if f := lose(s, 1, fmt.Sprintf("w%d", n)); f.State != StateReady || f.Attempts != n || f.Lost != n ||
 				!strings.Contains(f.Error, "lease expired") {
 				t.Fatalf("after %d lost leases: %+v, want ready, %d attempts, %d lost", n, f, n, n)
 			}
@@ -428,12 +427,12 @@ func TestLostLeasesDoNotUseRetries(t *testing.T) {
 		s.Close()
 		s = open(t, st)
 		f := lose(s, 1, "last")
-		if f.State != api.StateFailed || f.Lost != MaxLostLeases+1 || !strings.Contains(f.Error, fmt.Sprintf("lost its lease %d times", MaxLostLeases+1)) {
+		if f.State != StateFailed || f.Lost != MaxLostLeases+1 || !strings.Contains(f.Error, fmt.Sprintf("lost its lease %d times", MaxLostLeases+1)) {
 			t.Fatalf("after %d lost leases and a restart: %+v, want failed", MaxLostLeases+1, f)
 		}
 		// Frame 2 loses a lease, then fails for real: with no retries, that
 		// failure is its last attempt.
-		if f := lose(s, 2, "w-lost"); f.Lost != 1 || f.State != api.StateReady {
+		if f := lose(s, 2, "w-lost"); f.Lost != 1 || f.State != StateReady {
 			t.Fatalf("frame 2 after a lost lease: %+v", f)
 		}
 		l := claim(t, s, "w-fail", 1)
@@ -443,7 +442,7 @@ func TestLostLeasesDoNotUseRetries(t *testing.T) {
 		if err := s.Fail(ctx, "w-fail", id, 2, l[0].Epoch, "boom", false); err != nil {
 			t.Fatal(err)
 		}
-		if f, _ := s.Frame(id, 2); f.State != api.StateFailed || f.Error != "boom" {
+		if f, _ := s.Frame(id, 2); f.State != StateFailed || f.Error != "boom" {
 			t.Fatalf("frame 2 after a failure: %+v, want failed", f)
 		}
 	})
@@ -461,7 +460,7 @@ func TestFailedReloadRefusesUntilReloaded(t *testing.T) {
 	// Memory may be ahead of the store: nothing is decided on it, even a
 	// command that writes nothing (a claim).
 	st.FailCommit = nil
-	if _, err := s.Claim(ctx, api.ClaimRequest{Worker: "w", Max: 1, Backends: map[string]string{"builtin": "1"}}); !errors.Is(err, ErrNotSaved) {
+	if _, err := s.Claim(ctx, ClaimRequest{Worker: "w", Max: 1, Backends: map[string]string{"builtin": "1"}}); !errors.Is(err, ErrNotSaved) {
 		t.Fatalf("claim while the state could not be reloaded: %v", err)
 	}
 	st.FailLoad = nil
@@ -496,9 +495,9 @@ func TestConcurrentSubmitsGetDistinctIDs(t *testing.T) {
 func TestClaimWaitWakesOnReady(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := open(t, store.NewMem())
-		got := make(chan []api.Lease)
+		got := make(chan []Lease)
 		go func() {
-			ls, _ := s.ClaimWait(ctx, api.ClaimRequest{Worker: "w", Max: 4, Backends: builtinOnly}, time.Minute)
+			ls, _ := s.ClaimWait(ctx, ClaimRequest{Worker: "w", Max: 4, Backends: builtinOnly}, time.Minute)
 			got <- ls
 		}()
 		synctest.Wait()
@@ -508,7 +507,7 @@ func TestClaimWaitWakesOnReady(t *testing.T) {
 			t.Fatalf("long-poll claim got %d frames", len(ls))
 		}
 		start := time.Now()
-		ls, _ = s.ClaimWait(ctx, api.ClaimRequest{Worker: "w", Max: 4, Backends: builtinOnly}, 5*time.Second)
+		ls, _ = s.ClaimWait(ctx, ClaimRequest{Worker: "w", Max: 4, Backends: builtinOnly}, 5*time.Second)
 		if len(ls) != 0 || time.Since(start) != 5*time.Second {
 			t.Fatalf("empty claim returned %d after %s", len(ls), time.Since(start))
 		}

@@ -17,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/durl"
 	"github.com/distren/distren/internal/manifest"
@@ -25,8 +24,8 @@ import (
 	"github.com/distren/distren/internal/store"
 )
 
-var stateNames = [scheduler.NStates]string{api.StateWaiting, api.StateReady, api.StateRunning, api.StateDone, api.StateFailed,
-	api.StateFailed, api.StateCanceled}
+var stateNames = [scheduler.NStates]string{StateWaiting, StateReady, StateRunning, StateDone, StateFailed,
+	StateFailed, StateCanceled}
 
 // Frame states, as the scheduler names them.
 const (
@@ -88,30 +87,30 @@ func (j *job) state() string {
 	c := &j.Counts
 	switch {
 	case c[fsDone] == len(j.Frames):
-		return api.JobDone
+		return JobDone
 	case c[fsRunning] > 0:
-		return api.JobRunning
+		return JobRunning
 	case c[fsReady]+c[fsWaiting] > 0:
 		if c[fsDone]+c[fsFailed]+c[fsBlocked] > 0 {
-			return api.JobRunning
+			return JobRunning
 		}
-		return api.JobQueued
+		return JobQueued
 	case j.rec.Stop != "" && c[fsCanceled] > 0:
-		return api.JobFailed
+		return JobFailed
 	case c[fsCanceled] > 0:
-		return api.JobCanceled
+		return JobCanceled
 	}
-	return api.JobFailed
+	return JobFailed
 }
 
 // finished reports whether nothing more will happen to the job by itself.
 func (j *job) finished() bool {
 	s := j.state()
-	return s == api.JobDone || s == api.JobFailed || s == api.JobCanceled
+	return s == JobDone || s == JobFailed || s == JobCanceled
 }
 
 // frameInfo renders a frame for the API.
-func (s *Session) frameInfo(j *job, i int32) api.Frame {
+func (s *Session) frameInfo(j *job, i int32) Frame {
 	out := s.frameBare(j, i)
 	out.URL = frameURL(s.name, j.rec.ID, out.ID)
 	return out
@@ -119,10 +118,10 @@ func (s *Session) frameInfo(j *job, i int32) api.Frame {
 
 // frameBare is frameInfo without the frame's URL, which a long listing
 // writes itself rather than have one allocated per frame (read.go).
-func (s *Session) frameBare(j *job, i int32) api.Frame {
+func (s *Session) frameBare(j *job, i int32) Frame {
 	f := &j.Frames[i]
 	o := &j.outs[i]
-	out := api.Frame{
+	out := Frame{
 		ID: f.ID, State: stateNames[f.State], Attempts: f.Attempts, Lost: int(f.Lost),
 		Worker: f.Worker, Error: f.Err, Output: o.output, Size: o.size,
 		RenderMS: o.render.Milliseconds(), Files: o.files,
@@ -156,8 +155,8 @@ func (s *Session) jobError(j *job) string {
 	return ""
 }
 
-func (s *Session) jobInfo(j *job) api.Job {
-	out := api.Job{
+func (s *Session) jobInfo(j *job) Job {
+	out := Job{
 		ID: j.rec.ID, URL: jobURL(s.name, j.rec.ID), Name: j.rec.Name, State: j.state(),
 		Priority: j.m.Priority, Submitted: j.rec.Submitted, Frames: len(j.Frames),
 		Counts: map[string]int{}, Error: s.jobError(j),
@@ -268,6 +267,6 @@ func decodeLegacyInputs(b []byte) ([]cdc.File, error) {
 
 func fileURL(server string, id, n int64) string { return durl.File(server, id, n) }
 
-func slicesSortJobs(js []api.Job) {
-	slices.SortFunc(js, func(a, b api.Job) int { return int(b.ID - a.ID) })
+func slicesSortJobs(js []Job) {
+	slices.SortFunc(js, func(a, b Job) int { return int(b.ID - a.ID) })
 }

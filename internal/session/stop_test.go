@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/store"
 )
 
@@ -22,7 +21,7 @@ func TestJobErrorStopsJob(t *testing.T) {
 			ls := claim(t, s, "w", 3) // 1, 2, 3
 			complete(t, s, "w", ls[0])
 			failFrame(t, s, "w", ls[1], "Parse Error: no matching } in 'object'", true)
-			hb, err := s.Heartbeat(ctx, api.Heartbeat{Worker: "w", Leases: []api.LeaseProgress{{LeaseRef: ref(ls[2])}}})
+			hb, err := s.Heartbeat(ctx, Heartbeat{Worker: "w", Leases: []LeaseProgress{{LeaseRef: ref(ls[2])}}})
 			if err != nil || len(hb.Stop) != 1 {
 				t.Errorf("the running frame 3 was not told to stop: %+v, %v", hb, err)
 			}
@@ -34,13 +33,13 @@ func TestJobErrorStopsJob(t *testing.T) {
 				j := jobOf(t, s, id)
 				want := "the farm stopped the job: frame 2 failed for a reason in the job, not the worker, so its 8 unfinished frames were canceled. " +
 					"Fix the package and submit it again. frame 2: Parse Error: no matching } in 'object'"
-				if j.State != api.JobFailed || j.Error != want {
+				if j.State != JobFailed || j.Error != want {
 					t.Errorf("%s: job %s: %q, want failed: %q", when, j.State, j.Error, want)
 				}
 				if fmt.Sprint(j.Counts) != "map[canceled:8 done:1 failed:1]" {
 					t.Errorf("%s: counts %v", when, j.Counts)
 				}
-				if f := frameOf(t, s, id, 2); f.State != api.StateFailed || f.Attempts != 1 {
+				if f := frameOf(t, s, id, 2); f.State != StateFailed || f.Attempts != 1 {
 					t.Errorf("%s: frame 2 = %+v", when, f)
 				}
 			}
@@ -51,7 +50,7 @@ func TestJobErrorStopsJob(t *testing.T) {
 			if n, err := s.Retry(ctx, id, nil); err != nil || n != 9 {
 				t.Fatalf("retry = %d, %v", n, err)
 			}
-			if j := jobOf(t, s, id); j.State != api.JobRunning || j.Error != "" || j.Counts[api.StateReady] != 9 {
+			if j := jobOf(t, s, id); j.State != JobRunning || j.Error != "" || j.Counts[StateReady] != 9 {
 				t.Errorf("after retry: %+v", j)
 			}
 		})
@@ -98,7 +97,7 @@ func TestSuspectRule(t *testing.T) {
 			s := open(t, store.NewMem())
 			id := submit(t, s, mkjob(t, fmt.Sprintf("<retries>%d</retries>", c.retries), fmt.Sprintf(`<range first="1" last="%d"/>`, c.frames)))
 			for _, w := range c.workers { // every worker is live from the start
-				if _, err := s.Heartbeat(ctx, api.Heartbeat{Worker: w}); err != nil {
+				if _, err := s.Heartbeat(ctx, Heartbeat{Worker: w}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -106,7 +105,7 @@ func TestSuspectRule(t *testing.T) {
 				complete(t, s, c.workers[0], claim(t, s, c.workers[0], 1)[0])
 			}
 			failed := 0
-			for round := 0; round < 100 && jobOf(t, s, id).Counts[api.StateReady] > 0; round++ {
+			for round := 0; round < 100 && jobOf(t, s, id).Counts[StateReady] > 0; round++ {
 				for _, w := range c.workers {
 					for _, l := range claim(t, s, w, 1) {
 						failFrame(t, s, w, l, c.msg(l.Frame), false)
@@ -115,7 +114,7 @@ func TestSuspectRule(t *testing.T) {
 				}
 			}
 			j := jobOf(t, s, id)
-			if j.State != api.JobFailed {
+			if j.State != JobFailed {
 				t.Fatalf("job is %s: %+v", j.State, j)
 			}
 			stopped := strings.HasPrefix(j.Error, "the farm stopped the job")
@@ -174,7 +173,7 @@ func TestJobErrorInChunkKeepsItsRenderedFrames(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hb, _ := s.Heartbeat(ctx, api.Heartbeat{Worker: "b", Leases: []api.LeaseProgress{{LeaseRef: ref(other[0])}}})
+	hb, _ := s.Heartbeat(ctx, Heartbeat{Worker: "b", Leases: []LeaseProgress{{LeaseRef: ref(other[0])}}})
 	if len(hb.Stop) != 1 {
 		t.Errorf("the other worker's chunk was not stopped: %+v", hb)
 	}
@@ -186,7 +185,7 @@ func TestJobErrorInChunkKeepsItsRenderedFrames(t *testing.T) {
 	if want := "[1:done 2:failed 3:canceled 4:canceled 5:canceled 6:canceled 7:canceled 8:canceled 9:canceled 10:canceled 12:canceled 13:canceled 14:canceled 15:canceled]"; fmt.Sprint(got) != want {
 		t.Errorf("frames %v, want %s", got, want)
 	}
-	if j := jobOf(t, s, id); j.State != api.JobFailed || !strings.Contains(j.Error, "frame 2 failed for a reason in the job, not the worker, so its 10 unfinished frames were canceled") {
+	if j := jobOf(t, s, id); j.State != JobFailed || !strings.Contains(j.Error, "frame 2 failed for a reason in the job, not the worker, so its 10 unfinished frames were canceled") {
 		t.Errorf("job %+v", j)
 	}
 }

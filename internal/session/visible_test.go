@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/store"
 )
 
@@ -70,7 +69,7 @@ func TestNoChangeSeenBeforeItIsDurable(t *testing.T) {
 	// for the commit, as it should, is released below.)
 	select {
 	case st := <-seen:
-		if st == api.StateDone {
+		if st == StateDone {
 			t.Fatal("frame 1 read as done while its completion was not yet durable")
 		}
 		t.Fatalf("frame 1 read as %s while its completion was being committed", st)
@@ -78,7 +77,7 @@ func TestNoChangeSeenBeforeItIsDurable(t *testing.T) {
 	}
 	release()
 	<-completed
-	if st := <-seen; st != api.StateDone {
+	if st := <-seen; st != StateDone {
 		t.Errorf("frame 1 after its commit: %s", st)
 	}
 }
