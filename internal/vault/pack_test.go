@@ -144,8 +144,8 @@ func TestConcurrentPutsAndRoll(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	ents := packFiles(t, v, dir)
 	v.Close()
-	ents, _ := os.ReadDir(filepath.Join(dir, "packs"))
 	if len(ents) < 5 {
 		t.Errorf("%d packs; rolling at 2000 bytes should have made many", len(ents))
 	}
