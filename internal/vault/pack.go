@@ -154,6 +154,8 @@ func openPacks(ctx context.Context, dir string, mod storage.Module, noSync bool,
 	p := &packs{dir: dir, mod: mod, noSync: noSync, rollAt: packRoll, maxAge: maxAge,
 		index: map[[32]byte]packLoc{}, local: map[int]*os.File{}, remote: map[int]int64{},
 		writing: map[int]int{}, last: -1}
+	// Seals run in the background, beyond the call that opened the vault,
+	// until close stops them.
 	p.bg, p.stop = context.WithCancel(context.WithoutCancel(ctx))
 	ok := false
 	defer func() {

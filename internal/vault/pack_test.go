@@ -165,7 +165,9 @@ func BenchmarkPutSmall(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		opt  Options
-	}{{"files", Options{}}, {"packs", Options{SmallObjects: 64 << 10}}} {
+	}{{"files", Options{}}, {"packs", Options{SmallObjects: 64 << 10}},
+		// Without fsync: the cost of the code path alone.
+		{"packs-nosync", Options{SmallObjects: 64 << 10, NoSync: true}}} {
 		b.Run(c.name, func(b *testing.B) {
 			v, err := Open(b.TempDir(), c.opt)
 			if err != nil {
