@@ -110,7 +110,8 @@ type packs struct {
 	synced int64      // bytes of the last pack known durable
 	syncOf int        // the pack synced refers to
 
-	sealMu  sync.Mutex // one seal at a time
+	sealMu  sync.Mutex    // one seal at a time
+	started chan struct{} // tells the sealer an open pack got its first record
 	bg      context.Context
 	stop    context.CancelFunc // ends the background seals, at close
 	running sync.WaitGroup
@@ -153,7 +154,7 @@ func openPacks(ctx context.Context, dir string, mod storage.Module, noSync bool,
 	sort.Ints(nums)
 	p := &packs{dir: dir, mod: mod, noSync: noSync, rollAt: packRoll, maxAge: maxAge,
 		index: map[[32]byte]packLoc{}, local: map[int]*os.File{}, remote: map[int]int64{},
-		writing: map[int]int{}, last: -1}
+		writing: map[int]int{}, last: -1, started: make(chan struct{}, 1)}
 	// Seals run in the background, beyond the call that opened the vault,
 	// until close stops them.
 	p.bg, p.stop = context.WithCancel(context.WithoutCancel(ctx))
@@ -496,6 +497,10 @@ func (p *packs) appendLocked(rec []byte) (int, int64, error) {
 	}
 	if p.size == 0 {
 		p.since = time.Now()
+		select {
+		case p.started <- struct{}{}:
+		default:
+		}
 	}
 	p.size += int64(len(rec))
 	return n, off, nil
@@ -568,24 +573,39 @@ func (p *packs) kick() {
 // small objects reach the module even when few are written.
 func (p *packs) sealer() {
 	defer p.running.Done()
-	for {
-		p.mu.RLock()
-		wait := p.maxAge
-		if !p.since.IsZero() {
-			wait = max(time.Until(p.since.Add(p.maxAge)), 0)
-		}
-		p.mu.RUnlock()
-		select {
-		case <-p.bg.Done():
-			return
-		case <-time.After(wait):
-		}
+	for p.sealWait() {
 		p.mu.Lock()
 		if p.local != nil && p.size > 0 && !p.since.IsZero() && time.Since(p.since) >= p.maxAge {
 			p.rollLocked() // an error leaves the pack open: tried again next time
 		}
 		p.mu.Unlock()
 		p.sealAll(p.bg)
+	}
+}
+
+// sealWait waits until the open pack is due, and reports false once the
+// packs close. An empty open pack is never due.
+func (p *packs) sealWait() bool {
+	for {
+		p.mu.RLock()
+		since := p.since
+		p.mu.RUnlock()
+		var due <-chan time.Time // nil, never ready, while the open pack is empty
+		var t *time.Timer
+		if !since.IsZero() {
+			t = time.NewTimer(max(time.Until(since.Add(p.maxAge)), 0))
+			due = t.C
+		}
+		select {
+		case <-p.bg.Done():
+			return false
+		case <-p.started:
+			if t != nil {
+				t.Stop()
+			}
+		case <-due:
+			return true
+		}
 	}
 }
 
