@@ -351,3 +351,35 @@ func TestCanceledReaderDoesNotFailOthers(t *testing.T) {
 		}
 	})
 }
+
+// TestWatchdogAbortsStalledPut: the context a Put is given reaches the
+// module under the watchdog, which aborts a write that stalls even when
+// the caller set no deadline.
+func TestWatchdogAbortsStalledPut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		fs, err := storage.NewFS(dir, storage.FSOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := storagetest.NewFaulty(fs)
+		mod := storage.Resilient(f, storage.ResilientOptions{StallTimeout: 30 * time.Second, Attempts: 2, Backoff: time.Second})
+		v, err := Open(dir, Options{Module: mod})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		f.Inject(storagetest.Fault{Op: "put", Stall: true})
+		start := time.Now()
+		_, err = v.Put(bg, bytes.NewReader(random(100_000)), "")
+		if !errors.Is(err, storage.ErrStalled) || !strings.Contains(err.Error(), "after 2 attempts") {
+			t.Errorf("Put on a stalled module: %v, want ErrStalled after 2 attempts", err)
+		}
+		if d := time.Since(start); d < time.Minute || d > time.Minute+2*time.Second {
+			t.Errorf("the stalled Put took %s, want two stalls of 30 s and a backoff", d)
+		}
+		if n := f.Calls("put"); n != 2 {
+			t.Errorf("%d writes tried, want 2", n)
+		}
+	})
+}
