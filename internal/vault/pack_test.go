@@ -185,3 +185,51 @@ func BenchmarkPutSmall(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkOpenSmall reads packed objects back: from the open pack on the
+// local disk, and from packs sealed on the (filesystem) module, one ranged
+// read each.
+func BenchmarkOpenSmall(b *testing.B) {
+	for _, sealed := range []bool{false, true} {
+		name := map[bool]string{false: "open-pack", true: "sealed"}[sealed]
+		b.Run(name, func(b *testing.B) {
+			v, err := Open(b.TempDir(), Options{SmallObjects: 64 << 10, NoSync: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer v.Close()
+			refs := make([]Ref, 1000)
+			for i := range refs {
+				if refs[i], err = v.Put(bg, strings.NewReader(fmt.Sprintf("frame output %d %s", i, strings.Repeat("x", 4000))), ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if sealed {
+				v.packs.mu.Lock()
+				err = v.packs.rollLocked()
+				v.packs.mu.Unlock()
+				if err == nil {
+					err = v.packs.sealAll(bg)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			var n atomic.Int64
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					o, err := v.Open(bg, refs[n.Add(1)%int64(len(refs))].Hash)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := io.Copy(io.Discard, o); err != nil {
+						b.Error(err)
+					}
+					o.Close()
+				}
+			})
+		})
+	}
+}
