@@ -211,6 +211,20 @@ func TestPacksLiveOnTheModule(t *testing.T) {
 		if _, err := mod.Stat(bg, packIndexObject(0)); err != nil {
 			t.Errorf("the lost index was not written again: %v", err)
 		}
+		// The index of a pack compacted away (a crash between deleting the
+		// pack and its index) is removed at the next open.
+		orphan := encodePackIndex(nil)
+		if err := mod.Put(bg, packIndexObject(999), bytes.NewReader(orphan), int64(len(orphan))); err != nil {
+			t.Fatal(err)
+		}
+		last, err := Open(t.TempDir(), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer last.Close()
+		if _, err := mod.Stat(bg, packIndexObject(999)); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("the index of a pack that is gone: %v, want it removed", err)
+		}
 	})
 }
 
