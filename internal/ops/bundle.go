@@ -47,7 +47,7 @@ func (f *Farm) WriteResult(ctx context.Context, id int64, ranges []manifest.Rang
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		obj, err := f.vault.Open(o.Hash)
+		obj, err := f.vault.Open(ctx, o.Hash)
 		if err != nil {
 			return fmt.Errorf("frame %d output: %w", o.Frame, err)
 		}
@@ -83,7 +83,7 @@ func (f *Farm) WriteFile(ctx context.Context, id, n int64, start func(name strin
 		// missing object is an error answer, not a cut stream.
 		var w io.Writer
 		for i, p := range loc.Parts {
-			o, err := f.vault.Open(hex.EncodeToString(p.Hash[:]))
+			o, err := f.vault.Open(ctx, hex.EncodeToString(p.Hash[:]))
 			if err != nil {
 				return f.fileError(n, loc.Path, notFound(err))
 			}
@@ -101,7 +101,7 @@ func (f *Farm) WriteFile(ctx context.Context, id, n int64, start func(name strin
 		}
 		return nil
 	}
-	o, err := f.vault.Open(loc.Hash)
+	o, err := f.vault.Open(ctx, loc.Hash)
 	if err != nil {
 		return notFound(err)
 	}
@@ -138,7 +138,7 @@ func (f *Farm) FrameOutput(ctx context.Context, id, frame int64) (Object, error)
 	if fr.State != session.StateDone {
 		return nil, errorf(NotFound, "frame %s is %s: it has no output yet", fr.URL, fr.State)
 	}
-	o, err := f.vault.Open(fr.Output)
+	o, err := f.vault.Open(ctx, fr.Output)
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -150,7 +150,7 @@ func (f *Farm) Blob(ctx context.Context, hash string) (Object, error) {
 	if !cdc.ValidHash(hash) {
 		return nil, errorf(Invalid, "blob %q: not a SHA-256 in hex (64 lowercase hex digits)", hash)
 	}
-	o, err := f.vault.Open(hash)
+	o, err := f.vault.Open(ctx, hash)
 	if err != nil {
 		return nil, notFound(err)
 	}

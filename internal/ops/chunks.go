@@ -25,16 +25,23 @@ func (f *Farm) MissingChunks(ctx context.Context, hashes []string) ([]string, er
 	}
 	missing := []string{}
 	// Not while a sweep runs, which could remove a chunk found here.
-	f.record(0, nil, func() error {
+	err := f.record(0, nil, func() error {
 		for _, h := range hashes {
-			if !f.vault.Has(h) {
+			ok, err := f.vault.Has(ctx, h)
+			switch {
+			case err != nil:
+				return fmt.Errorf("chunks/missing: %w", err)
+			case !ok:
 				missing = append(missing, h)
-			} else {
-				f.vault.Touch(h)
+			default:
+				f.vault.Touch(ctx, h)
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
 	return missing, nil
 }
 
@@ -60,7 +67,7 @@ func (f *Farm) PutChunk(ctx context.Context, hash string, data io.Reader, size i
 	sp := &spool{dir: f.tmp}
 	defer sp.remove()
 	put := func(r io.Reader) error {
-		if _, err := f.vault.Put(r, hash); err != nil {
+		if _, err := f.vault.Put(ctx, r, hash); err != nil {
 			if errors.Is(err, vault.ErrMismatch) {
 				return errorf(Invalid, "chunk %s: %v", hash, err)
 			}

@@ -49,7 +49,7 @@ func (f *Farm) AcceptOutput(ctx context.Context, rep Report, render time.Duratio
 		io.Copy(io.Discard, pr)
 		scanned <- err
 	}()
-	ref, err := f.vault.Put(io.TeeReader(io.TeeReader(body, sp), pw), "")
+	ref, err := f.vault.Put(ctx, io.TeeReader(io.TeeReader(body, sp), pw), "")
 	pw.CloseWithError(err)
 	serr := <-scanned
 	if err != nil {
@@ -67,7 +67,7 @@ func (f *Farm) AcceptOutput(ctx context.Context, rep Report, render time.Duratio
 	again := func() error {
 		r, err := sp.reader()
 		if err == nil {
-			_, err = f.vault.Put(r, ref.Hash)
+			_, err = f.vault.Put(ctx, r, ref.Hash)
 		}
 		if err != nil {
 			return fmt.Errorf("frame %d output: %w", rep.Frame, err)

@@ -3,6 +3,7 @@ package ops
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -73,18 +74,18 @@ func (f *Farm) SubmitTar(ctx context.Context, tarball io.Reader, size int64) (se
 		return session.Submitted{}, err
 	}
 	// Only an accepted package's files reach the vault.
-	inputs, err := f.ingest(dir, files)
+	inputs, err := f.ingest(ctx, dir, files)
 	if err != nil {
 		return session.Submitted{}, err
 	}
 	// If a collection ran since the chunks were stored, those it removed
 	// are stored again from the unpacked package.
 	again := func() error {
-		if f.allStored(inputs) {
-			return nil
+		if ok, err := f.allStored(ctx, inputs); ok || err != nil {
+			return err
 		}
 		var err error
-		inputs, err = f.ingest(dir, files)
+		inputs, err = f.ingest(ctx, dir, files)
 		return err
 	}
 	return f.submit(ctx, since, again, m, raw, &inputs)
@@ -108,7 +109,7 @@ func (f *Farm) SubmitTree(ctx context.Context, tree io.Reader) (session.Submitte
 	if err != nil {
 		return session.Submitted{}, errorf(Invalid, "package tree: %v", err)
 	}
-	inputs, raw, err := f.treeInputs(t)
+	inputs, raw, err := f.treeInputs(ctx, t)
 	if err != nil {
 		return session.Submitted{}, err
 	}
@@ -123,8 +124,8 @@ func (f *Farm) SubmitTree(ctx context.Context, tree io.Reader) (session.Submitte
 	// A tree's chunks removed by a collection meanwhile must be uploaded
 	// again: the farm holds no copy of them.
 	again := func() error {
-		if f.allStored(inputs) {
-			return nil
+		if ok, err := f.allStored(ctx, inputs); ok || err != nil {
+			return err
 		}
 		return errorf(Conflict, "package: some of its chunks were removed by a garbage collection while it was submitted; submit it again (the chunks missing are sent again)")
 	}
@@ -200,7 +201,7 @@ func (f *Farm) readLimited(dir, name string) ([]byte, error) {
 // as a package may hold works under any upload directory, and no error
 // names the server's directories. (Walking the directory instead would
 // cost, through an os.Root, the square of a path's depth.)
-func (f *Farm) ingest(dir string, files []jobpkg.File) ([]cdc.File, error) {
+func (f *Farm) ingest(ctx context.Context, dir string, files []jobpkg.File) ([]cdc.File, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("package: %w", err)
@@ -211,7 +212,7 @@ func (f *Farm) ingest(dir string, files []jobpkg.File) ([]cdc.File, error) {
 		if file.Path == manifest.FileName {
 			continue
 		}
-		in, err := f.ingestFile(root, file)
+		in, err := f.ingestFile(ctx, root, file)
 		if err != nil {
 			return nil, fmt.Errorf("storing %q: %w", jobpkg.Shorten(file.Path), err)
 		}
@@ -220,7 +221,7 @@ func (f *Farm) ingest(dir string, files []jobpkg.File) ([]cdc.File, error) {
 	return inputs, nil
 }
 
-func (f *Farm) ingestFile(root *os.Root, file jobpkg.File) (cdc.File, error) {
+func (f *Farm) ingestFile(ctx context.Context, root *os.Root, file jobpkg.File) (cdc.File, error) {
 	in := cdc.File{Path: file.Path, Mode: uint32(file.Mode), Size: file.Size}
 	r, err := root.Open(file.Path)
 	if err != nil {
@@ -229,8 +230,12 @@ func (f *Farm) ingestFile(root *os.Root, file jobpkg.File) (cdc.File, error) {
 	defer r.Close()
 	err = f.chunker.Split(r, func(c cdc.Chunk) error {
 		h := hex.EncodeToString(c.Hash[:])
-		if !f.vault.Has(h) {
-			if _, err := f.vault.Put(bytes.NewReader(c.Data), h); err != nil {
+		ok, err := f.vault.Has(ctx, h)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if _, err := f.vault.Put(ctx, bytes.NewReader(c.Data), h); err != nil {
 				return err
 			}
 		}
@@ -241,27 +246,36 @@ func (f *Farm) ingestFile(root *os.Root, file jobpkg.File) (cdc.File, error) {
 }
 
 // allStored reports whether the vault holds every chunk of inputs.
-func (f *Farm) allStored(inputs []cdc.File) bool {
+func (f *Farm) allStored(ctx context.Context, inputs []cdc.File) (bool, error) {
 	for _, in := range inputs {
 		for _, c := range in.Chunks {
-			if !f.vault.Has(hex.EncodeToString(c.Hash[:])) {
-				return false
+			if ok, err := f.vault.Has(ctx, hex.EncodeToString(c.Hash[:])); !ok || err != nil {
+				return false, err
 			}
 		}
 	}
-	return true
+	return true, nil
 }
 
 // treeInputs turns a decoded tree into the job's input files, checking that
 // the vault holds every chunk, and returns the manifest's bytes.
-func (f *Farm) treeInputs(t cdc.Tree) ([]cdc.File, []byte, error) {
+func (f *Farm) treeInputs(ctx context.Context, t cdc.Tree) ([]cdc.File, []byte, error) {
 	if n := len(t.Files); n > f.lim.MaxPackageFiles {
 		return nil, nil, errorf(TooLarge, "package: %d files, over the limit of %d", n, f.lim.MaxPackageFiles)
 	}
 	if size := t.Size(); size > f.lim.MaxPackageBytes {
 		return nil, nil, errorf(TooLarge, "package: %d bytes, over the limit of %d", size, f.lim.MaxPackageBytes)
 	}
-	if missing := cdc.Missing(t, func(h [32]byte) bool { return f.vault.Has(hex.EncodeToString(h[:])) }); len(missing) > 0 {
+	var hasErr error
+	missing := cdc.Missing(t, func(h [32]byte) bool {
+		ok, err := f.vault.Has(ctx, hex.EncodeToString(h[:]))
+		hasErr = cmp.Or(hasErr, err)
+		return ok || err != nil // unknown is not missing: the error answers
+	})
+	if hasErr != nil {
+		return nil, nil, fmt.Errorf("package: %w", hasErr)
+	}
+	if len(missing) > 0 {
 		return nil, nil, errorf(Conflict, "package: %d of its chunks are not on the server (first %x); upload them first (POST /v1/chunks/missing, PUT /v1/chunks/{hash})", len(missing), missing[0].Hash)
 	}
 	var raw []byte
@@ -272,7 +286,7 @@ func (f *Farm) treeInputs(t cdc.Tree) ([]cdc.File, []byte, error) {
 				return nil, nil, errorf(TooLarge, "%s: larger than the limit of %d bytes", manifest.FileName, f.lim.MaxManifestBytes)
 			}
 			var err error
-			if raw, err = f.readManifest(in.Chunks); err != nil {
+			if raw, err = f.readManifest(ctx, in.Chunks); err != nil {
 				return nil, nil, err
 			}
 			continue
@@ -289,11 +303,11 @@ func (f *Farm) treeInputs(t cdc.Tree) ([]cdc.File, []byte, error) {
 // the size the tree gives it before it is read, so that what is read is the
 // size checked against the limit: a tree may name a large chunk with a
 // small size, or the same chunk millions of times.
-func (f *Farm) readManifest(parts []cdc.ChunkRef) ([]byte, error) {
+func (f *Farm) readManifest(ctx context.Context, parts []cdc.ChunkRef) ([]byte, error) {
 	var b bytes.Buffer
 	for _, p := range parts {
 		h := hex.EncodeToString(p.Hash[:])
-		o, err := f.vault.Open(h)
+		o, err := f.vault.Open(ctx, h)
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", manifest.FileName, err)
 		}

@@ -185,7 +185,7 @@ func newHarness(tb testing.TB) *harness {
 	sum := sha256.Sum256([]byte("hello\n"))
 	h.fx.chunk = hex.EncodeToString(sum[:]) // one chunk: the file is small
 	h.ensure(tb)
-	if !v.Has(h.fx.chunk) {
+	if ok, err := v.Has(context.Background(), h.fx.chunk); !ok || err != nil {
 		tb.Fatalf("the input chunk %s is not in the vault", h.fx.chunk)
 	}
 	return h
@@ -607,7 +607,7 @@ func (h *harness) tree(tb testing.TB, manifest []byte, store bool) []byte {
 		}
 		sum := sha256.Sum256(f.data)
 		if store {
-			if _, err := h.vault.Put(bytes.NewReader(f.data), hex.EncodeToString(sum[:])); err != nil {
+			if _, err := h.vault.Put(context.Background(), bytes.NewReader(f.data), hex.EncodeToString(sum[:])); err != nil {
 				tb.Fatal(err)
 			}
 		}
@@ -628,7 +628,7 @@ func (h *harness) tree(tb testing.TB, manifest []byte, store bool) []byte {
 // smaller size than it has.
 func (h *harness) lyingTree(tb testing.TB, manifest []byte) []byte {
 	sum := sha256.Sum256(manifest)
-	if _, err := h.vault.Put(bytes.NewReader(manifest), hex.EncodeToString(sum[:])); err != nil {
+	if _, err := h.vault.Put(context.Background(), bytes.NewReader(manifest), hex.EncodeToString(sum[:])); err != nil {
 		tb.Fatal(err)
 	}
 	t := cdc.Tree{Files: []cdc.File{{Path: "distrenjob.xml", Mode: 0o644, Size: 10, Chunks: []cdc.ChunkRef{{Hash: sum, Size: 10}}}}}

@@ -128,6 +128,24 @@ func (m *FS) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	return &fileReader{ctxReader{ctx, f}, f, m, name}, nil
 }
 
+// GetRange implements Module.
+func (m *FS) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	if err := checkName(name); err != nil {
+		return nil, wrap("get", m, name, err)
+	}
+	if err := checkRange(off, length); err != nil {
+		return nil, wrap("get", m, name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, wrap("get", m, name, err)
+	}
+	f, err := os.Open(m.path(name))
+	if err != nil {
+		return nil, wrap("get", m, name, notFound(err))
+	}
+	return &fileReader{ctxReader{ctx, io.NewSectionReader(f, off, length)}, f, m, name}, nil
+}
+
 // fileReader reads an object until its context ends.
 type fileReader struct {
 	ctxReader

@@ -147,6 +147,21 @@ func (r *resilient) Get(ctx context.Context, name string) (io.ReadCloser, error)
 	return out, nil
 }
 
+func (r *resilient) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	var out io.ReadCloser
+	err := r.do(ctx, "get", name, always, func(ctx context.Context, w *Watchdog, keep func() context.CancelFunc) error {
+		rc, err := r.m.GetRange(ctx, name, off, length)
+		if err == nil {
+			out = &watchedReader{rc: rc, w: w, stop: keep(), r: r, name: name}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 type watchedReader struct {
 	rc   io.ReadCloser
 	w    *Watchdog

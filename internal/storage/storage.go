@@ -47,6 +47,11 @@ type Info struct {
 //     replaces it atomically. Put is idempotent and may be retried.
 //   - Get opens an object for reading; the caller closes it. Reads from it
 //     fail once ctx ends. A missing object fails with ErrNotFound.
+//   - GetRange opens the bytes [off, off+length) of an object for reading,
+//     fewer if the object ends first (none if off is at or past its end):
+//     a record inside a larger object, read without reading the rest.
+//     Negative off or length fail; a missing object fails with
+//     ErrNotFound. Reads from it fail once ctx ends.
 //   - Stat returns an object's Info, or ErrNotFound.
 //   - List calls fn once for every object whose name starts with prefix,
 //     in no particular order; an error from fn stops it and is returned.
@@ -60,6 +65,7 @@ type Info struct {
 type Module interface {
 	Put(ctx context.Context, name string, r io.Reader, size int64) error
 	Get(ctx context.Context, name string) (io.ReadCloser, error)
+	GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error)
 	Stat(ctx context.Context, name string) (Info, error)
 	List(ctx context.Context, prefix string, fn func(Info) error) error
 	Delete(ctx context.Context, name string) error
@@ -92,6 +98,14 @@ func splitSlash(s string) []string {
 		}
 	}
 	return append(out, s[start:])
+}
+
+// checkRange refuses a negative range.
+func checkRange(off, length int64) error {
+	if off < 0 || length < 0 {
+		return fmt.Errorf("invalid range: offset %d, length %d", off, length)
+	}
+	return nil
 }
 
 func checkName(name string) error {

@@ -41,21 +41,21 @@ func TestCheckFindsDamage(t *testing.T) {
 	defer v.Close()
 	var big, small []Ref
 	for i := range 3 {
-		r, err := v.Put(bytes.NewReader(random(4096+i)), "")
+		r, err := v.Put(bg, bytes.NewReader(random(4096+i)), "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		big = append(big, r)
-		if r, err = v.Put(bytes.NewReader(random(100+i)), ""); err != nil {
+		if r, err = v.Put(bg, bytes.NewReader(random(100+i)), ""); err != nil {
 			t.Fatal(err)
 		}
 		small = append(small, r)
 	}
-	chunked, err := v.Put(bytes.NewReader(random(9<<20)), "")
+	chunked, err := v.Put(bg, bytes.NewReader(random(9<<20)), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	parts, _ := v.index(chunked.Hash)
+	parts, _ := v.index(bg, chunked.Hash)
 	check := func() ([]Damage, CheckSummary) {
 		var ds []Damage
 		sum, err := v.Check(context.Background(), func(d Damage) { ds = append(ds, d) })
@@ -98,7 +98,7 @@ func TestCheckFindsDamage(t *testing.T) {
 	}
 	// Reads of the damaged objects fail, naming them; the others work.
 	for _, h := range []string{big[1].Hash, chunked.Hash} {
-		o, err := v.Open(h)
+		o, err := v.Open(bg, h)
 		if err == nil {
 			_, err = io.ReadAll(o.Verified())
 			o.Close()
@@ -120,7 +120,7 @@ func TestVerifiedReadRefusesDamage(t *testing.T) {
 	}
 	defer v.Close()
 	b := random(10000)
-	ref, _ := v.Put(bytes.NewReader(b), "")
+	ref, _ := v.Put(bg, bytes.NewReader(b), "")
 	if got := read(t, v, ref.Hash); got != string(b) {
 		t.Fatal("a sound object does not read back")
 	}
@@ -129,7 +129,7 @@ func TestVerifiedReadRefusesDamage(t *testing.T) {
 	bad := bytes.Clone(b)
 	bad[5000] ^= 1
 	os.WriteFile(objectFile(dir, wholeName(ref.Hash)), storage.Encode(nil, int64(len(bad)), bad), 0o644)
-	if _, err := v.Open(ref.Hash); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), ref.Hash) {
+	if _, err := v.Open(bg, ref.Hash); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), ref.Hash) {
 		t.Errorf("a damaged object: %v, want ErrCorrupt naming it", err)
 	}
 }

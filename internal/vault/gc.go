@@ -1,12 +1,10 @@
 package vault
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -83,7 +81,7 @@ func (v *Vault) Sweep(ctx context.Context, live func(hash string) bool, cutoff t
 			return nil
 		}
 		if live(hash) || kept(hash) {
-			parts, err := v.index(hash)
+			parts, err := v.index(ctx, hash)
 			if err != nil {
 				return fmt.Errorf("reading the chunks of %s: %w (nothing is removed while an index cannot be read)", hash, err)
 			}
@@ -120,10 +118,11 @@ func (v *Vault) Sweep(ctx context.Context, live func(hash string) bool, cutoff t
 }
 
 // compact rewrites the packs whose records are at least half unreferenced
-// (by bytes): the live records are appended to the newest pack and made
-// durable, then the old pack is removed. The newest pack qualifies too —
-// otherwise what was deleted would stay indexed in memory until it grew to
-// packRoll — by starting a new pack first.
+// (by bytes): the live records are appended to the open pack and made
+// durable, then the old pack is deleted from the module, then its index.
+// The open pack qualifies too — otherwise what was deleted would stay
+// indexed in memory until it filled — by sealing it first; so do local
+// packs not sealed yet.
 func (p *packs) compact(ctx context.Context, live func([32]byte) bool, res *SweepResult) error {
 	p.mu.RLock()
 	type stat struct{ live, dead int64 }
@@ -161,7 +160,10 @@ func (p *packs) compact(ctx context.Context, live func([32]byte) bool, res *Swee
 		if busy {
 			continue
 		}
-		if err := p.compactOne(n, live, res); err != nil {
+		if err := p.seal(ctx, n); err != nil {
+			return err
+		}
+		if err := p.compactOne(ctx, n, live, res); err != nil {
 			return err
 		}
 	}
@@ -179,43 +181,48 @@ func (p *packs) compact(ctx context.Context, live func([32]byte) bool, res *Swee
 	return nil
 }
 
-func (p *packs) compactOne(n int, live func([32]byte) bool, res *SweepResult) error {
+// compactOne copies the live records of sealed pack n to the open pack,
+// reading the pack once, and deletes it.
+func (p *packs) compactOne(ctx context.Context, n int, live func([32]byte) bool, res *SweepResult) error {
 	p.mu.RLock()
-	var keep, drop [][32]byte
-	var freed int64
-	for h, l := range p.index {
-		if l.pack != n {
-			continue
-		}
-		if live(h) {
-			keep = append(keep, h)
-		} else {
-			drop = append(drop, h)
-			freed += packHeader + l.size + packTrailer
-		}
-	}
+	_, sealed := p.remote[n]
 	p.mu.RUnlock()
-
+	if !sealed {
+		return nil // compacted meanwhile
+	}
+	rc, err := p.mod.Get(ctx, packObject(n))
+	if err != nil {
+		return err
+	}
 	moved := map[[32]byte]packLoc{}
 	var lastPack int
 	var end int64
-	for _, h := range keep {
-		sealed, ok, err := p.read(h)
-		if err != nil {
-			return err
-		}
+	var appendErr error
+	err = eachRecord(rc, func(h [32]byte, off int64, sealed []byte, ok bool) bool {
 		if !ok {
-			continue
+			return false
+		}
+		p.mu.RLock()
+		l, indexed := p.index[h]
+		p.mu.RUnlock()
+		if !indexed || l.pack != n || !live(h) {
+			return true
 		}
 		rec := record(h, sealed)
 		p.mu.Lock()
-		to, off, err := p.appendLocked(rec)
+		to, at, err := p.appendLocked(rec)
 		p.mu.Unlock()
 		if err != nil {
-			return err
+			appendErr = err
+			return false
 		}
-		moved[h] = packLoc{pack: to, off: off + packHeader, size: int64(len(sealed))}
-		lastPack, end = to, off+int64(len(rec))
+		moved[h] = packLoc{pack: to, off: at + packHeader, size: int64(len(sealed))}
+		lastPack, end = to, at+int64(len(rec))
+		return true
+	})
+	rc.Close()
+	if err = cmp.Or(appendErr, err); err != nil {
+		return fmt.Errorf("compacting %s: %w", packObject(n), err)
 	}
 	if len(moved) > 0 {
 		if err := p.syncTo(lastPack, end); err != nil {
@@ -226,25 +233,25 @@ func (p *packs) compactOne(n int, live func([32]byte) bool, res *SweepResult) er
 	for h, l := range moved {
 		p.index[h] = l
 	}
-	for _, h := range drop {
-		if p.index[h].pack == n {
+	var drop int
+	var freed int64
+	for h, l := range p.index {
+		if l.pack == n { // unreferenced, or a record the pack no longer holds whole
 			delete(p.index, h)
+			drop++
+			freed += packHeader + l.size + packTrailer
 		}
 	}
-	f := p.files[n]
-	delete(p.files, n)
+	delete(p.remote, n)
 	p.mu.Unlock()
-	f.Close()
-	if err := os.Remove(filepath.Join(p.dir, packName(n))); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing compacted %s: %w", packName(n), err)
+	if err := p.mod.Delete(ctx, packObject(n)); err != nil {
+		return fmt.Errorf("removing compacted %s: %w", packObject(n), err)
 	}
-	if !p.noSync {
-		if err := storage.SyncDir(p.dir); err != nil {
-			return err
-		}
+	if err := p.mod.Delete(ctx, packIndexObject(n)); err != nil {
+		return fmt.Errorf("removing the index of compacted %s: %w", packObject(n), err)
 	}
 	res.Packs++
-	res.Objects += len(drop)
+	res.Objects += drop
 	res.Bytes += freed
 	return nil
 }

@@ -18,7 +18,7 @@ func TestSweepKeepsLiveAndRecentObjects(t *testing.T) {
 	}
 	defer v.Close()
 	put := func(b []byte) Ref {
-		r, err := v.Put(bytes.NewReader(b), "")
+		r, err := v.Put(bg, bytes.NewReader(b), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,8 +51,8 @@ func TestSweepKeepsLiveAndRecentObjects(t *testing.T) {
 		v.recent[h] = v.recent[h].Add(-2 * time.Hour)
 	}
 	v.rmu.Unlock()
-	v.Touch(recent.Hash) // a client was just told the server has it
-	bigParts, _ := v.index(deadBig.Hash)
+	v.Touch(bg, recent.Hash) // a client was just told the server has it
+	bigParts, _ := v.index(bg, deadBig.Hash)
 	res, err = v.Sweep(context.Background(), isLive, cutoff)
 	if err != nil {
 		t.Fatal(err)
@@ -64,12 +64,12 @@ func TestSweepKeepsLiveAndRecentObjects(t *testing.T) {
 		r    Ref
 		want bool
 	}{{live, true}, {dead, false}, {deadText, false}, {recent, true}, {small, false}, {liveBig, true}, {deadBig, false}} {
-		if v.Has(c.r.Hash) != c.want {
+		if has(t, v, c.r.Hash) != c.want {
 			t.Errorf("after the sweep, Has(%s) = %v, want %v", c.r.Hash[:8], !c.want, c.want)
 		}
 	}
 	for _, p := range bigParts {
-		if v.Has(hexOf(p.Hash)) {
+		if has(t, v, hexOf(p.Hash)) {
 			t.Errorf("a chunk of the dead large object survived")
 		}
 	}
@@ -92,7 +92,7 @@ func TestPacksAreCompacted(t *testing.T) {
 	var all []Ref
 	for i := range 200 {
 		s := fmt.Sprintf("frame %d output %x", i, random(100))
-		r, err := v.Put(bytes.NewReader([]byte(s)), "")
+		r, err := v.Put(bg, bytes.NewReader([]byte(s)), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +101,7 @@ func TestPacksAreCompacted(t *testing.T) {
 			want[r.Hash] = s
 		}
 	}
-	before, _ := filepath.Glob(filepath.Join(dir, "packs", "pack-*"))
+	before := packFiles(t, v, dir)
 	v.opened = v.opened.Add(-2 * time.Hour)
 	v.rmu.Lock()
 	clear(v.recent)
@@ -110,7 +110,7 @@ func TestPacksAreCompacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	after, _ := filepath.Glob(filepath.Join(dir, "packs", "pack-*"))
+	after := packFiles(t, v, dir)
 	if res.Packs != len(before) || len(after) > 2 {
 		t.Errorf("compaction %+v left %d of %d packs; want every pack compacted", res, len(after), len(before))
 	}
@@ -126,7 +126,7 @@ func TestPacksAreCompacted(t *testing.T) {
 	}
 	check(v)
 	// New records go on after compaction, and everything survives a reopen.
-	r, err := v.Put(bytes.NewReader([]byte("after compaction")), "")
+	r, err := v.Put(bg, bytes.NewReader([]byte("after compaction")), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,17 +140,20 @@ func TestPacksAreCompacted(t *testing.T) {
 	check(v)
 	gone := 0
 	for _, r := range all {
-		if _, ok := want[r.Hash]; !ok && !v.Has(r.Hash) {
+		if _, ok := want[r.Hash]; !ok && !has(t, v, r.Hash) {
 			gone++
 		}
 	}
 	if gone != res.Objects {
 		t.Errorf("%d unreferenced records gone after reopening, the sweep said %d", gone, res.Objects)
 	}
-	for n := range len(before) {
-		if _, err := os.Stat(filepath.Join(dir, "packs", packName(n))); err == nil {
-			t.Errorf("%s is still there after compaction", packName(n))
+	for _, p := range before {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s is still there after compaction", p)
 		}
+	}
+	if idx, _ := filepath.Glob(filepath.Join(dir, "objects", "packs", "*.idx")); len(idx) != len(packFiles(t, v, dir))-1 {
+		t.Errorf("%d pack indexes on the module, want one per sealed pack: %v", len(idx), idx)
 	}
 }
 
@@ -163,7 +166,7 @@ func TestTouchForgets(t *testing.T) {
 	}
 	defer v.Close()
 	for i := range 20_000 {
-		v.Touch(fmt.Sprintf("%064x", i))
+		v.Touch(bg, fmt.Sprintf("%064x", i))
 	}
 	if n := len(v.recent); n > minPrune {
 		t.Errorf("Touch remembers %d objects after 20,000 touches with a 1 ns grace; want at most %d", n, minPrune)
@@ -179,7 +182,7 @@ func TestPackBeingWrittenIsNotCompacted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	r, err := v.Put(bytes.NewReader([]byte("unreferenced")), "")
+	r, err := v.Put(bg, bytes.NewReader([]byte("unreferenced")), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,13 +194,13 @@ func TestPackBeingWrittenIsNotCompacted(t *testing.T) {
 	v.packs.mu.Lock()
 	v.packs.writing[v.packs.last]++
 	v.packs.mu.Unlock()
-	if res, err := v.Sweep(context.Background(), dead, time.Now().Add(-time.Hour)); err != nil || res.Packs != 0 || !v.Has(r.Hash) {
-		t.Fatalf("sweep while the pack is written: %+v %v, object kept: %v", res, err, v.Has(r.Hash))
+	if res, err := v.Sweep(context.Background(), dead, time.Now().Add(-time.Hour)); err != nil || res.Packs != 0 || !has(t, v, r.Hash) {
+		t.Fatalf("sweep while the pack is written: %+v %v, object kept: %v", res, err, has(t, v, r.Hash))
 	}
 	v.packs.mu.Lock()
 	delete(v.packs.writing, v.packs.last)
 	v.packs.mu.Unlock()
-	if res, err := v.Sweep(context.Background(), dead, time.Now().Add(-time.Hour)); err != nil || res.Packs != 1 || v.Has(r.Hash) {
-		t.Fatalf("next sweep: %+v %v, object kept: %v", res, err, v.Has(r.Hash))
+	if res, err := v.Sweep(context.Background(), dead, time.Now().Add(-time.Hour)); err != nil || res.Packs != 1 || has(t, v, r.Hash) {
+		t.Fatalf("next sweep: %+v %v, object kept: %v", res, err, has(t, v, r.Hash))
 	}
 }

@@ -22,7 +22,7 @@ func TestOpenFilesArePooled(t *testing.T) {
 	for range 20 {
 		b := make([]byte, 8192)
 		rand.Read(b)
-		r, err := v.Put(bytes.NewReader(b), "")
+		r, err := v.Put(bg, bytes.NewReader(b), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +31,7 @@ func TestOpenFilesArePooled(t *testing.T) {
 	// 50 readers of one object: one file.
 	var same []*Object
 	for range 50 {
-		o, err := v.Open(refs[0].Hash)
+		o, err := v.Open(bg, refs[0].Hash)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,7 +51,7 @@ func TestOpenFilesArePooled(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 40 {
 		wg.Go(func() {
-			o, err := v.Open(refs[i%20].Hash)
+			o, err := v.Open(bg, refs[i%20].Hash)
 			if err != nil {
 				t.Error(err)
 				return

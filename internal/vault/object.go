@@ -15,8 +15,9 @@ import (
 
 // Object is an open object: read it, seek in it, or read at offsets. Its
 // bytes are verified before they are handed over. An Object is for one
-// goroutine at a time.
+// goroutine at a time. Its reads use the context it was opened with.
 type Object struct {
+	ctx  context.Context
 	v    *Vault
 	name string
 	size int64
@@ -42,23 +43,25 @@ type handle struct {
 	refs  int
 }
 
-// Open opens an object for reading.
-func (v *Vault) Open(hash string) (*Object, error) {
+// Open opens an object for reading: ErrNotFound if the vault does not hold
+// it. The object's reads (of a chunked object's chunks, as they are
+// reached) use ctx.
+func (v *Vault) Open(ctx context.Context, hash string) (*Object, error) {
 	if !cdc.ValidHash(hash) {
 		return nil, fmt.Errorf("vault: invalid object name %q: %w", hash, ErrNotFound)
 	}
-	hd, err := v.acquire(hash)
+	hd, err := v.acquire(ctx, hash)
 	if err == nil {
-		return &Object{v: v, name: hash, size: int64(len(hd.data)), whole: hd.data, held: hd, cur: -1}, nil
+		return &Object{ctx: ctx, v: v, name: hash, size: int64(len(hd.data)), whole: hd.data, held: hd, cur: -1}, nil
 	}
 	if !errors.Is(err, ErrNotFound) {
 		return nil, err
 	}
-	parts, err := v.index(hash)
+	parts, err := v.index(ctx, hash)
 	if err != nil {
 		return nil, err
 	}
-	o := &Object{v: v, name: hash, parts: make([]part, len(parts)), cur: -1}
+	o := &Object{ctx: ctx, v: v, name: hash, parts: make([]part, len(parts)), cur: -1}
 	for i, p := range parts {
 		o.parts[i] = part{hash: hex.EncodeToString(p.Hash[:]), off: o.size, size: p.Size}
 		o.size += p.Size
@@ -67,8 +70,8 @@ func (v *Vault) Open(hash string) (*Object, error) {
 }
 
 // index reads the chunk list of a chunked object.
-func (v *Vault) index(hash string) ([]cdc.ChunkRef, error) {
-	rc, err := v.mod.Get(context.Background(), indexName(hash))
+func (v *Vault) index(ctx context.Context, hash string) ([]cdc.ChunkRef, error) {
+	rc, err := v.mod.Get(ctx, indexName(hash))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("vault: object %s: %w", hash, ErrNotFound)
 	}
@@ -97,8 +100,11 @@ func (v *Vault) readError(hash string, err error) error {
 }
 
 // unseal decodes a pack record and checks its content against its name.
-func (v *Vault) unseal(hash string, sealed []byte) ([]byte, error) {
-	data, err := v.mod.Unseal(context.Background(), wholeName(hash), sealed)
+func (v *Vault) unseal(ctx context.Context, hash string, sealed []byte) ([]byte, error) {
+	data, err := v.mod.Unseal(ctx, wholeName(hash), sealed)
+	if err != nil && ctx.Err() != nil { // a filter stopped, not a damaged record
+		return nil, fmt.Errorf("vault: object %s: %w", hash, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("vault: object %s: %w", hash, errors.Join(ErrCorrupt, err))
 	}
@@ -115,12 +121,29 @@ func verify(hash string, data []byte) error {
 
 // acquire returns the decoded content of an object stored whole, reading
 // and verifying it if no reader holds it, after waiting for a free slot.
-func (v *Vault) acquire(hash string) (*handle, error) {
+func (v *Vault) acquire(ctx context.Context, hash string) (*handle, error) {
+	for attempt := 1; ; attempt++ {
+		h, err := v.acquireOnce(ctx, hash)
+		// A reader whose context ended failed the readers waiting for the
+		// same object: those whose context goes on try again.
+		if err != nil && ctx.Err() == nil && attempt < 4 && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			continue
+		}
+		return h, err
+	}
+}
+
+func (v *Vault) acquireOnce(ctx context.Context, hash string) (*handle, error) {
 	v.hmu.Lock()
 	if h := v.handles[hash]; h != nil {
 		h.refs++
 		v.hmu.Unlock()
-		<-h.ready
+		select {
+		case <-h.ready:
+		case <-ctx.Done():
+			go func() { <-h.ready; v.release(hash, h) }()
+			return nil, fmt.Errorf("vault: object %s: %w", hash, ctx.Err())
+		}
 		if h.err != nil {
 			v.release(hash, h)
 			return nil, h.err
@@ -131,10 +154,18 @@ func (v *Vault) acquire(hash string) (*handle, error) {
 	v.handles[hash] = h
 	v.hmu.Unlock()
 
-	v.slots <- struct{}{}
-	h.data, h.err = v.load(hash)
+	slot := false
+	select {
+	case v.slots <- struct{}{}:
+		slot = true
+		h.data, h.err = v.load(ctx, hash)
+	case <-ctx.Done():
+		h.err = fmt.Errorf("vault: object %s: waiting for a reader to close: %w", hash, ctx.Err())
+	}
 	if h.err != nil {
-		<-v.slots
+		if slot {
+			<-v.slots
+		}
 		v.hmu.Lock()
 		delete(v.handles, hash) // the next reader tries again
 		v.hmu.Unlock()
@@ -148,19 +179,19 @@ func (v *Vault) acquire(hash string) (*handle, error) {
 
 // load reads and verifies an object stored whole, in a pack or on the
 // module.
-func (v *Vault) load(hash string) ([]byte, error) {
+func (v *Vault) load(ctx context.Context, hash string) ([]byte, error) {
 	if v.packs != nil {
 		h, err := rawHash(hash)
 		if err != nil {
 			return nil, err
 		}
-		if sealed, ok, err := v.packs.read(h); err != nil {
-			return nil, fmt.Errorf("vault: object %s: %w", hash, err) // the disk failing, not the record
+		if sealed, ok, err := v.packs.read(ctx, h); err != nil {
+			return nil, v.readError(hash, err) // the disk or the module failing, not the record
 		} else if ok {
-			return v.unseal(hash, sealed)
+			return v.unseal(ctx, hash, sealed)
 		}
 	}
-	data, sum, known, err := v.mod.GetContent(context.Background(), wholeName(hash))
+	data, sum, known, err := v.mod.GetContent(ctx, wholeName(hash))
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("vault: object %s: %w", hash, errors.Join(ErrNotFound, err))
 	}
@@ -223,7 +254,7 @@ func (o *Object) at(off int64) ([]byte, int64, error) {
 			o.v.release(o.parts[o.cur].hash, o.held)
 			o.held, o.cur = nil, -1
 		}
-		h, err := o.v.acquire(o.parts[i].hash)
+		h, err := o.v.acquire(o.ctx, o.parts[i].hash)
 		if err != nil {
 			if errors.Is(err, ErrNotFound) {
 				err = fmt.Errorf("vault: object %s: chunk %d of %d: %w", o.name, i+1, len(o.parts), errors.Join(ErrCorrupt, err))

@@ -24,7 +24,7 @@ func TestPutSizesAroundBuffers(t *testing.T) {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			data := random(n)
 			sum := sha256.Sum256(data)
-			ref, err := v.Put(bytes.NewReader(data), hex.EncodeToString(sum[:]))
+			ref, err := v.Put(bg, bytes.NewReader(data), hex.EncodeToString(sum[:]))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -69,7 +69,7 @@ func TestConcurrentSmallPutsStaySmall(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	for i := range n {
 		done.Go(func() {
-			_, err := v.Put(&gatedReader{entered: &entered, gate: gate, r: bytes.NewReader([]byte(fmt.Sprintf("output %d", i)))}, "")
+			_, err := v.Put(bg, &gatedReader{entered: &entered, gate: gate, r: bytes.NewReader([]byte(fmt.Sprintf("output %d", i)))}, "")
 			errs <- err
 		})
 	}

@@ -12,10 +12,21 @@
 // chunks stored as objects of their own, and an index object
 // "ab/<hash>.index" lists them; its content is their concatenation, so the
 // same bytes are stored once wherever they occur. Small objects (frame
-// outputs of a few kilobytes) are kept in append-only pack files on the
-// local disk instead (pack.go), sealed by the same filters. Every stored
-// object and pack record is in the storage object format: a header naming
-// the filters applied, the lengths and a checksum.
+// outputs of a few kilobytes) are kept in packs instead (pack.go), sealed
+// by the same filters: appended to an open pack on the local disk, which
+// is stored on the module as one object ("packs/pack-NNNNNN", with its
+// index "packs/pack-NNNNNN.idx") once full or old enough, so the module
+// holds everything but the open pack. Every stored object and pack record
+// is in the storage object format: a header naming the filters applied,
+// the lengths and a checksum.
+//
+// # Errors and contexts
+//
+// Every operation takes a context, passed down to the module (whose
+// watchdog aborts what stalls). An object the vault does not hold is
+// ErrNotFound, and only that: a failure to find out — a disk error, a
+// stalled or unreachable module, a canceled context — is another error,
+// so that "missing" is never a guess.
 //
 // # Reads
 //
@@ -30,8 +41,8 @@
 // # Writes
 //
 // Put returns once the object is durable: a module makes an object visible
-// only when written whole, and pack appends are fsynced (group commit)
-// before Put returns. A chunked object's index is written after its chunks,
+// only when written whole, and appends to the open pack are fsynced (group
+// commit) before Put returns. A chunked object's index is written after its chunks,
 // so an index never names a chunk that is not stored.
 package vault
 
@@ -73,9 +84,15 @@ type Ref struct {
 const MaxWhole = cdc.DefaultMaxSize
 
 // formatFile marks a vault directory with the layout this package writes.
+// Format 2 kept every pack on the local disk; format 3 seals them onto the
+// module. A vault of format 2 is read as it is — its packs are local packs
+// not sealed yet, which format 3 seals in the background — and marked 3 at
+// open, so that an older distren, which would not see the sealed packs,
+// refuses it.
 const (
-	formatFile = "format"
-	formatLine = "distren vault 2: objects on a storage module, packs of sealed records\n"
+	formatFile  = "format"
+	formatLine2 = "distren vault 2: objects on a storage module, packs of sealed records\n"
+	formatLine  = "distren vault 3: objects and sealed packs on a storage module, the open pack local\n"
 )
 
 // Vault is a content-addressed object store on a storage module.
@@ -113,8 +130,13 @@ type Options struct {
 	// NoSync skips fsync: for tests and throw-away vaults.
 	NoSync bool
 	// SmallObjects, if positive, stores objects up to this many bytes in
-	// pack files (DIR/packs) rather than one module object each.
+	// packs rather than one module object each: appended to an open pack
+	// on the local disk (DIR/packs), sealed onto the module when full.
 	SmallObjects int64
+	// SealPacksAfter is how long a pack is appended to at most before it
+	// is sealed onto the module (default DefaultSealPacksAfter), so that
+	// the module holds the small objects also when few are written.
+	SealPacksAfter time.Duration
 	// Compress passes objects through zstd (objects it cannot shrink by
 	// 1/64 are stored as they are). Objects stay readable whatever the
 	// setting, so it can be changed at any time.
@@ -139,8 +161,13 @@ type Options struct {
 	MaxOpen int
 }
 
-// Open opens (creating if needed) the vault in dir.
+// Open opens (creating if needed) the vault in dir. It reads the index of
+// the packs from the module; the watchdog of the default module aborts a
+// stalled read.
 func Open(dir string, opt Options) (*Vault, error) {
+	// The process's start, not a request: nothing to cancel but a stall,
+	// which the module's watchdog handles.
+	ctx := context.Background()
 	v := &Vault{dir: dir, opened: time.Now(), recent: map[string]time.Time{}, handles: map[string]*handle{},
 		grace: cmp.Or(opt.Grace, time.Hour), pruneAt: minPrune}
 	if err := checkFormat(dir); err != nil {
@@ -197,7 +224,7 @@ func Open(dir string, opt Options) (*Vault, error) {
 	}
 	v.slots = make(chan struct{}, opt.MaxOpen)
 	if opt.SmallObjects > 0 {
-		p, err := openPacks(filepath.Join(dir, "packs"), opt.NoSync)
+		p, err := openPacks(ctx, filepath.Join(dir, "packs"), v.raw, opt.NoSync, cmp.Or(opt.SealPacksAfter, DefaultSealPacksAfter))
 		if err != nil {
 			return nil, err
 		}
@@ -217,6 +244,12 @@ func checkFormat(dir string) error {
 	b, err := os.ReadFile(p)
 	switch {
 	case err == nil && string(b) == formatLine:
+		return nil
+	case err == nil && string(b) == formatLine2:
+		// Its packs are read as local packs and sealed from now on.
+		if err := storage.WriteFileSync(p, []byte(formatLine)); err != nil {
+			return fmt.Errorf("vault: %w", err)
+		}
 		return nil
 	case err == nil:
 		return fmt.Errorf("vault: %s: unknown vault format %q", p, strings.TrimSpace(string(b)))
@@ -244,22 +277,28 @@ const indexSuffix = ".index"
 
 func indexName(hash string) string { return wholeName(hash) + indexSuffix }
 
-// Has reports whether the vault holds the object.
-func (v *Vault) Has(hash string) bool {
+// Has reports whether the vault holds the object. An error means the vault
+// could not tell (the module failed, ctx ended); it is never ErrNotFound.
+// An invalid name is held by no vault: false, no error.
+func (v *Vault) Has(ctx context.Context, hash string) (bool, error) {
 	if !cdc.ValidHash(hash) {
-		return false
+		return false, nil
 	}
 	if v.packs != nil {
 		if h, err := rawHash(hash); err == nil && v.packs.has(h) {
-			return true
+			return true, nil
 		}
 	}
-	ctx := context.Background()
-	if _, err := v.raw.Stat(ctx, wholeName(hash)); err == nil {
-		return true
+	for _, name := range []string{wholeName(hash), indexName(hash)} {
+		_, err := v.raw.Stat(ctx, name)
+		switch {
+		case err == nil:
+			return true, nil
+		case !errors.Is(err, storage.ErrNotFound):
+			return false, fmt.Errorf("vault: looking for object %s: %w", hash, err)
+		}
 	}
-	_, err := v.raw.Stat(ctx, indexName(hash))
-	return err == nil
+	return false, nil
 }
 
 // firstRead is how much of an object Put reads before it takes a buffer
@@ -270,13 +309,13 @@ const firstRead = 64 << 10
 
 // Put stores the content of r and returns its name. If want is not empty,
 // the content must hash to it, or Put fails and records nothing.
-func (v *Vault) Put(r io.Reader, want string) (Ref, error) {
+func (v *Vault) Put(ctx context.Context, r io.Reader, want string) (Ref, error) {
 	fp := v.firsts.Get().(*[]byte)
 	defer v.firsts.Put(fp)
 	n, err := io.ReadFull(r, *fp)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		return v.putWhole((*fp)[:n], sha256.Sum256((*fp)[:n]), want)
+		return v.putWhole(ctx, (*fp)[:n], sha256.Sum256((*fp)[:n]), want)
 	case err != nil:
 		return Ref{}, fmt.Errorf("vault: writing object: %w", err)
 	}
@@ -288,11 +327,11 @@ func (v *Vault) Put(r io.Reader, want string) (Ref, error) {
 	n += m
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		return v.putWhole(buf[:n], sha256.Sum256(buf[:n]), want)
+		return v.putWhole(ctx, buf[:n], sha256.Sum256(buf[:n]), want)
 	case err != nil:
 		return Ref{}, fmt.Errorf("vault: writing object: %w", err)
 	}
-	return v.putChunked(io.MultiReader(bytes.NewReader(buf), r), want)
+	return v.putChunked(ctx, io.MultiReader(bytes.NewReader(buf), r), want)
 }
 
 // ErrMismatch reports content that does not hash to the name it was sent under.
@@ -303,38 +342,40 @@ func mismatch(got, want string) error {
 }
 
 // putWhole stores an object of at most MaxWhole bytes whose hash is sum.
-func (v *Vault) putWhole(data []byte, sum [32]byte, want string) (Ref, error) {
+func (v *Vault) putWhole(ctx context.Context, data []byte, sum [32]byte, want string) (Ref, error) {
 	ref := Ref{Hash: hex.EncodeToString(sum[:]), Size: int64(len(data))}
 	if want != "" && want != ref.Hash {
 		return Ref{}, mismatch(ref.Hash, want)
 	}
-	defer v.Touch(ref.Hash) // stored or found: recent either way
+	defer v.touch(ref.Hash) // stored or found: recent either way
 	if v.packs != nil && ref.Size <= v.small {
 		if v.packs.has(sum) {
 			return ref, nil
 		}
-		sealed, err := v.mod.Seal(context.Background(), wholeName(ref.Hash), data)
+		sealed, err := v.mod.Seal(ctx, wholeName(ref.Hash), data)
 		if err != nil {
 			return Ref{}, fmt.Errorf("vault: %w", err)
 		}
-		return ref, v.packs.put(sum, sealed)
+		return ref, v.packs.put(ctx, sum, sealed)
 	}
-	if v.Has(ref.Hash) {
+	// If the vault cannot tell whether it holds the object, it stores it
+	// again: a Put is idempotent, and the store reports what is wrong.
+	if ok, _ := v.Has(ctx, ref.Hash); ok {
 		return ref, nil
 	}
-	if err := v.mod.PutContent(context.Background(), wholeName(ref.Hash), data, sum); err != nil {
+	if err := v.mod.PutContent(ctx, wholeName(ref.Hash), data, sum); err != nil {
 		return Ref{}, fmt.Errorf("vault: %w", err)
 	}
 	return ref, nil
 }
 
 // putChunked stores a large object as chunks and an index.
-func (v *Vault) putChunked(r io.Reader, want string) (Ref, error) {
+func (v *Vault) putChunked(ctx context.Context, r io.Reader, want string) (Ref, error) {
 	whole := sha256.New()
 	var parts []cdc.ChunkRef
 	var size int64
 	err := v.chunker.Split(io.TeeReader(r, whole), func(c cdc.Chunk) error {
-		if _, err := v.putWhole(c.Data, c.Hash, ""); err != nil {
+		if _, err := v.putWhole(ctx, c.Data, c.Hash, ""); err != nil {
 			return err
 		}
 		parts = append(parts, c.Ref())
@@ -348,12 +389,12 @@ func (v *Vault) putChunked(r io.Reader, want string) (Ref, error) {
 	if want != "" && want != ref.Hash {
 		return Ref{}, mismatch(ref.Hash, want) // the chunks are left for collection
 	}
-	defer v.Touch(ref.Hash)
-	if v.Has(ref.Hash) {
+	defer v.touch(ref.Hash)
+	if ok, _ := v.Has(ctx, ref.Hash); ok { // not known: written again
 		return ref, nil
 	}
 	idx := encodeIndex(parts)
-	if err := v.mod.Put(context.Background(), indexName(ref.Hash), bytes.NewReader(idx), int64(len(idx))); err != nil {
+	if err := v.mod.Put(ctx, indexName(ref.Hash), bytes.NewReader(idx), int64(len(idx))); err != nil {
 		return Ref{}, fmt.Errorf("vault: %w", err)
 	}
 	return ref, nil
@@ -361,17 +402,22 @@ func (v *Vault) putChunked(r io.Reader, want string) (Ref, error) {
 
 // Remove deletes an object. A chunked object's chunks stay until collected;
 // packed objects stay until their pack is compacted.
-func (v *Vault) Remove(hash string) error {
+func (v *Vault) Remove(ctx context.Context, hash string) error {
 	if !cdc.ValidHash(hash) {
 		return fmt.Errorf("vault: invalid object name %q", hash)
 	}
-	ctx := context.Background()
 	return errors.Join(v.mod.Delete(ctx, indexName(hash)), v.mod.Delete(ctx, wholeName(hash)))
 }
 
 // Touch marks an object as in use now, so that a Sweep with a grace period
-// keeps it (a client was just told the server holds it).
-func (v *Vault) Touch(hash string) {
+// keeps it (a client was just told the server holds it). It remembers in
+// memory only; ctx is for the interface's sake, so that a vault keeping
+// recency elsewhere can honour it.
+func (v *Vault) Touch(ctx context.Context, hash string) {
+	v.touch(hash)
+}
+
+func (v *Vault) touch(hash string) {
 	v.rmu.Lock()
 	defer v.rmu.Unlock()
 	now := time.Now()
@@ -402,15 +448,18 @@ func (v *Vault) forgetLocked(cutoff time.Time) {
 // Dir returns the vault's directory, for messages.
 func (v *Vault) Dir() string { return v.dir }
 
-// Close drains the filter pipeline and releases the files the vault keeps
-// open.
+// Close drains the filter pipeline, stops sealing packs (a seal stopped
+// halfway is done again at the next open) and releases the files the vault
+// keeps open.
 func (v *Vault) Close() error {
 	var errs []error
-	if v.mod != nil {
-		errs = append(errs, v.mod.Close(context.Background()))
-	}
 	if v.packs != nil {
 		v.packs.close()
+	}
+	if v.mod != nil {
+		// Without a deadline: every write in the pipeline belongs to a Put
+		// still waiting for it, and ends when that Put's context does.
+		errs = append(errs, v.mod.Close(context.Background()))
 	}
 	for _, c := range v.closers {
 		errs = append(errs, c())

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -49,7 +50,7 @@ func testPutOpen(t *testing.T, opt Options) {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	ref, err := v.Put(strings.NewReader("hello"), "")
+	ref, err := v.Put(bg, strings.NewReader("hello"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,31 +59,31 @@ func testPutOpen(t *testing.T, opt Options) {
 		t.Fatalf("ref = %+v", ref)
 	}
 	// Storing again deduplicates; a wrong expected hash stores nothing.
-	if _, err := v.Put(strings.NewReader("hello"), want); err != nil {
+	if _, err := v.Put(bg, strings.NewReader("hello"), want); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Put(strings.NewReader("other"), want); err == nil || !strings.Contains(err.Error(), want) {
+	if _, err := v.Put(bg, strings.NewReader("other"), want); err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Put of content that does not match the expected hash: %v", err)
 	}
 	other := "d9298a10d1b0735837dc4bd85dac641b0f3cef27a47e5d53a54f2f3f5b2fcffa" // "other"
-	if v.Has(other) {
+	if has(t, v, other) {
 		t.Error("the refused content was stored")
 	}
 	if got := read(t, v, want); got != "hello" {
 		t.Fatalf("read %q", got)
 	}
 	big := bytes.Repeat([]byte("a scene line that compresses well\n"), 3000)
-	bigRef, err := v.Put(bytes.NewReader(big), "")
+	bigRef, err := v.Put(bg, bytes.NewReader(big), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := read(t, v, bigRef.Hash); got != string(big) {
 		t.Fatalf("read back %d bytes of %d", len(got), len(big))
 	}
-	if _, err := v.Open(strings.Repeat("0", 64)); !errors.Is(err, ErrNotFound) {
+	if _, err := v.Open(bg, strings.Repeat("0", 64)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Open(missing) = %v", err)
 	}
-	if _, err := v.Open("../../etc/passwd"); err == nil {
+	if _, err := v.Open(bg, "../../etc/passwd"); err == nil {
 		t.Fatal("Open accepted a path as object name")
 	}
 	ents, _ := os.ReadDir(filepath.Join(dir, "tmp"))
@@ -144,7 +145,7 @@ func TestLargeObjectsAreChunked(t *testing.T) {
 	}
 	defer v.Close()
 	a := random(12 << 20)
-	ra, err := v.Put(bytes.NewReader(a), "")
+	ra, err := v.Put(bg, bytes.NewReader(a), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func TestLargeObjectsAreChunked(t *testing.T) {
 	if first < 5 {
 		t.Errorf("12 MiB stored as %d objects; want chunks of about 1 MiB", first)
 	}
-	o, err := v.Open(ra.Hash)
+	o, err := v.Open(bg, ra.Hash)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func TestLargeObjectsAreChunked(t *testing.T) {
 	// The same bytes with 100 bytes changed in the middle: a chunk or two.
 	b := bytes.Clone(a)
 	copy(b[6<<20:], random(100))
-	rb, err := v.Put(bytes.NewReader(b), "")
+	rb, err := v.Put(bg, bytes.NewReader(b), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +203,7 @@ func TestLargeObjectsAreChunked(t *testing.T) {
 	if got := read(t, v, rb.Hash); got != string(b) {
 		t.Error("the edited copy does not read back")
 	}
-	if _, err := v.Put(bytes.NewReader(a), rb.Hash); err == nil || !strings.Contains(err.Error(), rb.Hash) {
+	if _, err := v.Put(bg, bytes.NewReader(a), rb.Hash); err == nil || !strings.Contains(err.Error(), rb.Hash) {
 		t.Errorf("a large Put with the wrong expected hash: %v", err)
 	}
 }
@@ -221,7 +222,7 @@ func TestEncryptionAtRest(t *testing.T) {
 	large := append(bytes.Repeat(append(bytes.Clone(marker), random(200)...), 30000), random(100)...) // ~6.5 MiB: chunked
 	var refs []Ref
 	for _, b := range [][]byte{small, large, bytes.Repeat(marker, 100)} {
-		r, err := v.Put(bytes.NewReader(b), "")
+		r, err := v.Put(bg, bytes.NewReader(b), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,7 +246,7 @@ func TestEncryptionAtRest(t *testing.T) {
 	}
 	defer other.Close()
 	for _, r := range refs {
-		if _, err := other.Open(r.Hash); !errors.Is(err, filter.ErrWrongKey) {
+		if _, err := other.Open(bg, r.Hash); !errors.Is(err, filter.ErrWrongKey) {
 			t.Errorf("opening %s with another key: %v, want ErrWrongKey", r.Hash[:8], err)
 		}
 	}
@@ -254,7 +255,7 @@ func TestEncryptionAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	if _, err := v.Open(refs[0].Hash); err == nil || !strings.Contains(err.Error(), "aes-256-gcm") {
+	if _, err := v.Open(bg, refs[0].Hash); err == nil || !strings.Contains(err.Error(), "aes-256-gcm") {
 		t.Errorf("opening an encrypted object without a key: %v, want an error naming the filter", err)
 	}
 }
@@ -275,7 +276,7 @@ func TestCommandFilter(t *testing.T) {
 	}
 	defer v.Close()
 	for _, b := range [][]byte{[]byte("tiny"), random(50_000), random(5 << 20)} {
-		r, err := v.Put(bytes.NewReader(b), "")
+		r, err := v.Put(bg, bytes.NewReader(b), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -310,4 +311,17 @@ func FuzzDecodeIndex(f *testing.F) {
 			t.Fatal("a decoded index does not encode back to its bytes")
 		}
 	})
+}
+
+// bg is the context of test calls that are not about contexts.
+var bg = context.Background()
+
+// has is Has for tests, which fails the test on an error.
+func has(t testing.TB, v *Vault, hash string) bool {
+	t.Helper()
+	ok, err := v.Has(bg, hash)
+	if err != nil {
+		t.Fatalf("Has(%s): %v", hash[:min(8, len(hash))], err)
+	}
+	return ok
 }

@@ -571,6 +571,21 @@ func (m *Module) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	return io.NopCloser(storage.ContextReader(ctx, bytes.NewReader(plain))), nil
 }
 
+// GetRange implements storage.Module: a range of the plain content. The
+// object is decoded whole (a filtered object cannot be read in part).
+func (m *Module) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	if off < 0 || length < 0 {
+		return nil, m.wrap("get", name, fmt.Errorf("invalid range: offset %d, length %d", off, length))
+	}
+	plain, _, _, err := m.GetContent(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	off = min(off, int64(len(plain)))
+	plain = plain[off : off+min(length, int64(len(plain))-off)]
+	return io.NopCloser(storage.ContextReader(ctx, bytes.NewReader(plain))), nil
+}
+
 // GetContent returns an object's plain content like Get, without a reader
 // around it, and its SHA-256 when that is known for free: when no filter
 // was applied, the header's checksum — verified — is the content's.

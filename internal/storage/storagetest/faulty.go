@@ -11,7 +11,7 @@ import (
 
 // Fault is a fault Faulty injects.
 type Fault struct {
-	Op   string // "put", "get", "stat", "list" or "delete"
+	Op   string // "put", "get", "getrange", "stat", "list" or "delete"
 	Call int    // fires on this call of Op (1-based); 0: on every call
 	// After, for put and get, lets this many bytes through first: a short
 	// write or a read that breaks mid-stream.
@@ -117,6 +117,21 @@ func (f *Faulty) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 		return nil, ft.fail(ctx)
 	}
 	rc, err := f.Module.Get(ctx, name)
+	if err != nil || ft == nil {
+		return rc, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{&breaking{ctx, rc, ft.After, ft}, rc}, nil
+}
+
+func (f *Faulty) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	ft := f.next("getrange")
+	if ft != nil && ft.After <= 0 {
+		return nil, ft.fail(ctx)
+	}
+	rc, err := f.Module.GetRange(ctx, name, off, length)
 	if err != nil || ft == nil {
 		return rc, err
 	}

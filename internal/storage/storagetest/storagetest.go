@@ -90,6 +90,58 @@ func Run(t *testing.T, open func(t *testing.T) storage.Module) {
 			}
 		}
 	})
+	t.Run("Range", func(t *testing.T) {
+		m := open(t)
+		want := random(100_000)
+		put(t, m, "r/1", want)
+		for _, c := range []struct{ off, length, from, to int64 }{
+			{0, 10, 0, 10},
+			{4096, 70_000, 4096, 74_096},
+			{99_990, 10, 99_990, 100_000},
+			{99_995, 100, 99_995, 100_000}, // past the end: what there is
+			{100_000, 10, 0, 0},
+			{200_000, 1, 0, 0},
+			{7, 0, 0, 0},
+		} {
+			rc, err := m.GetRange(ctx, "r/1", c.off, c.length)
+			if err != nil {
+				t.Errorf("range %d+%d: %v", c.off, c.length, err)
+				continue
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || !bytes.Equal(got, want[c.from:c.to]) {
+				t.Errorf("range %d+%d: read %d bytes (err %v), want bytes %d to %d", c.off, c.length, len(got), err, c.from, c.to)
+			}
+		}
+		if _, err := m.GetRange(ctx, "missing", 0, 1); !errors.Is(err, storage.ErrNotFound) || !strings.Contains(err.Error(), "missing") {
+			t.Errorf("range of a missing object: %v, want ErrNotFound naming it", err)
+		}
+		for _, r := range [][2]int64{{-1, 1}, {0, -1}} {
+			if rc, err := m.GetRange(ctx, "r/1", r[0], r[1]); err == nil || errors.Is(err, storage.ErrNotFound) {
+				if rc != nil {
+					rc.Close()
+				}
+				t.Errorf("range %d+%d: %v, want an error that is not ErrNotFound", r[0], r[1], err)
+			}
+		}
+		if _, err := m.GetRange(ctx, "UPPER", 0, 1); !errors.Is(err, storage.ErrInvalidName) {
+			t.Errorf("range of an invalid name: %v, want ErrInvalidName", err)
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		rc, err := m.GetRange(cctx, "r/1", 0, 100_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if _, err := io.ReadAll(rc); !errors.Is(err, context.Canceled) {
+			t.Errorf("reading a range after the context ended: %v, want context.Canceled", err)
+		}
+		rc.Close()
+		if _, err := m.GetRange(cctx, "r/1", 0, 1); !errors.Is(err, context.Canceled) {
+			t.Errorf("range with an ended context: %v, want context.Canceled", err)
+		}
+	})
 	t.Run("Replace", func(t *testing.T) {
 		m := open(t)
 		put(t, m, "r", []byte("first"))
