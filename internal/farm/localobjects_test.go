@@ -29,7 +29,7 @@ func TestSlotsOpenObject(t *testing.T) {
 	put := func() ([]byte, string) {
 		b := make([]byte, 100_000)
 		rand.Read(b)
-		ref, err := p.Vault.Put(bytes.NewReader(b), "")
+		ref, err := p.Vault.Put(context.Background(), bytes.NewReader(b), "")
 		if err != nil {
 			t.Fatal(err)
 		}
