@@ -324,7 +324,9 @@ func (w *simWorker) hangUp() {
 	}
 }
 
-// frame reports a leased frame done, with a heartbeat first for every n-th.
+// frame reports a leased frame done, with a heartbeat first for the
+// worker's first frame and every n-th after: a worker that renders a frame
+// at all heartbeats, however the frames spread over the workers.
 func (w *simWorker) frame(ctx context.Context, le api.Lease) {
 	ref := api.LeaseRef{Job: le.Job, Frame: le.Frame, Epoch: le.Epoch}
 	jt := w.l.leased(ctx, le.Job)
@@ -333,7 +335,7 @@ func (w *simWorker) frame(ctx context.Context, le api.Lease) {
 		return
 	}
 	w.n++
-	if hb := w.l.o.heartbeat; hb > 0 && w.n%hb == 0 {
+	if hb := w.l.o.heartbeat; hb > 0 && (w.n-1)%hb == 0 {
 		t0 := time.Now()
 		resp, err := w.c.Heartbeat(ctx, api.Heartbeat{Worker: w.name, Leases: []api.LeaseProgress{{LeaseRef: ref, Progress: 0.5}}})
 		w.hbLat = append(w.hbLat, time.Since(t0))

@@ -54,7 +54,7 @@ func main() {
 	flag.IntVar(&o.jobFrames, "frames", o.jobFrames, "frames per job (a multiple of 10: every tenth frame depends on the nine before it)")
 	flag.IntVar(&o.maxClaim, "max", o.maxClaim, "frames asked for per claim")
 	flag.DurationVar(&o.wait, "wait", o.wait, "how long a claim waits on the server for a frame (wait_ms)")
-	flag.IntVar(&o.heartbeat, "heartbeat", o.heartbeat, "send a heartbeat for every n-th frame of a worker before its output (0: never)")
+	flag.IntVar(&o.heartbeat, "heartbeat", o.heartbeat, "send a heartbeat before a worker's first frame and every n-th after, before its output (0: never)")
 	flag.DurationVar(&o.render, "render", o.render, "simulated render time of a frame")
 	flag.IntVar(&o.margin, "margin", o.margin, "server goroutines above the baseline tolerated after the load")
 	flag.Int64Var(&o.heapMargin, "heap-margin", o.heapMargin, "bytes of server live heap above the baseline tolerated after the load")

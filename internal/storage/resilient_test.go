@@ -34,7 +34,12 @@ func TestFaultyConformance(t *testing.T) {
 }
 
 func TestResilientConformance(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) storage.Module { return storage.Resilient(faultyFS(t), fast) })
+	// No fault is injected here, so the watchdog must never fire: a stall
+	// timeout of 100 ms would, on a loaded machine whose fsyncs of 16
+	// concurrent puts take longer (the Concurrent case).
+	opt := fast
+	opt.StallTimeout = time.Minute
+	storagetest.Run(t, func(t *testing.T) storage.Module { return storage.Resilient(faultyFS(t), opt) })
 }
 
 func random(n int) []byte { b := make([]byte, n); rand.Read(b); return b }
