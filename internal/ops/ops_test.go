@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"strings"
@@ -150,5 +152,54 @@ func TestFailRedacts(t *testing.T) {
 	}
 	if strings.Contains(fr.Error, "/srv/") || !strings.HasSuffix(fr.Error, "cannot open DATA/worker/scratch/x.pov") || len(fr.Error) > ops.MaxFailureMessage {
 		t.Errorf("the failure kept: %d bytes ending %q", len(fr.Error), fr.Error[max(0, len(fr.Error)-80):])
+	}
+}
+
+// TestOutputSizes: outputs read whole (up to 64 KiB) and streamed (larger)
+// are both checked, stored and completed; a refused small one stores
+// nothing.
+func TestOutputSizes(t *testing.T) {
+	p := opstest.NewParts(t, "sizes", vault.Options{SmallObjects: 64 << 10})
+	f := p.Ops(ops.Config{})
+	pkg := opstest.TarOf(t, map[string]string{"distrenjob.xml": job})
+	sub, err := f.SubmitTar(ctx, bytes.NewReader(pkg), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := p.Session.Claim(ctx, session.ClaimRequest{Worker: "w", Max: 2, Backends: map[string]string{"builtin": "1"}})
+	if err != nil || len(ls) != 2 {
+		t.Fatal(ls, err)
+	}
+	rep := func(i int) ops.Report {
+		return ops.Report{Worker: "w", Job: sub.ID, Frame: ls[i].Frame, Epoch: ls[i].Epoch}
+	}
+	if err := f.AcceptOutput(ctx, rep(0), 0, strings.NewReader("not a tarball at all")); ops.KindOf(err) != ops.Invalid {
+		t.Errorf("a small output that is no tarball: %v", err)
+	}
+	bad := sha256.Sum256([]byte("not a tarball at all"))
+	if has, err := p.Vault.Has(ctx, hex.EncodeToString(bad[:])); has || err != nil {
+		t.Errorf("the refused output was stored: %v %v", has, err)
+	}
+	if err := f.AcceptOutput(ctx, rep(0), 0, bytes.NewReader(opstest.TarOf(t, map[string]string{"small.txt": "s"}))); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 200<<10)
+	for i := range big {
+		big[i] = byte(i * 7919 >> 3)
+	}
+	if err := f.AcceptOutput(ctx, rep(1), 0, bytes.NewReader(opstest.TarOf(t, map[string]string{"big.bin": string(big)}))); err != nil {
+		t.Fatal(err)
+	}
+	var bundle bytes.Buffer
+	if err := f.WriteResult(ctx, sub.ID, nil, func(int) io.Writer { return &bundle }); err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(&bundle)
+	sizes := map[string]int64{}
+	for h, err := tr.Next(); err == nil; h, err = tr.Next() {
+		sizes[h.Name] = h.Size
+	}
+	if sizes["small.txt"] != 1 || sizes["big.bin"] != int64(len(big)) || len(sizes) != 2 {
+		t.Errorf("bundle: %v", sizes)
 	}
 }

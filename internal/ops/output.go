@@ -1,10 +1,12 @@
 package ops
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/distren/distren/internal/jobpkg"
@@ -32,24 +34,62 @@ func (f *Farm) AcceptOutput(ctx context.Context, rep Report, render time.Duratio
 		return errorf(TooLarge, "frame %d output: larger than the server's limit of %d bytes (serve --max-output-bytes)", rep.Frame, f.lim.MaxOutputBytes)
 	}
 	body := capReader(tarball, f.lim.MaxOutputBytes, over)
-	// The tarball is stored as it arrives, with no lock, while a second
-	// reader checks and indexes it, and a copy is kept in case a
-	// collection runs before the frame is recorded done (gc.go).
 	since := f.collections()
+	complete := func(ref vault.Ref, files []session.OutFile) func() error {
+		return func() error {
+			return f.sess.Complete(ctx, session.Completion{Worker: rep.Worker, Job: rep.Job, Frame: rep.Frame, Epoch: rep.Epoch,
+				Output: ref.Hash, Size: ref.Size, Files: files, Render: render})
+		}
+	}
+	// An output of at most spoolMemory bytes — most frames' — is read
+	// whole first, then checked, indexed and stored from memory: no second
+	// goroutine, and nothing stored of a tarball refused. Its copy, in case
+	// a collection runs before the frame is recorded done (gc.go), is the
+	// buffer itself.
+	buf := smallOutputs.Get().(*[]byte)
+	defer smallOutputs.Put(buf)
+	n, err := io.ReadFull(body, *buf)
+	head := (*buf)[:n]
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		files, err := scanOutput(bytes.NewReader(head), f.lim.MaxOutputBytes)
+		if err != nil {
+			return tarballError(fmt.Errorf("frame %d output: %w", rep.Frame, err))
+		}
+		if len(files) == 0 {
+			return errorf(Invalid, "frame %d output: the tarball holds no file", rep.Frame)
+		}
+		ref, err := f.vault.Put(ctx, bytes.NewReader(head), "")
+		if err != nil {
+			return fmt.Errorf("frame %d output: %w", rep.Frame, err)
+		}
+		again := func() error {
+			if _, err := f.vault.Put(ctx, bytes.NewReader(head), ref.Hash); err != nil {
+				return fmt.Errorf("frame %d output: %w", rep.Frame, err)
+			}
+			return nil
+		}
+		return f.record(since, again, complete(ref, files))
+	case err != nil:
+		if KindOf(err) == TooLarge {
+			return err
+		}
+		return fmt.Errorf("frame %d output: %w", rep.Frame, err)
+	}
+	// A larger one is stored as it arrives, with no lock, while a second
+	// reader checks and indexes it, and a copy is kept (gc.go).
 	sp := &spool{dir: f.tmp}
 	defer sp.remove()
 	pr, pw := io.Pipe()
 	var files []session.OutFile
 	scanned := make(chan error, 1)
 	go func() {
-		err := jobpkg.Scan(pr, jobpkg.Limits{MaxBytes: f.lim.MaxOutputBytes}, func(file jobpkg.File, _ io.Reader) error {
-			files = append(files, session.OutFile{Path: file.Path, Size: file.Size})
-			return nil
-		})
+		fs, err := scanOutput(pr, f.lim.MaxOutputBytes)
+		files = fs
 		io.Copy(io.Discard, pr)
 		scanned <- err
 	}()
-	ref, err := f.vault.Put(ctx, io.TeeReader(io.TeeReader(body, sp), pw), "")
+	ref, err := f.vault.Put(ctx, io.TeeReader(io.TeeReader(io.MultiReader(bytes.NewReader(head), body), sp), pw), "")
 	pw.CloseWithError(err)
 	serr := <-scanned
 	if err != nil {
@@ -74,10 +114,21 @@ func (f *Farm) AcceptOutput(ctx context.Context, rep Report, render time.Duratio
 		}
 		return nil
 	}
-	return f.record(since, again, func() error {
-		return f.sess.Complete(ctx, session.Completion{Worker: rep.Worker, Job: rep.Job, Frame: rep.Frame, Epoch: rep.Epoch,
-			Output: ref.Hash, Size: ref.Size, Files: files, Render: render})
+	return f.record(since, again, complete(ref, files))
+}
+
+// smallOutputs holds the buffers outputs are first read into: one more byte
+// than spoolMemory, to tell an output that fits from one that does not.
+var smallOutputs = sync.Pool{New: func() any { b := make([]byte, spoolMemory+1); return &b }}
+
+// scanOutput lists the files of an output tarball, checking it.
+func scanOutput(r io.Reader, limit int64) ([]session.OutFile, error) {
+	var files []session.OutFile
+	err := jobpkg.Scan(r, jobpkg.Limits{MaxBytes: limit}, func(file jobpkg.File, _ io.Reader) error {
+		files = append(files, session.OutFile{Path: file.Path, Size: file.Size})
+		return nil
 	})
+	return files, err
 }
 
 // MaxFailureMessage bounds the message of a failed attempt that is kept:
