@@ -7,14 +7,22 @@
 //     internal/client (typed API client used by the CLI, workers and tests),
 //     internal/auth (API tokens, roles, the check on every request),
 //     internal/termsafe (escaping what the CLI prints of jobs and servers).
-//   - Steam (processing): internal/session (commands, dispatcher, scheduler),
-//     internal/store (durable state in SQLite), internal/manifest (distrenjob.xml).
+//   - Steam (processing): internal/ops (the farm's operations below any
+//     transport: packages, outputs, bundles, garbage collection),
+//     internal/session (commands, dispatcher, durable state, its own types),
+//     internal/scheduler (scheduling decisions over an explicit clock),
+//     internal/store (durable state in SQLite), internal/manifest
+//     (distrenjob.xml).
 //   - Vault (data and execution): internal/vault (content-addressed blobs),
 //     internal/cdc (content-defined chunks and trees), internal/storage
-//     (storage modules, object format, filters), internal/jobpkg (tar safety), internal/worker (slots, scratch directories),
-//     internal/backend (renderers), internal/sandbox (confining renderer
-//     processes), internal/raster (the built-in renderer).
+//     (storage modules, object format, filters), internal/jobpkg (tar
+//     safety), internal/worker (slots, scratch directories; its server
+//     behind worker.Server), internal/backend (renderers), internal/sandbox
+//     (confining renderer processes), internal/raster (the built-in
+//     renderer).
 //
-// internal/lifecycle starts and stops the subsystems in order; internal/imgcmp
-// compares images for the renderer tests.
+// internal/farm assembles a server from them (its local slots call
+// internal/ops in process); internal/lifecycle starts and stops the
+// subsystems in order; internal/imgcmp compares images for the renderer
+// tests.
 package distren
