@@ -45,7 +45,7 @@ func objectOf(name string) (hash string, isIndex bool) {
 // not write it again, and see Sweep remove it: the caller must not rely on
 // such a Put. The server records what an upload stored only with no sweep
 // running, and stores it again from its copy if a sweep overlapped the
-// upload (internal/server gc.go).
+// upload (internal/ops gc.go).
 func (v *Vault) Sweep(ctx context.Context, live func(hash string) bool, cutoff time.Time) (SweepResult, error) {
 	var res SweepResult
 	v.rmu.Lock()
