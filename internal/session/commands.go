@@ -217,20 +217,17 @@ func (s *Session) Complete(ctx context.Context, c Completion) error {
 		}
 		rec := store.Frame{Job: j.rec.ID, ID: f.ID, State: store.FrameDone, Attempts: f.Attempts + 1, Worker: c.Worker,
 			Output: c.Output, Size: c.Size, Render: c.Render, Finished: s.clock.Now().UTC()}
-		upd := j.rec
-		upd.NextFile += int64(len(files))
 		if err := tx.PutFrame(&rec); err != nil {
 			return nil, err
 		}
 		if len(files) > 0 {
+			// The job's row is not written: its next file number follows
+			// from the files stored, when the state is loaded (session.go).
 			if err := tx.PutFiles(files); err != nil {
 				return nil, err
 			}
-			if err := tx.UpdateJob(&upd); err != nil {
-				return nil, err
-			}
 		}
-		j.rec.NextFile = upd.NextFile
+		j.rec.NextFile += int64(len(files))
 		j.files = append(j.files, files...)
 		j.nameOutputs()
 		j.outs[i] = frameOut{output: c.Output, size: c.Size, render: c.Render, files: nums}

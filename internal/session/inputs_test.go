@@ -3,7 +3,9 @@ package session
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/distren/distren/internal/cdc"
@@ -80,5 +82,50 @@ func TestInputsStoredAsJSON(t *testing.T) {
 	}
 	if !reflect.DeepEqual(js.Inputs, want) {
 		t.Errorf("legacy inputs read as %+v, want %+v", js.Inputs, want)
+	}
+}
+
+// TestFileNumbersAfterRestart: a completion records its files, not the
+// job's next file number; after a restart the numbers go on from the files
+// stored, never reusing one.
+func TestFileNumbersAfterRestart(t *testing.T) {
+	st := store.NewMem()
+	s := open(t, st)
+	sub := mkjob(t, "", `<range first="1" last="3"/>`)
+	sub.Inputs = []cdc.File{{Path: "a"}, {Path: "b"}} // files 1 and 2
+	id := submit(t, s, sub)
+	ls := claim(t, s, "w", 3)
+	done := func(s *Session, l Lease, paths ...string) []int64 {
+		t.Helper()
+		var outs []OutFile
+		for _, p := range paths {
+			outs = append(outs, OutFile{Path: p, Size: 1})
+		}
+		if err := s.Complete(ctx, Completion{Worker: "w", Job: l.Job, Frame: l.Frame, Epoch: l.Epoch, Output: fmt.Sprintf("%064d", l.Frame), Size: 1, Files: outs}); err != nil {
+			t.Fatal(err)
+		}
+		f, err := s.Frame(id, l.Frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.Files
+	}
+	if got := done(s, ls[0], "x.png", "y.png"); !slices.Equal(got, []int64{3, 4}) {
+		t.Fatalf("frame 1's files: %v", got)
+	}
+	s.Close()
+	s = open(t, st)
+	ls = claim(t, s, "w", 2) // the leases died with the first session
+	if got := done(s, ls[0], "z.png"); !slices.Equal(got, []int64{5}) {
+		t.Errorf("after a restart, the next frame's file: %v, want [5]", got)
+	}
+	s.Close()
+	s = open(t, st)
+	if loc, err := s.File(id, 5); err != nil || loc.Path != "z.png" {
+		t.Errorf("file 5 after a second restart: %+v %v", loc, err)
+	}
+	ls = claim(t, s, "w", 1)
+	if got := done(s, ls[0], "w.png"); !slices.Equal(got, []int64{6}) {
+		t.Errorf("after a second restart: %v, want [6]", got)
 	}
 }

@@ -369,6 +369,9 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 	for _, fl := range snap.Files {
 		if j := s.jobs[fl.Job]; j != nil {
 			j.files = append(j.files, fl)
+			// The next file number follows from the files issued: a
+			// completion records its files, not the job (Complete).
+			j.rec.NextFile = max(j.rec.NextFile, fl.N+1)
 			if i, ok := j.FrameIndex(fl.Frame); ok && j.outs[i].output == fl.Tar {
 				j.outs[i].files = append(j.outs[i].files, fl.N)
 			}

@@ -38,7 +38,7 @@ type Job struct {
 	// Back is the frame set (as "1-2,5") retried since the job was canceled
 	// or stopped: those frames are not canceled.
 	Back     string
-	NextFile int64 // next file number to issue
+	NextFile int64 // next file number to issue, as of the job's last update: the files stored may be further (the session takes the greater)
 	Deleted  bool
 }
 
