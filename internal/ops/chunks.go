@@ -1,10 +1,12 @@
 package ops
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/distren/distren/internal/cdc"
 	"github.com/distren/distren/internal/vault"
@@ -61,11 +63,6 @@ func (f *Farm) PutChunk(ctx context.Context, hash string, data io.Reader, size i
 		return over(size)
 	}
 	body := capReader(data, cdc.MaxChunkSize, over)
-	// Stored as it arrives, with no lock (gc.go); stored again from its
-	// copy if a collection ran meanwhile.
-	since := f.collections()
-	sp := &spool{dir: f.tmp}
-	defer sp.remove()
 	put := func(r io.Reader) error {
 		if _, err := f.vault.Put(ctx, r, hash); err != nil {
 			if errors.Is(err, vault.ErrMismatch) {
@@ -78,7 +75,28 @@ func (f *Farm) PutChunk(ctx context.Context, hash string, data io.Reader, size i
 		}
 		return nil
 	}
-	if err := put(io.TeeReader(body, sp)); err != nil {
+	// A chunk of at most vault.MaxWhole bytes — every chunk distren's
+	// client cuts — is received into memory first, with no lock, then
+	// stored with no collection running (gc.go): it needs no copy, so
+	// its bytes are written once, to the vault.
+	since := f.collections()
+	buf := chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(buf)
+	n, err := io.ReadFull(body, *buf)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return f.record(since, nil, func() error { return put(bytes.NewReader((*buf)[:n])) })
+	case err != nil:
+		if KindOf(err) == TooLarge {
+			return err
+		}
+		return fmt.Errorf("chunk %s: %w", hash, err)
+	}
+	// A larger one is stored as it arrives, with no lock, and stored again
+	// from its copy if a collection ran meanwhile.
+	sp := &spool{dir: f.tmp}
+	defer sp.remove()
+	if err := put(io.TeeReader(io.MultiReader(bytes.NewReader(*buf), body), sp)); err != nil {
 		return err
 	}
 	return f.record(since, func() error {
@@ -89,3 +107,7 @@ func (f *Farm) PutChunk(ctx context.Context, hash string, data io.Reader, size i
 		return put(r)
 	}, nil)
 }
+
+// chunkBufs holds the buffers chunks are received into: one byte more than
+// vault.MaxWhole, to tell a chunk that fits from one that does not.
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, vault.MaxWhole+1); return &b }}

@@ -23,13 +23,17 @@ type Collected struct {
 // Collection and uploads. A collection holds gcMu for writing while it
 // computes the live set and sweeps the vault. An operation that accepts
 // bytes (a package, a chunk, a frame's output) never holds gcMu while it
-// reads them from its caller: it stores what it receives in the vault
-// first, with no lock, keeping a copy (a spool, or the unpacked package).
-// Only then does it take gcMu for reading, for the short step that records
-// what it stored (the job, the frame done). If a collection ran or started
-// meanwhile — gcRuns tells — that sweep may have removed what the
-// operation stored or found stored, so within that step it first stores it
-// again from its copy (the vault writes only what is missing). Recorded,
+// reads them from its caller. What fits in memory — a chunk of at most
+// vault.MaxWhole bytes (every chunk distren's client cuts), an output of at
+// most spoolMemory — is received whole first, with no lock, then stored and
+// recorded in one step with gcMu held for reading: no sweep can overlap, so
+// nothing else is kept. What does not fit is stored in the vault as it
+// arrives, with no lock, keeping a copy (a spool, or the unpacked package);
+// only then does the operation take gcMu for reading, for the short step
+// that records what it stored (the job, the frame done). If a collection
+// ran or started meanwhile — gcRuns tells — that sweep may have removed
+// what the operation stored or found stored, so within that step it first
+// stores it again from its copy (the vault writes only what is missing). Recorded,
 // the objects are live for every later collection; a chunk, recorded by
 // nothing, was touched as it was stored, so the next collections keep it
 // through the grace period. A waiting collection thus waits only for such

@@ -42,10 +42,9 @@ func (f *Farm) AcceptOutput(ctx context.Context, rep Report, render time.Duratio
 		}
 	}
 	// An output of at most spoolMemory bytes — most frames' — is read
-	// whole first, then checked, indexed and stored from memory: no second
-	// goroutine, and nothing stored of a tarball refused. Its copy, in case
-	// a collection runs before the frame is recorded done (gc.go), is the
-	// buffer itself.
+	// whole first, with no lock, then checked and indexed, and stored and
+	// recorded with no collection running (gc.go): no second goroutine, no
+	// copy, and nothing stored of a tarball refused.
 	buf := smallOutputs.Get().(*[]byte)
 	defer smallOutputs.Put(buf)
 	n, err := io.ReadFull(body, *buf)
@@ -59,17 +58,13 @@ func (f *Farm) AcceptOutput(ctx context.Context, rep Report, render time.Duratio
 		if len(files) == 0 {
 			return errorf(Invalid, "frame %d output: the tarball holds no file", rep.Frame)
 		}
-		ref, err := f.vault.Put(ctx, bytes.NewReader(head), "")
-		if err != nil {
-			return fmt.Errorf("frame %d output: %w", rep.Frame, err)
-		}
-		again := func() error {
-			if _, err := f.vault.Put(ctx, bytes.NewReader(head), ref.Hash); err != nil {
+		return f.record(since, nil, func() error {
+			ref, err := f.vault.Put(ctx, bytes.NewReader(head), "")
+			if err != nil {
 				return fmt.Errorf("frame %d output: %w", rep.Frame, err)
 			}
-			return nil
-		}
-		return f.record(since, again, complete(ref, files))
+			return complete(ref, files)()
+		})
 	case err != nil:
 		if KindOf(err) == TooLarge {
 			return err
