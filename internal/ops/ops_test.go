@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -201,5 +202,22 @@ func TestOutputSizes(t *testing.T) {
 	}
 	if sizes["small.txt"] != 1 || sizes["big.bin"] != int64(len(big)) || len(sizes) != 2 {
 		t.Errorf("bundle: %v", sizes)
+	}
+}
+
+// TestChunkWrittenOnce: a chunk as distren's client cuts them (here 1 MiB)
+// is stored without a copy in the upload directory — which does not even
+// exist here.
+func TestChunkWrittenOnce(t *testing.T) {
+	p := opstest.NewParts(t, "once", vault.Options{})
+	f := p.Ops(ops.Config{TmpDir: filepath.Join(t.TempDir(), "absent")})
+	data := bytes.Repeat([]byte("chunk of a texture "), 1<<20/19)
+	sum := sha256.Sum256(data)
+	h := hex.EncodeToString(sum[:])
+	if err := f.PutChunk(ctx, h, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatalf("a 1 MiB chunk: %v", err)
+	}
+	if has, err := p.Vault.Has(ctx, h); !has || err != nil {
+		t.Errorf("the chunk is not stored: %v %v", has, err)
 	}
 }
