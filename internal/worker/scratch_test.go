@@ -18,17 +18,19 @@ import (
 )
 
 // ino is the inode number of path: the same directory under another name
-// keeps it.
+// keeps it. (t.Error, not t.Fatal: renderers' goroutines call it.)
 func ino(t *testing.T, path string) uint64 {
 	t.Helper()
 	fi, err := os.Lstat(path)
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return 0
 	}
 	return fi.Sys().(*syscall.Stat_t).Ino
 }
 
-// contents lists everything beneath dir (directories too), relative.
+// contents lists everything beneath dir (directories too), relative; a
+// failure to read it fails the test (with t.Error, as for ino).
 func contents(t *testing.T, dir string) []string {
 	t.Helper()
 	var out []string
@@ -43,7 +45,7 @@ func contents(t *testing.T, dir string) []string {
 		return nil
 	})
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
 	}
 	return out
 }
@@ -55,6 +57,15 @@ func contents(t *testing.T, dir string) []string {
 func mess(t *testing.T, dir, home string) string {
 	t.Helper()
 	outside := filepath.Join(t.TempDir(), "precious")
+	if err := leaveMess(dir, home, outside); err != nil {
+		t.Fatal(err)
+	}
+	return outside
+}
+
+// leaveMess is mess, for a renderer's goroutine: outside is the file the
+// links point to.
+func leaveMess(dir, home, outside string) error {
 	for _, f := range []struct {
 		path string
 		mode fs.FileMode
@@ -68,27 +79,24 @@ func mess(t *testing.T, dir, home string) string {
 		{outside, 0o644},
 	} {
 		if err := os.MkdirAll(filepath.Dir(f.path), 0o755); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if err := os.WriteFile(f.path, []byte("left over"), f.mode); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
 	for _, l := range [][2]string{{outside, filepath.Join(dir, "link")}, {filepath.Dir(outside), filepath.Join(home, "dirlink")}} {
 		if err := os.Symlink(l[0], l[1]); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
 	if err := os.Chmod(filepath.Join(dir, "a"), 0o500); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := os.Chmod(dir, 0o500); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := os.Chmod(home, 0o755|fs.ModeSetgid); err != nil {
-		t.Fatal(err)
-	}
-	return outside
+	return os.Chmod(home, 0o755|fs.ModeSetgid)
 }
 
 // checkFresh fails unless tk's directories are empty with their modes.
@@ -264,12 +272,18 @@ func TestRunLeftoversGoneBeforeNextTask(t *testing.T) {
 			dirIno, homeIno uint64
 		}
 		saw := make(chan seen, 3)
+		outside := t.TempDir()
 		messy := funcBackend{name: "messy", render: func(ctx context.Context, bt *backend.Task) error {
 			saw <- seen{contents(t, bt.Dir), contents(t, bt.Home), ino(t, bt.Dir), ino(t, bt.Home)}
-			mess(t, bt.Dir, bt.Home)
-			return nil
+			return leaveMess(bt.Dir, bt.Home, filepath.Join(outside, "precious"))
 		}}
 		r := startWorker(t, s, messy)
+		stopped := false
+		defer func() {
+			if !stopped {
+				r.stop()
+			}
+		}()
 		ls := []api.Lease{lease(1, 1, 1), lease(1, 2, 1), lease(1, 3, 1)}
 		var first seen
 		for i, l := range ls {
@@ -293,6 +307,7 @@ func TestRunLeftoversGoneBeforeNextTask(t *testing.T) {
 				t.Errorf("frame %d rendered in new directories, want the first frame's reused", l.Frame)
 			}
 		}
+		stopped = true
 		if err := r.stop(); err != nil {
 			t.Fatal(err)
 		}
@@ -339,6 +354,12 @@ func TestRunSlotsNeverShareScratch(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- w.Run(ctx) }()
+		defer func() { // on a failure below
+			cancel()
+			if done != nil {
+				<-done
+			}
+		}()
 		for round := range 2 {
 			ls := []api.Lease{lease(1, int64(2*round+1), 1), lease(1, int64(2*round+2), 1)}
 			s.offer(ls...)
@@ -350,7 +371,9 @@ func TestRunSlotsNeverShareScratch(t *testing.T) {
 			}
 		}
 		cancel()
-		if err := <-done; err != nil {
+		err = <-done
+		done = nil
+		if err != nil {
 			t.Fatal(err)
 		}
 		if len(inos) != 4 {
