@@ -21,13 +21,15 @@ import (
 // removed when it is released: they are emptied, their modes restored, and
 // renamed into the spare area beside the scratch area (spare/<n> and
 // spare/<n>.home), from which the next task renames them into place under
-// its own names. A pair is held by one task at a time, from its preparation
+// its own names. A home holds an empty tmp/, the renderer's TMPDIR, kept
+// (emptied) with it. A pair is held by one task at a time, from its preparation
 // to its release, so tasks in hand at once never share a directory. A pair
 // that cannot be emptied is removed and never reused.
 
 const (
 	scratchPerm = 0o755 // a task's scratch directory
-	homePerm    = 0o700 // its renderer's HOME
+	homePerm    = 0o700 // its renderer's HOME, and the TMPDIR in it
+	homeTmp     = "tmp" // the TMPDIR in HOME (backend.Task.Home)
 )
 
 // spares are the empty scratch directory pairs waiting for a task.
@@ -109,15 +111,18 @@ func (w *Worker) scratch(t *task) error {
 	if err := os.Mkdir(t.home, homePerm); err != nil {
 		return fmt.Errorf("scratch directory: %w", err)
 	}
+	if err := os.Mkdir(filepath.Join(t.home, homeTmp), homePerm); err != nil {
+		return fmt.Errorf("scratch directory: %w", err)
+	}
 	return nil
 }
 
 // recycle empties a released task's scratch directory and home and keeps
 // them as a spare pair; what cannot be emptied is removed.
 func (w *Worker) recycle(dir, home string) {
-	err := emptyDir(dir, scratchPerm)
+	err := emptyDir(dir, scratchPerm, "")
 	if err == nil {
-		err = emptyDir(home, homePerm)
+		err = emptyDir(home, homePerm, homeTmp)
 	}
 	if err == nil {
 		p, ok := w.spare.name()
@@ -141,10 +146,11 @@ func (w *Worker) recycle(dir, home string) {
 
 var errSparesFull = errors.New("the spare area is full")
 
-// emptyDir removes everything in dir and restores its mode to perm. dir
-// must be a directory, not a link to one. It fails, leaving dir to be
-// removed whole, on anything it cannot remove.
-func emptyDir(dir string, perm fs.FileMode) error {
+// emptyDir removes everything in dir and restores its mode to perm; if
+// keep is not "", dir is left holding keep, an empty directory of mode
+// perm. dir must be a directory, not a link to one. It fails, leaving dir
+// to be removed whole, on anything it cannot remove.
+func emptyDir(dir string, perm fs.FileMode, keep string) error {
 	f, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
@@ -167,7 +173,14 @@ func emptyDir(dir string, perm fs.FileMode) error {
 	if err != nil {
 		return err
 	}
+	kept := false
 	for _, name := range names {
+		if name == keep && !kept {
+			if err := emptyDir(filepath.Join(dir, keep), perm, ""); err == nil {
+				kept = true
+				continue
+			}
+		}
 		var uerr error
 		if err := sc.Control(func(fd uintptr) { uerr = unix.Unlinkat(int(fd), name, 0) }); err != nil {
 			return err
@@ -177,6 +190,11 @@ func emptyDir(dir string, perm fs.FileMode) error {
 		}
 		if uerr != nil && !errors.Is(uerr, fs.ErrNotExist) {
 			return fmt.Errorf("emptying %s: %s: %w", filepath.Base(dir), name, uerr)
+		}
+	}
+	if keep != "" && !kept {
+		if err := os.Mkdir(filepath.Join(dir, keep), perm); err != nil {
+			return err
 		}
 	}
 	return nil

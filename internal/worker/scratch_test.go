@@ -96,18 +96,23 @@ func leaveMess(dir, home, outside string) error {
 	if err := os.Chmod(dir, 0o500); err != nil {
 		return err
 	}
+	if err := os.Chmod(filepath.Join(home, "tmp"), 0o777); err != nil {
+		return err
+	}
 	return os.Chmod(home, 0o755|fs.ModeSetgid)
 }
 
-// checkFresh fails unless tk's directories are empty with their modes.
+// checkFresh fails unless tk's directories are empty, but for HOME's
+// empty tmp/, with their modes.
 func checkFresh(t *testing.T, tk *task) {
 	t.Helper()
 	for _, d := range []struct {
 		path string
 		perm fs.FileMode
-	}{{tk.dir, scratchPerm}, {tk.home, homePerm}} {
-		if c := contents(t, d.path); len(c) != 0 {
-			t.Errorf("%s holds %v, want it empty", d.path, c)
+		want []string
+	}{{tk.dir, scratchPerm, nil}, {tk.home, homePerm, []string{"tmp"}}, {filepath.Join(tk.home, "tmp"), homePerm, nil}} {
+		if c := contents(t, d.path); !slices.Equal(c, d.want) {
+			t.Errorf("%s holds %v, want %v", d.path, c, d.want)
 		}
 		fi, err := os.Lstat(d.path)
 		if err != nil {
@@ -298,8 +303,8 @@ func TestRunLeftoversGoneBeforeNextTask(t *testing.T) {
 			default:
 				t.Fatalf("frame %d was not rendered", l.Frame)
 			}
-			if len(v.dir) != 0 || len(v.home) != 0 {
-				t.Errorf("frame %d found %v in its scratch directory and %v in its HOME, want both empty", l.Frame, v.dir, v.home)
+			if len(v.dir) != 0 || !slices.Equal(v.home, []string{"tmp"}) {
+				t.Errorf("frame %d found %v in its scratch directory and %v in its HOME, want nothing but HOME's tmp", l.Frame, v.dir, v.home)
 			}
 			if i == 0 {
 				first = v
