@@ -36,10 +36,9 @@ type Task struct {
 	// outputs go there too.
 	Dir string
 	// Home is a private directory outside Dir for the renderer's HOME,
-	// configuration and temporary files, an absolute path; it holds nothing
-	// but tmp/, an empty directory (the renderer's TMPDIR) that a worker
-	// makes, though a Task made otherwise may lack it. It is emptied with
-	// Dir after the task.
+	// configuration and temporary files, an absolute path. A worker gives
+	// it empty but for tmp/, an empty directory (the TMPDIR), and empties
+	// it with Dir after the task.
 	Home string
 	// Spec is the frames' backend element from the manifest.
 	Spec *manifest.Backend

@@ -7,8 +7,8 @@
 // straight from its store, with no cache), runs the backend with
 // the job's timeout, packs each frame's files into its output tarball and
 // uploads it as soon as the frame is done, and empties the scratch
-// directory for a later task (scratch.go). While slots render, the next claimed tasks' inputs are already
-// being fetched.
+// directory for a later task (scratch.go). While slots render, the next
+// claimed tasks' inputs are already being fetched.
 //
 // The worker knows its server only as a Server (server.go), whose outcomes
 // are sentinel errors, not transport statuses. The rest is split by
