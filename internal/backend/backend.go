@@ -35,9 +35,10 @@ type Task struct {
 	// input files and the outputs of the frames it depends on are there;
 	// outputs go there too.
 	Dir string
-	// Home is a private, empty directory outside Dir for the renderer's HOME,
-	// configuration and temporary files, an absolute path; it is removed
-	// with Dir.
+	// Home is a private directory outside Dir for the renderer's HOME,
+	// configuration and temporary files, an absolute path. A worker gives
+	// it empty but for tmp/, an empty directory (the TMPDIR), and empties
+	// it with Dir after the task.
 	Home string
 	// Spec is the frames' backend element from the manifest.
 	Spec *manifest.Backend

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/raster"
@@ -166,12 +167,15 @@ func (Builtin) Render(ctx context.Context, t *Task) error {
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriterSize(f, 64<<10)
-	if err := raster.EncodePNG(w, img); err != nil {
-		f.Close()
-		return err
+	w := pngWriters.Get().(*bufio.Writer)
+	w.Reset(f)
+	err = raster.EncodePNG(w, img)
+	if err == nil {
+		err = w.Flush()
 	}
-	if err := w.Flush(); err != nil {
+	w.Reset(nil)
+	pngWriters.Put(w)
+	if err != nil {
 		f.Close()
 		return err
 	}
@@ -183,6 +187,10 @@ func (Builtin) Render(ctx context.Context, t *Task) error {
 	}
 	return nil
 }
+
+// pngWriters buffer the PNGs written to their files: a buffer allocated per
+// frame would cost more than encoding a small frame.
+var pngWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
 
 func readPNG(path string) (image.Image, error) {
 	f, err := os.Open(path)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -110,7 +109,8 @@ func (w *Worker) fingerprint(ctx context.Context) {
 	}
 }
 
-// release forgets a task and frees its token and scratch directory.
+// release forgets a task and frees its token and scratch directory, which
+// is emptied for a later task.
 func (w *Worker) release(t *task) {
 	t.cancel()
 	w.mu.Lock()
@@ -119,8 +119,7 @@ func (w *Worker) release(t *task) {
 	}
 	w.mu.Unlock()
 	if t.dir != "" {
-		os.RemoveAll(t.dir)
-		os.RemoveAll(t.home)
+		w.recycle(t.dir, t.home)
 	}
 	w.idx.unpin(t.pinned)
 	<-w.tokens

@@ -196,18 +196,6 @@ func (w *Worker) prepare(ctx context.Context, t *task) {
 	})
 }
 
-// scratch makes the task's scratch directory and, beside it, the
-// renderer's private home: absolute paths, since the worker's directory is.
-func (w *Worker) scratch(t *task) error {
-	first := t.leases[0]
-	t.dir = filepath.Join(w.scr, fmt.Sprintf("%d-%d-%d", first.Job, first.Frame, first.Epoch))
-	t.home = t.dir + ".home"
-	if err := os.Mkdir(t.dir, 0o755); err != nil {
-		return err
-	}
-	return os.Mkdir(t.home, 0o700)
-}
-
 // pin marks a cached object as needed by t (and used now) until t is
 // released, so that eviction leaves it alone. It is pinned before it is
 // fetched: an object found in the cache cannot be evicted before it is used.

@@ -6,9 +6,9 @@
 // the objects in the worker's own process, a LocalObjects, has them copied
 // straight from its store, with no cache), runs the backend with
 // the job's timeout, packs each frame's files into its output tarball and
-// uploads it as soon as the frame is done, and removes the scratch
-// directory. While slots render, the next claimed tasks' inputs are already
-// being fetched.
+// uploads it as soon as the frame is done, and empties the scratch
+// directory for a later task (scratch.go). While slots render, the next
+// claimed tasks' inputs are already being fetched.
 //
 // The worker knows its server only as a Server (server.go), whose outcomes
 // are sentinel errors, not transport statuses. The rest is split by
@@ -65,7 +65,8 @@ type Worker struct {
 	cache   *store
 	unlock  func()
 	reports sync.WaitGroup // results being reported
-	scr     string
+	scr     string         // the scratch area: the scratch directories of the tasks in hand
+	spare   *spares        // emptied scratch directories, for the next tasks
 
 	mu     sync.Mutex
 	held   map[api.LeaseRef]*task
@@ -175,12 +176,14 @@ func New(cfg Config) (*Worker, error) {
 	if err != nil {
 		return fail(err)
 	}
-	scr := filepath.Join(cfg.Dir, "scratch")
-	if err := os.RemoveAll(scr); err != nil { // leftovers of an earlier run
-		return fail(fmt.Errorf("worker scratch: %w", err))
-	}
-	if err := os.MkdirAll(scr, 0o755); err != nil {
-		return fail(fmt.Errorf("worker scratch: %w", err))
+	scr, spare := filepath.Join(cfg.Dir, "scratch"), filepath.Join(cfg.Dir, "spare")
+	for _, d := range []string{scr, spare} {
+		if err := forceRemoveAll(d); err != nil { // leftovers of an earlier run
+			return fail(fmt.Errorf("worker scratch: %w", err))
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fail(fmt.Errorf("worker scratch: %w", err))
+		}
 	}
 	if cfg.CacheBytes <= 0 {
 		cfg.CacheBytes = DefaultCacheBytes
@@ -189,7 +192,7 @@ func New(cfg Config) (*Worker, error) {
 	if err := idx.load(filepath.Join(cfg.Dir, "cache", "objects")); err != nil {
 		return fail(fmt.Errorf("worker cache: %w", err))
 	}
-	return &Worker{cfg: cfg, cache: cache, scr: scr, unlock: unlock, idx: idx, held: map[api.LeaseRef]*task{}, specs: map[int64]*jobSpec{},
+	return &Worker{cfg: cfg, cache: cache, scr: scr, spare: &spares{dir: spare, max: cfg.Slots + maxAhead}, unlock: unlock, idx: idx, held: map[api.LeaseRef]*task{}, specs: map[int64]*jobSpec{},
 		fetch: map[string]chan struct{}{}, tokens: make(chan struct{}, cfg.Slots+maxAhead), freed: make(chan struct{}, 1),
 		minAhead: minAhead, maxAhead: maxAhead}, nil
 }
@@ -260,6 +263,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	stop(err)
 	wg.Wait()
 	w.reports.Wait()
+	if cerr := w.spare.clear(); cerr != nil {
+		w.cfg.Log.Warn("spare scratch directories not removed", "err", cerr)
+	}
 	return err
 }
 
