@@ -80,33 +80,7 @@ func TestLocalObjectsSkipCache(t *testing.T) {
 			inputFile{"scene/main.txt", "a scene of several chunks", 0o644},
 			inputFile{"run.sh", "#!/bin/sh\n", 0o755})
 		dep := s.addOutput(1, 3, map[string]string{"dep/frame-3.txt": "from frame 3", "dep/more.txt": "more"})
-		type seen struct {
-			files    map[string]string
-			exec     bool
-			depFiles []string
-		}
-		saw := make(chan seen, 2)
-		inspect := funcBackend{name: "inspect", render: func(ctx context.Context, t *backend.Task) error {
-			v := seen{files: map[string]string{}, depFiles: t.DepFiles}
-			err := filepath.WalkDir(t.Dir, func(p string, d fs.DirEntry, err error) error {
-				if err != nil || d.IsDir() {
-					return err
-				}
-				b, err := os.ReadFile(p)
-				rel, _ := filepath.Rel(t.Dir, p)
-				v.files[filepath.ToSlash(rel)] = string(b)
-				if rel == "run.sh" {
-					fi, _ := d.Info()
-					v.exec = fi.Mode()&0o100 != 0
-				}
-				return err
-			})
-			saw <- v
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(t.Dir, "out-"+string(rune('0'+t.Frame()))+".txt"), []byte("done"), 0o644)
-		}}
+		inspect, saw := inspectBackend()
 		r := startWorker(t, s, inspect)
 		defer r.stop()
 		first, second := lease(1, 1, 1, dep), lease(1, 2, 1, dep)
@@ -118,7 +92,7 @@ func TestLocalObjectsSkipCache(t *testing.T) {
 		want := map[string]string{"scene/main.txt": "a scene of several chunks", "run.sh": "#!/bin/sh\n",
 			"dep/frame-3.txt": "from frame 3", "dep/more.txt": "more"}
 		for i, l := range []api.Lease{first, second} {
-			var v seen
+			var v scratchSeen
 			select {
 			case v = <-saw:
 			default:

@@ -291,33 +291,7 @@ func TestInputsAndDependenciesInScratch(t *testing.T) {
 			inputFile{"scene/main.txt", "a scene of several chunks", 0o644},
 			inputFile{"run.sh", "#!/bin/sh\n", 0o755})
 		dep := s.addOutput(1, 3, map[string]string{"dep/frame-3.txt": "from frame 3"})
-		type seen struct {
-			files    map[string]string
-			exec     bool
-			depFiles []string
-		}
-		saw := make(chan seen, 2)
-		inspect := funcBackend{name: "inspect", render: func(ctx context.Context, t *backend.Task) error {
-			v := seen{files: map[string]string{}, depFiles: t.DepFiles}
-			err := filepath.WalkDir(t.Dir, func(p string, d fs.DirEntry, err error) error {
-				if err != nil || d.IsDir() {
-					return err
-				}
-				b, err := os.ReadFile(p)
-				rel, _ := filepath.Rel(t.Dir, p)
-				v.files[filepath.ToSlash(rel)] = string(b)
-				if rel == "run.sh" {
-					fi, _ := d.Info()
-					v.exec = fi.Mode()&0o100 != 0
-				}
-				return err
-			})
-			saw <- v
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(t.Dir, "out-"+string(rune('0'+t.Frame()))+".txt"), []byte("done"), 0o644)
-		}}
+		inspect, saw := inspectBackend()
 		r := startWorker(t, s, inspect)
 		defer r.stop()
 		first, second := lease(1, 1, 1, dep), lease(1, 2, 1, dep)
@@ -328,7 +302,7 @@ func TestInputsAndDependenciesInScratch(t *testing.T) {
 
 		want := map[string]string{"scene/main.txt": "a scene of several chunks", "run.sh": "#!/bin/sh\n", "dep/frame-3.txt": "from frame 3"}
 		for i, l := range []api.Lease{first, second} {
-			var v seen
+			var v scratchSeen
 			select {
 			case v = <-saw:
 			default:
@@ -420,4 +394,39 @@ func TestChunkReportsFramesAsTheyFinish(t *testing.T) {
 			t.Errorf("frame 4 was uploaded: %+v", c)
 		}
 	})
+}
+
+// scratchSeen is what a render found in its scratch directory.
+type scratchSeen struct {
+	files    map[string]string // path → content
+	exec     bool              // run.sh is executable
+	depFiles []string
+}
+
+// inspectBackend is a backend whose render records what it finds in its
+// scratch directory (sent on the channel, which holds two), then writes
+// out-<frame>.txt.
+func inspectBackend() (funcBackend, <-chan scratchSeen) {
+	saw := make(chan scratchSeen, 2)
+	return funcBackend{name: "inspect", render: func(ctx context.Context, t *backend.Task) error {
+		v := scratchSeen{files: map[string]string{}, depFiles: t.DepFiles}
+		err := filepath.WalkDir(t.Dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			rel, _ := filepath.Rel(t.Dir, p)
+			v.files[filepath.ToSlash(rel)] = string(b)
+			if rel == "run.sh" {
+				fi, _ := d.Info()
+				v.exec = fi.Mode()&0o100 != 0
+			}
+			return err
+		})
+		saw <- v
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(t.Dir, "out-"+string(rune('0'+t.Frame()))+".txt"), []byte("done"), 0o644)
+	}}, saw
 }
