@@ -36,8 +36,9 @@ type fakeServer struct {
 	gone    map[api.LeaseRef]bool // leases no longer held: heartbeats stop them, results are stale
 
 	// Injected answers.
-	claimErrs []error                  // answers of the next claims, in order; nil claims normally
-	results   map[api.LeaseRef][]error // answers of the next Complete calls for a lease, in order
+	claimErrs    []error                  // answers of the next claims, in order; nil claims normally
+	results      map[api.LeaseRef][]error // answers of the next Complete calls for a lease, in order
+	heartbeatErr error                    // the answer of every heartbeat, if set
 
 	// What the worker did.
 	claims     []claimCall
@@ -208,6 +209,9 @@ func (s *fakeServer) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.Heart
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.heartbeats = append(s.heartbeats, hb)
+	if s.heartbeatErr != nil {
+		return api.HeartbeatResponse{}, s.heartbeatErr
+	}
 	var r api.HeartbeatResponse
 	for _, l := range hb.Leases {
 		if s.gone[l.LeaseRef] {

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/distren/distren/internal/api"
@@ -10,7 +11,11 @@ import (
 
 func ref(l api.Lease) api.LeaseRef { return api.LeaseRef{Job: l.Job, Frame: l.Frame, Epoch: l.Epoch} }
 
-func (w *Worker) heartbeats(ctx context.Context) {
+// heartbeats renews the leases held until ctx ends. A heartbeat refused
+// for the worker's credential (revoked since the last claim) stops the
+// worker through stop, as a refused claim does: it could report nothing
+// of what it renders.
+func (w *Worker) heartbeats(ctx context.Context, stop context.CancelCauseFunc) {
 	period := 100 * time.Millisecond // until a lease tells its length: heartbeats with no lease send nothing
 	for {
 		select {
@@ -28,6 +33,10 @@ func (w *Worker) heartbeats(ctx context.Context) {
 		hctx, cancel := context.WithTimeout(ctx, ttl)
 		resp, err := w.cfg.Server.Heartbeat(hctx, hb)
 		cancel()
+		if errors.Is(err, ErrDenied) {
+			stop(fmt.Errorf("worker %s: the server refused its token: %w", w.cfg.Name, err))
+			return
+		}
 		if err != nil {
 			w.cfg.Log.Warn("heartbeat failed", "err", err)
 			continue

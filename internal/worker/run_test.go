@@ -430,3 +430,33 @@ func inspectBackend() (funcBackend, <-chan scratchSeen) {
 		return os.WriteFile(filepath.Join(t.Dir, "out-"+string(rune('0'+t.Frame()))+".txt"), []byte("done"), 0o644)
 	}}, saw
 }
+
+// TestDeniedHeartbeatStopsWorker: a credential revoked while the worker
+// renders is refused at the next heartbeat, and the worker stops then —
+// not at its next claim, which may be hours away — saying why.
+func TestDeniedHeartbeatStopsWorker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newFakeServer()
+		s.addJob(1, job(`<backend name="block"/>`, 1, "*.txt"), 1<<20)
+		s.heartbeatErr = refused(ErrDenied, "token w1-token revoked")
+		r := startWorker(t, s, funcBackend{name: "block", render: func(ctx context.Context, t *backend.Task) error {
+			<-ctx.Done() // a long render
+			return ctx.Err()
+		}})
+		defer r.stop()
+		s.offer(lease(1, 1, 1))
+		var err error
+		select {
+		case err = <-r.done:
+			r.done <- err // for stop
+		case <-time.After(time.Hour):
+			t.Fatal("the worker went on rendering after a heartbeat refused its credential")
+		}
+		if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), "refused its token") {
+			t.Fatalf("Run returned %v, want ErrDenied saying the token was refused", err)
+		}
+		if len(s.claims) != 1 {
+			t.Errorf("%d claims, want 1", len(s.claims))
+		}
+	})
+}

@@ -24,6 +24,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -231,7 +232,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	claimed := make(chan *task, cap(w.tokens))
 	prepared := make(chan *task, w.maxAhead)
 	var wg sync.WaitGroup
-	wg.Go(func() { w.heartbeats(ctx) })
+	wg.Go(func() { w.heartbeats(ctx, stop) })
 	for range w.cfg.Slots {
 		wg.Go(func() { // preparers: fetch inputs ahead of the slots
 			for {
@@ -260,6 +261,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		})
 	}
 	err := w.claimLoop(ctx, claimed)
+	if cause := context.Cause(ctx); err == nil && errors.Is(cause, ErrDenied) {
+		err = cause // a heartbeat was refused the worker's credential
+	}
 	stop(err)
 	wg.Wait()
 	w.reports.Wait()
