@@ -115,25 +115,20 @@ func (m *FS) mkdirs(dir string) error {
 
 // Get implements Module.
 func (m *FS) Get(ctx context.Context, name string) (io.ReadCloser, error) {
-	if err := checkName(name); err != nil {
-		return nil, wrap("get", m, name, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, wrap("get", m, name, err)
-	}
-	f, err := os.Open(m.path(name))
-	if err != nil {
-		return nil, wrap("get", m, name, notFound(err))
-	}
-	return &fileReader{ctxReader{ctx, f}, f, m, name}, nil
+	return m.open(ctx, name, func(f *os.File) io.Reader { return f })
 }
 
 // GetRange implements Module.
 func (m *FS) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
-	if err := checkName(name); err != nil {
+	if err := checkRange(off, length); err != nil {
 		return nil, wrap("get", m, name, err)
 	}
-	if err := checkRange(off, length); err != nil {
+	return m.open(ctx, name, func(f *os.File) io.Reader { return io.NewSectionReader(f, off, length) })
+}
+
+// open opens object name for reading what part picks of its file.
+func (m *FS) open(ctx context.Context, name string, part func(*os.File) io.Reader) (io.ReadCloser, error) {
+	if err := checkName(name); err != nil {
 		return nil, wrap("get", m, name, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -143,7 +138,7 @@ func (m *FS) GetRange(ctx context.Context, name string, off, length int64) (io.R
 	if err != nil {
 		return nil, wrap("get", m, name, notFound(err))
 	}
-	return &fileReader{ctxReader{ctx, io.NewSectionReader(f, off, length)}, f, m, name}, nil
+	return &fileReader{ctxReader{ctx, part(f)}, f, m, name}, nil
 }
 
 // fileReader reads an object until its context ends.

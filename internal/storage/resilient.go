@@ -131,27 +131,21 @@ func (r *resilient) Put(ctx context.Context, name string, src io.Reader, size in
 }
 
 func (r *resilient) Get(ctx context.Context, name string) (io.ReadCloser, error) {
-	var out io.ReadCloser
-	err := r.do(ctx, "get", name, always, func(ctx context.Context, w *Watchdog, keep func() context.CancelFunc) error {
-		rc, err := r.m.Get(ctx, name)
-		if err == nil {
-			// Reading is watched too: a stall mid-stream fails the read
-			// (the caller may Get again).
-			out = &watchedReader{rc: rc, w: w, stop: keep(), r: r, name: name}
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return r.get(ctx, name, func(ctx context.Context) (io.ReadCloser, error) { return r.m.Get(ctx, name) })
 }
 
 func (r *resilient) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	return r.get(ctx, name, func(ctx context.Context) (io.ReadCloser, error) { return r.m.GetRange(ctx, name, off, length) })
+}
+
+// get opens object name with open, retried as every operation is.
+func (r *resilient) get(ctx context.Context, name string, open func(context.Context) (io.ReadCloser, error)) (io.ReadCloser, error) {
 	var out io.ReadCloser
 	err := r.do(ctx, "get", name, always, func(ctx context.Context, w *Watchdog, keep func() context.CancelFunc) error {
-		rc, err := r.m.GetRange(ctx, name, off, length)
+		rc, err := open(ctx)
 		if err == nil {
+			// Reading is watched too: a stall mid-stream fails the read
+			// (the caller may Get again).
 			out = &watchedReader{rc: rc, w: w, stop: keep(), r: r, name: name}
 		}
 		return err

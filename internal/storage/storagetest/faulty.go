@@ -112,26 +112,20 @@ func (f *Faulty) Put(ctx context.Context, name string, r io.Reader, size int64) 
 }
 
 func (f *Faulty) Get(ctx context.Context, name string) (io.ReadCloser, error) {
-	ft := f.next("get")
-	if ft != nil && ft.After <= 0 {
-		return nil, ft.fail(ctx)
-	}
-	rc, err := f.Module.Get(ctx, name)
-	if err != nil || ft == nil {
-		return rc, err
-	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{&breaking{ctx, rc, ft.After, ft}, rc}, nil
+	return f.get(ctx, "get", func() (io.ReadCloser, error) { return f.Module.Get(ctx, name) })
 }
 
 func (f *Faulty) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
-	ft := f.next("getrange")
+	return f.get(ctx, "getrange", func() (io.ReadCloser, error) { return f.Module.GetRange(ctx, name, off, length) })
+}
+
+// get opens an object with open, failing as the next fault of op says.
+func (f *Faulty) get(ctx context.Context, op string, open func() (io.ReadCloser, error)) (io.ReadCloser, error) {
+	ft := f.next(op)
 	if ft != nil && ft.After <= 0 {
 		return nil, ft.fail(ctx)
 	}
-	rc, err := f.Module.GetRange(ctx, name, off, length)
+	rc, err := open()
 	if err != nil || ft == nil {
 		return rc, err
 	}
