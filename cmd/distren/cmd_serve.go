@@ -38,6 +38,7 @@ type serveOptions struct {
 	policy             commandPolicy
 	debugAddr          string
 	security           securityFlags
+	peers              peerFlags
 }
 
 // vaultFlags are the options that say how the vault's objects are stored:
@@ -106,6 +107,7 @@ example.`,
 	o.vault.add(f)
 	o.policy.add(f)
 	o.security.add(f)
+	o.peers.add(f)
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve net/http/pprof (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060; no authentication")
 	return c
 }
@@ -136,6 +138,9 @@ func runServe(ctx context.Context, o serveOptions, _ []string) error {
 	cfg.SlotBackends = slots
 	cfg.DebugAddr = o.debugAddr
 	if err := o.security.apply(&cfg); err != nil {
+		return err
+	}
+	if err := o.peers.apply(&cfg); err != nil {
 		return err
 	}
 	return o.listenFailure(farm.Run(ctx, cfg)) // farm.ErrInsecure and ErrName are usage errors (exit.go)

@@ -72,17 +72,27 @@ func (f connFlags) options() ([]client.Option, error) {
 		opts = append(opts, client.WithToken(token))
 	}
 	if f.caCert != "" {
-		pem, err := os.ReadFile(f.caCert)
+		cfg, err := trustCA("--ca-cert", f.caCert)
 		if err != nil {
-			return nil, fmt.Errorf("--ca-cert: %w", err)
+			return nil, err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-cert %s: no PEM certificate in it", f.caCert)
-		}
-		opts = append(opts, client.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+		opts = append(opts, client.WithTLS(cfg))
 	}
 	return opts, nil
+}
+
+// trustCA returns a TLS configuration that trusts the CA of a PEM file,
+// the value of flag.
+func trustCA(flag, file string) (*tls.Config, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s %s: no PEM certificate in it", flag, file)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // client returns a client for the server, with the token and CA the flags

@@ -61,11 +61,15 @@ type Job struct {
 
 // Frame is one frame's state (GET /v1/jobs/{job}/frames).
 type Frame struct {
-	ID       int64   `json:"id"`
-	URL      string  `json:"url"`
-	State    string  `json:"state"`
-	Attempts int     `json:"attempts"`
-	Lost     int     `json:"lost,omitempty"` // attempts whose lease expired (not counted against <retries>)
+	ID       int64  `json:"id"`
+	URL      string `json:"url"`
+	State    string `json:"state"`
+	Attempts int    `json:"attempts"`
+	Lost     int    `json:"lost,omitempty"` // attempts whose lease expired (not counted against <retries>)
+	// Server is the server whose worker renders or rendered the frame:
+	// this one's name, or a peer's for a frame lent to it.
+	Server string `json:"server,omitempty"`
+	// Worker is that worker's name (as its own server knows it).
 	Worker   string  `json:"worker,omitempty"`
 	Error    string  `json:"error,omitempty"`
 	Progress float64 `json:"progress,omitempty"` // 0..1 while running, where the renderer reports it
@@ -155,6 +159,11 @@ type ClaimRequest struct {
 	Backends map[string]string `json:"backends"`
 }
 
+// Ref returns the reference of a lease.
+func (l Lease) Ref() LeaseRef {
+	return LeaseRef{Server: l.Server, Job: l.Job, Frame: l.Frame, Epoch: l.Epoch}
+}
+
 // Worker is a worker as the server knows it (GET /v1/workers).
 type Worker struct {
 	Name     string            `json:"name"`
@@ -174,11 +183,15 @@ type DepOutput struct {
 
 // Lease is a frame leased to a worker until it reports or the lease expires.
 type Lease struct {
-	Job   int64       `json:"job"`
-	Frame int64       `json:"frame"`
-	Epoch uint64      `json:"epoch"`
-	TTLMS int64       `json:"ttl_ms"`
-	Deps  []DepOutput `json:"deps,omitempty"`
+	// Server names the server whose job it is when that is not the server
+	// the worker claimed from: a peer that lent the frame (federation).
+	// Every request about the lease names it again (LeaseRef.Server).
+	Server string      `json:"server,omitempty"`
+	Job    int64       `json:"job"`
+	Frame  int64       `json:"frame"`
+	Epoch  uint64      `json:"epoch"`
+	TTLMS  int64       `json:"ttl_ms"`
+	Deps   []DepOutput `json:"deps,omitempty"`
 	// Chunk is shared by the leases of frames to be rendered together in
 	// one task; 0 for a frame on its own.
 	Chunk uint64 `json:"chunk,omitempty"`
@@ -191,9 +204,10 @@ type ClaimResponse struct {
 
 // LeaseRef names a lease.
 type LeaseRef struct {
-	Job   int64  `json:"job"`
-	Frame int64  `json:"frame"`
-	Epoch uint64 `json:"epoch"`
+	Server string `json:"server,omitempty"` // the lender, for a lent frame (Lease.Server)
+	Job    int64  `json:"job"`
+	Frame  int64  `json:"frame"`
+	Epoch  uint64 `json:"epoch"`
 }
 
 // LeaseProgress reports a lease still being worked on.
@@ -246,3 +260,64 @@ type GCResult struct {
 	Bytes       int64 `json:"bytes"`        // stored bytes freed
 	Kept        int   `json:"kept"`         // unreferenced but recent objects kept
 }
+
+// PeerHeader is the header a server's requests to a peer carry: its name
+// and its instance (a random id per process), so that a peer tells a
+// server from another that calls itself by the same name.
+const PeerHeader = "X-Distren-Peer"
+
+// PeerHello is what a server says of itself to its peers (GET /v1/peer).
+type PeerHello struct {
+	Name     string `json:"name"`
+	Instance string `json:"instance"` // random per process: another process of the same name is another server
+	Version  string `json:"version"`
+	// Idle is how many tasks this server's idle workers are asking for
+	// right now; Workers how many workers it has heard from within a
+	// lease; Backends what they render with (name → versions).
+	Idle     int                 `json:"idle"`
+	Workers  int                 `json:"workers"`
+	Backends map[string][]string `json:"backends,omitempty"`
+	// Ready is how many of its own frames are ready and not taken.
+	Ready int `json:"ready"`
+}
+
+// PeerOutput tells the lender that a frame it lent is rendered
+// (POST /v1/jobs/{job}/frames/{frame}/lent): the lender checks the lease,
+// then fetches the output tarball from the borrower (GET /v1/blobs/{hash}
+// there) and records the frame done as for a worker's report.
+type PeerOutput struct {
+	Worker   string `json:"worker"` // the lease's worker: borrower/worker
+	Epoch    uint64 `json:"epoch"`
+	Output   string `json:"output"` // vault name of the output tarball, on the borrower
+	Size     int64  `json:"size"`
+	RenderMS int64  `json:"render_ms"`
+}
+
+// Peer is a peer as a server knows it (GET /v1/peers).
+type Peer struct {
+	Name  string `json:"name"`
+	URL   string `json:"url"`
+	State string `json:"state"` // "up", "unreachable", "refused", or "unknown" before the first contact
+	Error string `json:"error,omitempty"`
+	// What the peer said of itself at the last contact.
+	Idle     int                 `json:"idle"`
+	Workers  int                 `json:"workers"`
+	Backends map[string][]string `json:"backends,omitempty"`
+	Ready    int                 `json:"ready"`
+	// Lent: frames of this server's jobs its workers hold now; Borrowed:
+	// frames of its jobs this server's workers hold now. LentDone and
+	// BorrowedDone count those completed since this server started.
+	Lent         int        `json:"lent"`
+	Borrowed     int        `json:"borrowed"`
+	LentDone     int64      `json:"lent_done"`
+	BorrowedDone int64      `json:"borrowed_done"`
+	LastContact  *time.Time `json:"last_contact,omitempty"`
+}
+
+// Peer states.
+const (
+	PeerUnknown     = "unknown"
+	PeerUp          = "up"
+	PeerUnreachable = "unreachable"
+	PeerRefused     = "refused"
+)

@@ -196,24 +196,33 @@ func TestNames(t *testing.T) {
 	if _, _, err := s.Create(ctx, "x", Role("root")); err == nil {
 		t.Error("Create with role root succeeded")
 	}
+	// A peer's token is named as the peer server is.
+	if _, _, err := s.Create(ctx, "Farm_B", RolePeer); err == nil || !strings.Contains(err.Error(), "named as the peer server is") {
+		t.Errorf("Create of a peer token named %q: %v", "Farm_B", err)
+	}
+	if _, tok, err := s.Create(ctx, "farm-b", RolePeer); err != nil || tok.Role != RolePeer {
+		t.Errorf("Create of peer token farm-b: %+v, %v", tok, err)
+	}
 }
 
 // TestRoles is the role table: what each role may call.
 func TestRoles(t *testing.T) {
 	for _, tc := range []struct {
-		rs                        Roles
-		client, worker, read, adm bool
+		rs                              Roles
+		client, worker, read, peer, adm bool
 	}{
-		{0, false, false, false, true},
-		{Client, true, false, false, true},
-		{Worker, false, true, false, true},
-		{Read, false, false, true, true},
-		{Client | Read, true, false, true, true},
-		{Client | Worker | Read, true, true, true, true},
-		{Public, true, true, true, true},
+		{0, false, false, false, false, true},
+		{Client, true, false, false, false, true},
+		{Worker, false, true, false, false, true},
+		{Read, false, false, true, false, true},
+		{Peer, false, false, false, true, true},
+		{Client | Read, true, false, true, false, true},
+		{Worker | Peer, false, true, false, true, true},
+		{Client | Worker | Read, true, true, true, false, true},
+		{Public, true, true, true, true, true},
 	} {
-		got := []bool{tc.rs.Allows(RoleClient), tc.rs.Allows(RoleWorker), tc.rs.Allows(RoleRead), tc.rs.Allows(RoleAdmin)}
-		want := []bool{tc.client, tc.worker, tc.read, tc.adm}
+		got := []bool{tc.rs.Allows(RoleClient), tc.rs.Allows(RoleWorker), tc.rs.Allows(RoleRead), tc.rs.Allows(RolePeer), tc.rs.Allows(RoleAdmin)}
+		want := []bool{tc.client, tc.worker, tc.read, tc.peer, tc.adm}
 		for i, r := range AllRoles {
 			if got[i] != want[i] {
 				t.Errorf("%s allows %s: %v, want %v", tc.rs, r, got[i], want[i])

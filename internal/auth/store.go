@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/distren/distren/internal/durl"
 	"os"
 	"regexp"
 	"strings"
@@ -36,11 +37,16 @@ const (
 	RoleClient Role = "client" // submit, cancel, retry, delete jobs, and read everything
 	RoleWorker Role = "worker" // claim, heartbeat, report frames, and read what rendering needs
 	RoleRead   Role = "read"   // GET requests only
-	RoleAdmin  Role = "admin"  // everything, garbage collection included
+	// RolePeer is another server's: its name is the peer's server name, and
+	// it may act as that server's workers ("NAME/WORKER": claim, heartbeat,
+	// report the frames this server lends it), read what rendering them
+	// needs, and fetch outputs of frames lent to this server.
+	RolePeer  Role = "peer"
+	RoleAdmin Role = "admin" // everything, garbage collection included
 )
 
 // AllRoles lists the roles in the order the documentation gives them.
-var AllRoles = []Role{RoleClient, RoleWorker, RoleRead, RoleAdmin}
+var AllRoles = []Role{RoleClient, RoleWorker, RoleRead, RolePeer, RoleAdmin}
 
 // ParseRole returns the role named s.
 func ParseRole(s string) (Role, error) {
@@ -61,6 +67,7 @@ const (
 	Worker
 	Read
 	Public
+	Peer
 )
 
 // Allows reports whether a token of role r may call a route open to rs.
@@ -75,6 +82,8 @@ func (rs Roles) Allows(r Role) bool {
 		return rs&(Worker|Public) != 0
 	case RoleRead:
 		return rs&(Read|Public) != 0
+	case RolePeer:
+		return rs&(Peer|Public) != 0
 	}
 	return false
 }
@@ -89,7 +98,7 @@ func (rs Roles) String() string {
 	for _, m := range []struct {
 		bit  Roles
 		role Role
-	}{{Client, RoleClient}, {Worker, RoleWorker}, {Read, RoleRead}} {
+	}{{Client, RoleClient}, {Worker, RoleWorker}, {Read, RoleRead}, {Peer, RolePeer}} {
 		if rs&m.bit != 0 {
 			names = append(names, string(m.role))
 		}
@@ -240,6 +249,9 @@ func (s *Store) Create(ctx context.Context, name string, role Role) (text string
 	}
 	if _, err := ParseRole(string(role)); err != nil {
 		return "", t, err
+	}
+	if role == RolePeer && !durl.ValidServer(name) {
+		return "", t, fmt.Errorf("token name %q: a peer's token is named as the peer server is ([a-z0-9][a-z0-9-]*, at most 63 characters)", name)
 	}
 	id, secret, text := newToken()
 	h := hashSecret(secret)

@@ -40,7 +40,8 @@ type Client struct {
 	base     string
 	hc       *http.Client
 	token    string
-	pageSize int // elements per page of a listing (list.go); 0: api.MaxPage
+	header   http.Header // sent with every request
+	pageSize int         // elements per page of a listing (list.go); 0: api.MaxPage
 }
 
 // Option configures a Client.
@@ -50,6 +51,23 @@ type Option func(*Client, *http.Transport)
 func WithToken(token string) Option {
 	return func(c *Client, _ *http.Transport) { c.token = token }
 }
+
+// WithHeader sends a header with every request.
+func WithHeader(key, value string) Option {
+	return func(c *Client, _ *http.Transport) {
+		if c.header == nil {
+			c.header = http.Header{}
+		}
+		c.header.Set(key, value)
+	}
+}
+
+type plainKey struct{}
+
+// Plain marks ctx so that requests made with it carry the client's token
+// but none of its WithHeader headers: a server asking a peer who it is, to
+// check a request that names it, does not ask to be checked in turn.
+func Plain(ctx context.Context) context.Context { return context.WithValue(ctx, plainKey{}, true) }
 
 // WithTLS sets how https:// servers are verified, e.g. a private CA's pool
 // as RootCAs; by default, against the system's roots.
@@ -90,6 +108,11 @@ func (c *Client) req(ctx context.Context, method, path string, body io.Reader, l
 	}
 	if c.token != "" {
 		r.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if ctx.Value(plainKey{}) == nil {
+		for k, v := range c.header {
+			r.Header[k] = v
+		}
 	}
 	resp, err := c.hc.Do(r)
 	if err != nil {
@@ -243,9 +266,11 @@ func (c *Client) File(ctx context.Context, id, n int64) (io.ReadCloser, error) {
 }
 
 // Spec returns what a worker needs to render a job.
-func (c *Client) Spec(ctx context.Context, id int64) (api.JobSpec, error) {
+// server is "" for a job of the server's own, or the peer that lent the
+// worker frames of its job.
+func (c *Client) Spec(ctx context.Context, server string, id int64) (api.JobSpec, error) {
 	var s api.JobSpec
-	return s, c.call(ctx, "GET", fmt.Sprintf("/v1/jobs/%d/spec", id), nil, &s)
+	return s, c.call(ctx, "GET", fmt.Sprintf("/v1/jobs/%d/spec%s", id, query("server", server)), nil, &s)
 }
 
 // Blob streams a stored object.
@@ -268,6 +293,9 @@ func (c *Client) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.Heartbeat
 // Complete uploads a frame's output tarball and reports the frame done.
 func (c *Client) Complete(ctx context.Context, worker string, l api.LeaseRef, render time.Duration, tarball io.Reader, size int64) error {
 	q := url.Values{"worker": {worker}, "epoch": {strconv.FormatUint(l.Epoch, 10)}, "render_ms": {strconv.FormatInt(render.Milliseconds(), 10)}}
+	if l.Server != "" {
+		q.Set("server", l.Server)
+	}
 	resp, err := c.req(ctx, "POST", fmt.Sprintf("/v1/jobs/%d/frames/%d/output?%s", l.Job, l.Frame, q.Encode()), tarball, size, "application/x-tar")
 	if err != nil {
 		return err
@@ -278,7 +306,24 @@ func (c *Client) Complete(ctx context.Context, worker string, l api.LeaseRef, re
 
 // Fail reports a failed attempt.
 func (c *Client) Fail(ctx context.Context, l api.LeaseRef, f api.Failure) error {
-	return c.call(ctx, "POST", fmt.Sprintf("/v1/jobs/%d/frames/%d/fail", l.Job, l.Frame), f, nil)
+	return c.call(ctx, "POST", fmt.Sprintf("/v1/jobs/%d/frames/%d/fail%s", l.Job, l.Frame, query("server", l.Server)), f, nil)
+}
+
+// Hello asks the server what it says of itself to its peers.
+func (c *Client) Hello(ctx context.Context) (api.PeerHello, error) {
+	var h api.PeerHello
+	return h, c.call(ctx, "GET", "/v1/peer", nil, &h)
+}
+
+// Peers lists the server's peers.
+func (c *Client) Peers(ctx context.Context) ([]api.Peer, error) {
+	var ps []api.Peer
+	return ps, c.call(ctx, "GET", "/v1/peers", nil, &ps)
+}
+
+// Lent tells a lender that a frame it lent is rendered.
+func (c *Client) Lent(ctx context.Context, job, frame int64, out api.PeerOutput) error {
+	return c.call(ctx, "POST", fmt.Sprintf("/v1/jobs/%d/frames/%d/lent", job, frame), out, nil)
 }
 
 func (c *Client) stream(ctx context.Context, path string) (io.ReadCloser, error) {

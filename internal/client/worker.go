@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/federation"
 	"github.com/distren/distren/internal/worker"
 )
 
@@ -30,8 +31,8 @@ func (s workerServer) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.Hear
 	return r, forWorker(err)
 }
 
-func (s workerServer) Spec(ctx context.Context, job int64) (api.JobSpec, error) {
-	js, err := s.c.Spec(ctx, job)
+func (s workerServer) Spec(ctx context.Context, server string, job int64) (api.JobSpec, error) {
+	js, err := s.c.Spec(ctx, server, job)
 	return js, forWorker(err)
 }
 
@@ -79,3 +80,24 @@ type outcome struct {
 
 func (o *outcome) Error() string   { return o.err.Error() }
 func (o *outcome) Unwrap() []error { return []error{o.kind, o.err} }
+
+// ForPeer returns the client as a peer of the server it belongs to
+// (federation.Peer): the workers' protocol with the outcomes mapped as for
+// a worker, and the peer's own calls. The client should carry the
+// server's peer header (WithHeader(api.PeerHeader, ...)) and its token
+// for that peer.
+func (c *Client) ForPeer() federation.Peer { return peerServer{workerServer{c}} }
+
+type peerServer struct{ workerServer }
+
+func (s peerServer) Hello(ctx context.Context, identify bool) (api.PeerHello, error) {
+	if !identify {
+		ctx = Plain(ctx)
+	}
+	h, err := s.c.Hello(ctx)
+	return h, forWorker(err)
+}
+
+func (s peerServer) Lent(ctx context.Context, job, frame int64, out api.PeerOutput) error {
+	return forWorker(s.c.Lent(ctx, job, frame, out))
+}

@@ -49,7 +49,7 @@ func TestForWorkerMapsStatuses(t *testing.T) {
 			l := api.LeaseRef{Job: 1, Frame: 2, Epoch: 3}
 			_, claimErr := s.Claim(ctx, api.ClaimRequest{Worker: "w", Max: 1})
 			_, hbErr := s.Heartbeat(ctx, api.Heartbeat{Worker: "w"})
-			_, specErr := s.Spec(ctx, 1)
+			_, specErr := s.Spec(ctx, "", 1)
 			_, blobErr := s.Blob(ctx, strings.Repeat("a", 64))
 			for name, err := range map[string]error{
 				"claim":     claimErr,

@@ -20,16 +20,20 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/auth"
 	"github.com/distren/distren/internal/backend"
+	"github.com/distren/distren/internal/client"
 	"github.com/distren/distren/internal/dirlock"
 	"github.com/distren/distren/internal/durl"
+	"github.com/distren/distren/internal/federation"
 	"github.com/distren/distren/internal/lifecycle"
 	"github.com/distren/distren/internal/ops"
 	"github.com/distren/distren/internal/server"
 	"github.com/distren/distren/internal/session"
 	"github.com/distren/distren/internal/store"
 	"github.com/distren/distren/internal/vault"
+	"github.com/distren/distren/internal/work"
 	"github.com/distren/distren/internal/worker"
 )
 
@@ -84,10 +88,25 @@ type Config struct {
 	// TLSCert and TLSKey, if set, are PEM files: the API is served over
 	// HTTPS with this certificate (its chain) and key.
 	TLSCert, TLSKey string
+	// Peers are the servers this one lends frames to and borrows frames
+	// from (internal/federation, docs/federation.md).
+	Peers []Peer
 	// DebugAddr, if set, is a loopback address (127.0.0.1:PORT, [::1]:PORT;
 	// port 0 picks one) on which net/http/pprof's endpoints are served
 	// under /debug/pprof/, apart from the API and without authentication.
 	DebugAddr string
+}
+
+// Peer names a peer server.
+type Peer struct {
+	Name string // its server name
+	URL  string // where it serves, http(s)://host:port
+	// Token is the token this server presents to it (a token of role peer
+	// created there under this server's name); "" for none, as between
+	// servers on loopback without tokens.
+	Token string
+	// TLS, if set, verifies an https:// peer (a private CA's pool).
+	TLS *tls.Config
 }
 
 // VaultOptions returns the options of the server's vault.
@@ -134,8 +153,10 @@ func Run(ctx context.Context, cfg Config) error {
 		ln     net.Listener
 		srv    *http.Server
 		farm   *ops.Farm
+		fed    *federation.Federation
 		url    string
 	)
+	maxWait := cmp.Or(cfg.API.MaxClaimWait, time.Minute)
 	r := &lifecycle.Runner{Session: "session", Log: log}
 	for e, hs := range cfg.Hooks {
 		for _, h := range hs {
@@ -194,7 +215,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Run: func(ctx context.Context) error {
 				// The slots call the farm's operations in process; they
 				// run once every subsystem has started.
-				w.SetServer(slots{farm: farm, maxWait: cmp.Or(cfg.API.MaxClaimWait, time.Minute)})
+				w.SetServer(fed.Work())
 				if err := w.Run(ctx); err != nil && ctx.Err() == nil {
 					return err
 				}
@@ -222,7 +243,8 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 			farm = ops.New(ops.Config{Session: sess, Vault: v, Backends: cfg.Backends, TmpDir: filepath.Join(cfg.Data, "tmp"),
 				DataDir: cfg.Data, Limits: cfg.Limits, GC: cfg.GC, Log: log})
-			return nil
+			fed, err = newFederation(cfg, work.New(farm, maxWait), log)
+			return err
 		},
 		Stop: func(context.Context) error {
 			if sess != nil {
@@ -242,7 +264,7 @@ func Run(ctx context.Context, cfg Config) error {
 			if tlsCfg != nil {
 				url = "https://" + ln.Addr().String()
 			}
-			h := server.New(server.Config{Farm: farm, Limits: cfg.API, URL: url, Log: log, Auth: guard})
+			h := server.New(server.Config{Farm: farm, Limits: cfg.API, URL: url, Log: log, Auth: guard, Federation: fed})
 			srv = &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn), TLSConfig: tlsCfg}
 			return nil
@@ -255,6 +277,7 @@ func Run(ctx context.Context, cfg Config) error {
 			if every := cmp.Or(cfg.GCInterval, time.Hour); every > 0 {
 				go farm.CollectEvery(ctx, every)
 			}
+			go fed.Run(ctx)
 			return server.Serve(ctx, srv, func() error {
 				serve := srv.Serve
 				if tlsCfg != nil {
@@ -277,6 +300,28 @@ func Run(ctx context.Context, cfg Config) error {
 		r.Add(debugSubsystem(cfg.DebugAddr, log))
 	}
 	return r.Run(ctx)
+}
+
+// newFederation returns the server's peers, each reached through the API's
+// client with this server's token for it and its peer header.
+func newFederation(cfg Config, home *work.Local, log *slog.Logger) (*federation.Federation, error) {
+	fc := federation.Config{Home: home, Version: server.Version, Log: log.With("subsystem", "federation")}
+	fc.Instance = federation.NewInstance()
+	for _, p := range cfg.Peers {
+		opts := []client.Option{client.WithHeader(api.PeerHeader, home.Name()+" "+fc.Instance)}
+		if p.Token != "" {
+			opts = append(opts, client.WithToken(p.Token))
+		}
+		if p.TLS != nil {
+			opts = append(opts, client.WithTLS(p.TLS))
+		}
+		c, err := client.New(p.URL, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("peer %s: %w", p.Name, err)
+		}
+		fc.Peers = append(fc.Peers, federation.PeerConfig{Name: p.Name, URL: c.Base(), Peer: c.ForPeer()})
+	}
+	return federation.New(fc)
 }
 
 // debugSubsystem serves net/http/pprof on its own loopback listener, so that

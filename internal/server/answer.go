@@ -9,12 +9,14 @@ import (
 	"syscall"
 
 	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/federation"
 	"github.com/distren/distren/internal/jobpkg"
 	"github.com/distren/distren/internal/manifest"
 	"github.com/distren/distren/internal/ops"
 	"github.com/distren/distren/internal/session"
 	"github.com/distren/distren/internal/store"
 	"github.com/distren/distren/internal/vault"
+	"github.com/distren/distren/internal/worker"
 )
 
 // Answers: errors mapped to statuses in one place, JSON and streamed bodies.
@@ -57,8 +59,14 @@ func status(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, session.ErrNotFound), errors.Is(err, vault.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, session.ErrStaleLease):
+	case errors.Is(err, session.ErrStaleLease), errors.Is(err, worker.ErrStale):
 		return http.StatusConflict
+	case errors.Is(err, federation.ErrNotPeer), errors.Is(err, worker.ErrDenied):
+		return http.StatusForbidden
+	case errors.Is(err, federation.ErrLoop), errors.Is(err, worker.ErrRejected):
+		return http.StatusBadRequest
+	case errors.Is(err, federation.ErrPeer):
+		return http.StatusBadGateway
 	case errors.Is(err, session.ErrInvalid), errors.As(err, &ml), errors.As(err, &me), errors.Is(err, jobpkg.ErrUnsafe):
 		return http.StatusBadRequest
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, store.ErrFull):

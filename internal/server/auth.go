@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/auth"
+	"github.com/distren/distren/internal/session"
 )
 
 // access is who may call a route.
@@ -23,7 +25,8 @@ type access struct {
 
 const (
 	reader  = auth.Client | auth.Read // the GETs of clients and read-only tokens
-	anyRole = auth.Client | auth.Worker | auth.Read
+	anyRole = auth.Client | auth.Worker | auth.Read | auth.Peer
+	working = auth.Worker | auth.Peer // the workers' protocol: workers, and peers for their workers
 )
 
 // routeAccess maps every pattern registered in New to who may call it. A
@@ -49,18 +52,25 @@ var routeAccess = map[string]access{
 
 	// What a worker reads to render: the spec, input chunks and the
 	// outputs of the frames a frame depends on.
-	"GET /v1/jobs/{job}/spec":                  {roles: reader | auth.Worker},
-	"GET /v1/blobs/{hash}":                     {roles: reader | auth.Worker},
-	"GET /v1/jobs/{job}/frames":                {roles: reader | auth.Worker},
-	"GET /v1/jobs/{job}/frames/{frame}":        {roles: reader | auth.Worker},
-	"GET /v1/jobs/{job}/frames/{frame}/output": {roles: reader | auth.Worker},
-	"GET /v1/jobs/{job}/files":                 {roles: reader | auth.Worker},
-	"GET /v1/jobs/{job}/files/{n}":             {roles: reader | auth.Worker},
+	// (and a peer, for the frames it borrows, and the outputs of frames it
+	// lent).
+	"GET /v1/jobs/{job}/spec":                  {roles: reader | working},
+	"GET /v1/blobs/{hash}":                     {roles: reader | working},
+	"GET /v1/jobs/{job}/frames":                {roles: reader | working},
+	"GET /v1/jobs/{job}/frames/{frame}":        {roles: reader | working},
+	"GET /v1/jobs/{job}/frames/{frame}/output": {roles: reader | working},
+	"GET /v1/jobs/{job}/files":                 {roles: reader | working},
+	"GET /v1/jobs/{job}/files/{n}":             {roles: reader | working},
 
-	"POST /v1/claim":                            {roles: auth.Worker, worker: workerInBody},
-	"POST /v1/heartbeat":                        {roles: auth.Worker, worker: workerInBody},
+	"POST /v1/claim":                            {roles: working, worker: workerInBody},
+	"POST /v1/heartbeat":                        {roles: working, worker: workerInBody},
 	"POST /v1/jobs/{job}/frames/{frame}/output": {roles: auth.Worker, worker: workerInQuery},
-	"POST /v1/jobs/{job}/frames/{frame}/fail":   {roles: auth.Worker, worker: workerInBody},
+	"POST /v1/jobs/{job}/frames/{frame}/fail":   {roles: working, worker: workerInBody},
+
+	// Federation (docs/federation.md).
+	"GET /v1/peer":  {roles: reader | working},
+	"GET /v1/peers": {roles: reader},
+	"POST /v1/jobs/{job}/frames/{frame}/lent": {roles: auth.Peer, worker: workerInBody},
 }
 
 // handle registers a route, remembering its pattern for the role table's test.
@@ -101,7 +111,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) *http.Request
 	if a.worker != nil {
 		name, err := a.worker(r)
 		if err == nil {
-			err = s.auth.BindWorker(r.Context(), name, id)
+			err = bindWorker(r.Context(), s.auth, name, id)
 		}
 		if errors.Is(err, auth.ErrWorkerTaken) {
 			err = &httpError{http.StatusForbidden, err}
@@ -112,6 +122,24 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) *http.Request
 		}
 	}
 	return r.WithContext(auth.NewContext(r.Context(), id))
+}
+
+// bindWorker checks the worker name a request acts as against its token.
+// A peer's token acts as that server's workers only ("NAME/WORKER", NAME
+// the token's name); a worker's token never as a peer's worker, and each
+// worker name belongs to the first worker token that uses it
+// (auth.Guard.BindWorker).
+func bindWorker(ctx context.Context, g *auth.Guard, name string, id auth.Identity) error {
+	peer, _, isPeer := session.SplitPeerWorker(name)
+	switch {
+	case id.Role == auth.RolePeer && (!isPeer || peer != id.Name):
+		return &httpError{http.StatusForbidden, fmt.Errorf("worker %q: the token of peer %s acts as its workers only (%s/WORKER)", name, id.Name, id.Name)}
+	case id.Role == auth.RolePeer:
+		return nil
+	case isPeer:
+		return &httpError{http.StatusForbidden, fmt.Errorf("worker %q: a name of a peer's worker; token %q (role %s) may not act as a peer (role peer, named %s, may)", name, id.Name, id.Role, peer)}
+	}
+	return g.BindWorker(ctx, name, id)
 }
 
 // bearer returns the token of the request's Authorization header.

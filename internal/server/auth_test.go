@@ -96,7 +96,7 @@ func TestRouteTable(t *testing.T) {
 	}
 	for p, a := range routeAccess {
 		method, _, _ := strings.Cut(p, " ")
-		if (a.roles&auth.Worker != 0 && a.roles&auth.Client == 0) != (a.worker != nil) {
+		if (a.roles&(auth.Worker|auth.Peer) != 0 && a.roles&auth.Client == 0 && a.roles&auth.Read == 0) != (a.worker != nil) {
 			t.Errorf("%s: worker-only routes, and only they, must bind the worker name they act as", p)
 		}
 		if method != "GET" && p != "/" && a.roles&(auth.Read|auth.Public) != 0 {
@@ -129,7 +129,7 @@ func TestAuthStatuses(t *testing.T) {
 		{"client", "GET", "/nowhere", nil, 404, "no such endpoint"},
 		{"client", "GET", "/v1/jobs", nil, 200, ""},
 		{"client", "POST", "/v1/jobs/1/retry", []byte(`{}`), 200, ""},
-		{"client", "POST", "/v1/claim", claim, 403, `token "client" has role client; this request needs role worker or admin`},
+		{"client", "POST", "/v1/claim", claim, 403, `token "client" has role client; this request needs role worker, peer or admin`},
 		{"client", "POST", "/v1/gc", []byte(`{}`), 403, "needs role admin"},
 		{"read", "GET", "/v1/jobs/1/frames", nil, 200, ""},
 		{"read", "GET", "/v1/workers", nil, 200, ""},

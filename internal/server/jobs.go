@@ -43,11 +43,7 @@ func (s *Server) getSpec(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	js, err := s.sess.Spec(id)
-	if err != nil {
-		return nil, err
-	}
-	return WireSpec(js), nil
+	return s.work.Spec(r.Context(), r.URL.Query().Get("server"), id)
 }
 
 func (s *Server) postCancel(r *http.Request) (any, error) {

@@ -108,6 +108,7 @@ func leaseOf(r *http.Request) (worker string, l api.LeaseRef, err error) {
 	if l.Epoch, err = strconv.ParseUint(q.Get("epoch"), 10, 64); err != nil {
 		return "", l, badRequest("epoch %q: expected a number", q.Get("epoch"))
 	}
+	l.Server = q.Get("server")
 	worker = q.Get("worker")
 	if werr := checkWorker(worker); werr != nil {
 		return "", l, badRequest("%w", werr)

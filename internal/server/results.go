@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/federation"
 	"github.com/distren/distren/internal/ops"
 )
 
@@ -86,11 +88,20 @@ func (s *Server) getFile(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getBlob(w http.ResponseWriter, r *http.Request) error {
-	o, err := s.farm.Blob(r.Context(), r.PathValue("hash"))
+	ctx := r.Context()
+	if r.Header.Get(api.PeerHeader) != "" { // a peer's request: served from this vault alone
+		ctx = federation.FromPeer(ctx)
+	}
+	o, err := s.work.Blob(ctx, r.PathValue("hash"))
 	if err != nil {
 		return err
 	}
-	return s.serveObject(w, r, o, "application/octet-stream")
+	obj, ok := o.(ops.Object)
+	if !ok { // the farm's operations answer ops.Objects: anything else is a defect
+		o.Close()
+		return fmt.Errorf("object %s: opened as %T, not an ops.Object", r.PathValue("hash"), o)
+	}
+	return s.serveObject(w, r, obj, "application/octet-stream")
 }
 
 // serveObject answers an object of the vault, with ranges.

@@ -18,8 +18,11 @@ import (
 
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/auth"
+	"github.com/distren/distren/internal/federation"
 	"github.com/distren/distren/internal/ops"
 	"github.com/distren/distren/internal/session"
+	"github.com/distren/distren/internal/work"
+	"github.com/distren/distren/internal/worker"
 )
 
 // Limits bound what the API lets one request do, beyond the farm's own
@@ -44,6 +47,8 @@ func (l *Limits) defaults() {
 // Server serves the API.
 type Server struct {
 	farm   *ops.Farm
+	fed    *federation.Federation
+	work   worker.Server // the farm as workers see it: fed.Work()
 	sess   *session.Session
 	lim    Limits
 	url    string
@@ -62,6 +67,9 @@ type Config struct {
 	// Auth, if set, checks every request's token against the route table
 	// (auth.go); nil: no authentication.
 	Auth *auth.Guard
+	// Federation, if set, is the server's peers (internal/federation); nil:
+	// none, Farm's operations alone.
+	Federation *federation.Federation
 }
 
 // New returns the API handler.
@@ -70,7 +78,14 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	s := &Server{farm: cfg.Farm, sess: cfg.Farm.Session(), lim: cfg.Limits,
+	if cfg.Federation == nil {
+		fed, err := federation.New(federation.Config{Home: work.New(cfg.Farm, cfg.Limits.MaxClaimWait), Log: cfg.Log})
+		if err != nil {
+			panic(err) // no peers: nothing to refuse
+		}
+		cfg.Federation = fed
+	}
+	s := &Server{farm: cfg.Farm, fed: cfg.Federation, work: cfg.Federation.Work(), sess: cfg.Farm.Session(), lim: cfg.Limits,
 		url: cfg.URL, log: cfg.Log, mux: http.NewServeMux(), auth: cfg.Auth}
 	h := func(pattern string, f func(*http.Request) (any, error)) { s.handle(pattern, s.json(f)) }
 	h("GET /v1/server", s.getServer)
@@ -97,6 +112,9 @@ func New(cfg Config) *Server {
 	s.handle("GET /v1/jobs/{job}/frames/{frame}/output", s.stream(s.getFrameOutput))
 	s.handle("GET /v1/jobs/{job}/files/{n}", s.stream(s.getFile))
 	s.handle("GET /v1/blobs/{hash}", s.stream(s.getBlob))
+	h("GET /v1/peer", s.getPeer)
+	h("GET /v1/peers", s.getPeers)
+	h("POST /v1/jobs/{job}/frames/{frame}/lent", s.postLent)
 	s.handle("/", http.HandlerFunc(s.noRoute))
 	return s
 }

@@ -123,8 +123,14 @@ func (s *Session) frameBare(j *job, i int32) Frame {
 	o := &j.outs[i]
 	out := Frame{
 		ID: f.ID, State: stateNames[f.State], Attempts: f.Attempts, Lost: int(f.Lost),
-		Worker: f.Worker, Error: f.Err, Output: o.output, Size: o.size,
+		Error: f.Err, Output: o.output, Size: o.size,
 		RenderMS: o.render.Milliseconds(), Files: o.files,
+	}
+	if f.Worker != "" {
+		out.Server, out.Worker = s.name, f.Worker
+		if peer, w, ok := SplitPeerWorker(f.Worker); ok {
+			out.Server, out.Worker = peer, w
+		}
 	}
 	switch f.State {
 	case fsRunning:

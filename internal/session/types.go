@@ -61,6 +61,10 @@ type Frame struct {
 	State    string
 	Attempts int
 	Lost     int // attempts whose lease expired (not counted against <retries>)
+	// Server is the server whose worker renders or rendered the frame;
+	// Worker that worker's name there. A frame lent to a peer is held by
+	// the worker "PEER/NAME" (PeerWorker), shown as Server PEER, Worker NAME.
+	Server   string
 	Worker   string
 	Error    string
 	Progress float64 // 0..1 while running, where the renderer reports it
@@ -140,4 +144,20 @@ type Heartbeat struct {
 // expired or superseded).
 type HeartbeatResponse struct {
 	Stop []LeaseRef
+}
+
+// PeerWorker is the name under which a worker of a peer holds this
+// server's frames: the peer's name, a slash, the worker's own name (which
+// has no slash). internal/federation claims under it.
+func PeerWorker(peer, worker string) string { return peer + "/" + worker }
+
+// SplitPeerWorker splits a PeerWorker name; ok is false for a worker of
+// this server's own.
+func SplitPeerWorker(name string) (peer, worker string, ok bool) {
+	for i := 0; i < len(name); i++ {
+		if name[i] == '/' {
+			return name[:i], name[i+1:], true
+		}
+	}
+	return "", name, false
 }

@@ -221,7 +221,7 @@ func (s *fakeServer) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.Heart
 	return r, nil
 }
 
-func (s *fakeServer) Spec(ctx context.Context, job int64) (api.JobSpec, error) {
+func (s *fakeServer) Spec(ctx context.Context, server string, job int64) (api.JobSpec, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.specGets[job]++

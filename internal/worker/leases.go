@@ -9,7 +9,7 @@ import (
 	"github.com/distren/distren/internal/api"
 )
 
-func ref(l api.Lease) api.LeaseRef { return api.LeaseRef{Job: l.Job, Frame: l.Frame, Epoch: l.Epoch} }
+func ref(l api.Lease) api.LeaseRef { return l.Ref() }
 
 // heartbeats renews the leases held until ctx ends. A heartbeat refused
 // for the worker's credential (revoked since the last claim) stops the

@@ -17,7 +17,7 @@ import (
 )
 
 // spec returns the job's spec, fetching and parsing it once per job.
-func (w *Worker) spec(ctx context.Context, job int64) *jobSpec {
+func (w *Worker) spec(ctx context.Context, job jobKey) *jobSpec {
 	w.mu.Lock()
 	s := w.specs[job]
 	if s == nil {
@@ -27,10 +27,10 @@ func (w *Worker) spec(ctx context.Context, job int64) *jobSpec {
 		}
 		w.specs[job] = s
 		w.mu.Unlock()
-		js, err := w.cfg.Server.Spec(ctx, job)
+		js, err := w.cfg.Server.Spec(ctx, job.server, job.id)
 		if err == nil {
 			s.in = js.Inputs
-			s.m, err = manifest.Parse(strings.NewReader(js.Manifest), fmt.Sprintf("job %d: %s", job, manifest.FileName),
+			s.m, err = manifest.Parse(strings.NewReader(js.Manifest), fmt.Sprintf("job %s: %s", job, manifest.FileName),
 				manifest.Options{MaxBytes: int64(len(js.Manifest)) + 1, MaxFrames: 1 << 30})
 		}
 		s.err = err
@@ -106,9 +106,9 @@ func (w *Worker) download(ctx context.Context, hash string) (int64, error) {
 // prepare fills the task's scratch directory.
 func (w *Worker) prepare(ctx context.Context, t *task) {
 	first := t.leases[0]
-	t.spec = w.spec(t.ctx, first.Job)
+	t.spec = w.spec(t.ctx, t.job())
 	if t.err = t.spec.err; t.err != nil {
-		t.err = fmt.Errorf("job %d spec: %w", first.Job, t.err)
+		t.err = fmt.Errorf("job %s spec: %w", t.job(), t.err)
 		return
 	}
 	if t.err = w.scratch(t); t.err != nil {

@@ -20,7 +20,7 @@ import (
 // soon as the backend reports the frame done. The task's token (and so the
 // claim window) is held until every report is done.
 func (w *Worker) run(ctx context.Context, t *task) {
-	log := w.cfg.Log.With("job", t.job(), "frames", frameList(t.frames()))
+	log := w.cfg.Log.With("job", t.job().String(), "frames", frameList(t.frames()))
 	err := t.err
 	var took time.Duration
 	var rest []string // files of a single frame whose backend did not report it

@@ -91,6 +91,9 @@ func (s *spares) clear() error {
 func (w *Worker) scratch(t *task) error {
 	first := t.leases[0]
 	t.dir = filepath.Join(w.scr, fmt.Sprintf("%d-%d-%d", first.Job, first.Frame, first.Epoch))
+	if first.Server != "" { // a lent frame: its epoch is another server's
+		t.dir = filepath.Join(w.scr, fmt.Sprintf("%s-%d-%d-%d", first.Server, first.Job, first.Frame, first.Epoch))
+	}
 	t.home = t.dir + ".home"
 	if p, ok := w.spare.take(); ok {
 		err := os.Rename(p, t.dir)

@@ -27,8 +27,9 @@ type Server interface {
 	// must abandon (canceled, expired or superseded).
 	Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatResponse, error)
 	// Spec returns what the worker needs to render a job: its manifest and
-	// its input files.
-	Spec(ctx context.Context, job int64) (api.JobSpec, error)
+	// its input files. server is the lease's Server: "" for a job of the
+	// server's own, a peer's name for a frame that peer lent it.
+	Spec(ctx context.Context, server string, job int64) (api.JobSpec, error)
 	// Blob streams a stored object: a chunk of an input file, or the output
 	// tarball of a frame another frame depends on.
 	Blob(ctx context.Context, hash string) (io.ReadCloser, error)

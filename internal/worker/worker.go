@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,7 +72,7 @@ type Worker struct {
 
 	mu     sync.Mutex
 	held   map[api.LeaseRef]*task
-	specs  map[int64]*jobSpec
+	specs  map[jobKey]*jobSpec
 	fetch  map[string]chan struct{} // objects being downloaded
 	tokens chan struct{}
 	freed  chan struct{} // a token was returned
@@ -112,7 +113,21 @@ type task struct {
 	pending  sync.WaitGroup                    // results being sent
 }
 
-func (t *task) job() int64 { return t.leases[0].Job }
+// jobKey names a job among those a worker renders: a job of its server's
+// own (server ""), or of a peer that lent the frames.
+type jobKey struct {
+	server string
+	id     int64
+}
+
+func (k jobKey) String() string {
+	if k.server == "" {
+		return strconv.FormatInt(k.id, 10)
+	}
+	return k.server + "/" + strconv.FormatInt(k.id, 10)
+}
+
+func (t *task) job() jobKey { return jobKey{t.leases[0].Server, t.leases[0].Job} }
 
 func (t *task) frames() []int64 {
 	out := make([]int64, len(t.leases))
@@ -193,7 +208,7 @@ func New(cfg Config) (*Worker, error) {
 	if err := idx.load(filepath.Join(cfg.Dir, "cache", "objects")); err != nil {
 		return fail(fmt.Errorf("worker cache: %w", err))
 	}
-	return &Worker{cfg: cfg, cache: cache, scr: scr, spare: &spares{dir: spare, max: cfg.Slots + maxAhead}, unlock: unlock, idx: idx, held: map[api.LeaseRef]*task{}, specs: map[int64]*jobSpec{},
+	return &Worker{cfg: cfg, cache: cache, scr: scr, spare: &spares{dir: spare, max: cfg.Slots + maxAhead}, unlock: unlock, idx: idx, held: map[api.LeaseRef]*task{}, specs: map[jobKey]*jobSpec{},
 		fetch: map[string]chan struct{}{}, tokens: make(chan struct{}, cfg.Slots+maxAhead), freed: make(chan struct{}, 1),
 		minAhead: minAhead, maxAhead: maxAhead}, nil
 }

@@ -1,4 +1,4 @@
-package farm
+package work
 
 import (
 	"bytes"
@@ -32,7 +32,7 @@ func TestSlotsInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := worker.New(worker.Config{Server: slots{farm: f, maxWait: 50 * time.Millisecond}, Name: "inproc-local", Slots: 2,
+	w, err := worker.New(worker.Config{Server: New(f, 50*time.Millisecond), Name: "inproc-local", Slots: 2,
 		Dir: filepath.Join(t.TempDir(), "worker"), Backends: backend.Default(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

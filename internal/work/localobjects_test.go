@@ -1,4 +1,4 @@
-package farm
+package work
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ import (
 func TestSlotsOpenObject(t *testing.T) {
 	ctx := context.Background()
 	p := opstest.NewParts(t, "objects", vault.Options{SmallObjects: 1024})
-	s := slots{farm: p.Ops(ops.Config{}), maxWait: time.Millisecond}
+	s := New(p.Ops(ops.Config{}), time.Millisecond)
 	put := func() ([]byte, string) {
 		b := make([]byte, 100_000)
 		rand.Read(b)

@@ -1,0 +1,364 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/session"
+	"github.com/distren/distren/internal/worker"
+)
+
+// front is the farm as this server's workers see it (Federation.Work);
+// a request naming a peer's worker ("PEER/WORKER") is the lending side's.
+type front struct{ f *Federation }
+
+var (
+	_ worker.Server       = front{}
+	_ worker.LocalObjects = front{}
+)
+
+func (fr front) String() string { return fr.f.home.String() }
+
+// Claim takes this server's own frames first; while there are none, it
+// also asks every peer that is up, and returns the first frames any of
+// them lends. Frames that arrive once the claim has what it returns are
+// given back unattempted.
+func (fr front) Claim(ctx context.Context, req api.ClaimRequest) (api.ClaimResponse, error) {
+	f := fr.f
+	if _, _, ok := session.SplitPeerWorker(req.Worker); ok {
+		return f.lendClaim(ctx, req)
+	}
+	if len(f.order) == 0 {
+		return f.home.Claim(ctx, req)
+	}
+	wait := min(time.Duration(max(req.WaitMS, 0))*time.Millisecond, f.home.MaxWait())
+	deadline := time.Now().Add(wait)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	w := f.addWaiter(req.Max)
+	defer f.removeWaiter(w)
+	now := req
+	now.WaitMS = 0
+	var b *borrowing
+	defer func() {
+		if b != nil {
+			b.stop()
+		}
+	}()
+	for {
+		sig := f.home.ReadySignal()
+		r, err := f.home.Claim(ctx, now)
+		if err != nil || len(r.Leases) > 0 {
+			return r, err
+		}
+		f.tried(w, sig)
+		if b == nil && wait > 0 {
+			b = f.borrow(ctx, req, time.Until(deadline))
+		}
+		var got <-chan api.ClaimResponse
+		if b != nil {
+			got = b.first
+		}
+		select {
+		case <-sig:
+		case r := <-got:
+			return r, nil
+		case <-timer.C:
+			return api.ClaimResponse{}, nil
+		case <-ctx.Done():
+			return api.ClaimResponse{}, ctx.Err()
+		}
+	}
+}
+
+// borrowing is a claim's requests to the peers.
+type borrowing struct {
+	cancel context.CancelFunc
+	first  chan api.ClaimResponse // the first frames lent
+	ended  chan struct{}          // the claim has returned
+}
+
+// stop ends the requests still waiting; frames that arrive later are
+// given back.
+func (b *borrowing) stop() {
+	close(b.ended)
+	b.cancel()
+}
+
+// borrow asks every peer that is up for frames for the worker of req,
+// waiting up to wait. The first non-empty answer goes to b.first; later
+// ones, and the first if nobody takes it, are given back.
+func (f *Federation) borrow(ctx context.Context, req api.ClaimRequest, wait time.Duration) *borrowing {
+	ctx, cancel := context.WithCancel(ctx)
+	b := &borrowing{cancel: cancel, first: make(chan api.ClaimResponse, 1), ended: make(chan struct{})}
+	n := 0
+	answers := make(chan struct{}, len(f.order))
+	for _, p := range f.order {
+		if !p.up() {
+			continue
+		}
+		n++
+		go func() {
+			defer func() { answers <- struct{}{} }()
+			as := session.PeerWorker(f.name, req.Worker)
+			r, err := p.c.Claim(ctx, api.ClaimRequest{Worker: as, Max: req.Max, WaitMS: int(wait.Milliseconds()), Backends: req.Backends})
+			if err != nil {
+				if errors.Is(err, worker.ErrDenied) {
+					p.refused(fmt.Sprintf("refuses to lend to this server: %v", err))
+				}
+				if ctx.Err() == nil {
+					f.log.Debug("borrowing from a peer", "peer", p.name, "err", err)
+				}
+				return
+			}
+			if len(r.Leases) == 0 {
+				return
+			}
+			for i := range r.Leases {
+				r.Leases[i].Server = p.name
+			}
+			select {
+			case b.first <- r:
+				now := time.Now()
+				for _, l := range r.Leases {
+					f.lend(borrowKey{p.name, l.Job, l.Frame, l.Epoch}, loan{worker: req.Worker, ttl: time.Duration(l.TTLMS) * time.Millisecond, seen: now})
+					for _, d := range l.Deps {
+						f.origin(d.Output, p.name)
+					}
+				}
+				return
+			default: // another peer was first
+			}
+			f.giveBack(context.WithoutCancel(ctx), p.c, as, r.Leases)
+		}()
+	}
+	go func() {
+		for range n {
+			<-answers
+		}
+		<-b.ended
+		// Frames lent for a claim that returned something else, or
+		// nothing, are given back.
+		select {
+		case r := <-b.first:
+			p := f.peers[r.Leases[0].Server]
+			for _, l := range r.Leases {
+				f.unlend(borrowKey{p.name, l.Job, l.Frame, l.Epoch})
+			}
+			f.giveBack(context.WithoutCancel(ctx), p.c, session.PeerWorker(f.name, req.Worker), r.Leases)
+		default:
+		}
+	}()
+	return b
+}
+
+// Heartbeat extends the leases of this server's own frames here and those
+// of borrowed frames at their lenders. A lender that cannot be reached
+// stops nothing: its leases run out there, or it answers next time.
+func (fr front) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatResponse, error) {
+	f := fr.f
+	if _, _, ok := session.SplitPeerWorker(hb.Worker); ok || len(f.order) == 0 {
+		return f.home.Heartbeat(ctx, hb)
+	}
+	own := api.Heartbeat{Worker: hb.Worker}
+	lent := map[string][]api.LeaseProgress{}
+	for _, l := range hb.Leases {
+		if l.Server == "" || l.Server == f.name {
+			own.Leases = append(own.Leases, l)
+			continue
+		}
+		lent[l.Server] = append(lent[l.Server], l)
+	}
+	// Always here, also with no lease of its own: the worker is live.
+	resp, err := f.home.Heartbeat(ctx, own)
+	if err != nil {
+		return api.HeartbeatResponse{}, err
+	}
+	now := time.Now()
+	for name, ls := range lent {
+		p := f.peers[name]
+		if p == nil {
+			for _, l := range ls {
+				resp.Stop = append(resp.Stop, l.LeaseRef)
+			}
+			continue
+		}
+		out := api.Heartbeat{Worker: session.PeerWorker(f.name, hb.Worker), Leases: make([]api.LeaseProgress, len(ls))}
+		for i, l := range ls {
+			out.Leases[i] = l
+			out.Leases[i].Server = ""
+		}
+		r, err := p.c.Heartbeat(ctx, out)
+		if err != nil {
+			f.log.Warn("heartbeat of borrowed frames", "peer", name, "frames", len(ls), "err", err)
+			continue
+		}
+		stop := map[api.LeaseRef]bool{}
+		for _, s := range r.Stop {
+			s.Server = name
+			stop[s] = true
+			resp.Stop = append(resp.Stop, s)
+			f.unlend(borrowKey{name, s.Job, s.Frame, s.Epoch})
+		}
+		f.mu.Lock()
+		for _, l := range ls {
+			if k := (borrowKey{name, l.Job, l.Frame, l.Epoch}); !stop[l.LeaseRef] && f.borrowed[k] != nil {
+				f.borrowed[k].seen = now
+			}
+		}
+		f.mu.Unlock()
+	}
+	return resp, nil
+}
+
+// Spec returns a job's spec from the server whose job it is, and notes
+// where its inputs are.
+func (fr front) Spec(ctx context.Context, server string, job int64) (api.JobSpec, error) {
+	f := fr.f
+	if server == "" || server == f.name {
+		return f.home.Spec(ctx, "", job)
+	}
+	p, err := f.peerOf(server)
+	if err != nil {
+		return api.JobSpec{}, fmt.Errorf("%w: %w", worker.ErrRejected, err)
+	}
+	js, err := p.c.Spec(ctx, "", job)
+	if err != nil {
+		return api.JobSpec{}, peerError(p, err)
+	}
+	for _, in := range js.Inputs {
+		for _, c := range in.Parts() {
+			f.origin(c.Hash, p.name)
+		}
+	}
+	return js, nil
+}
+
+// Blob opens an object, fetching it first from the peer that has it if
+// this server lacks it and one of its workers was handed it (a lent job's
+// input, a dependency's output). A peer's own requests are served from
+// this server's vault alone.
+func (fr front) Blob(ctx context.Context, hash string) (io.ReadCloser, error) {
+	if err := fr.f.fetch(ctx, hash); err != nil {
+		return nil, err
+	}
+	return fr.f.home.Blob(ctx, hash)
+}
+
+// OpenObject is Blob for the local slots.
+func (fr front) OpenObject(ctx context.Context, hash string) (io.ReadCloser, int64, error) {
+	if err := fr.f.fetch(ctx, hash); err != nil {
+		return nil, 0, err
+	}
+	return fr.f.home.OpenObject(ctx, hash)
+}
+
+type fromPeerKey struct{}
+
+// FromPeer marks ctx as a request of a peer: objects it asks for are not
+// fetched from other peers.
+func FromPeer(ctx context.Context) context.Context {
+	return context.WithValue(ctx, fromPeerKey{}, true)
+}
+
+// fetch makes sure the vault holds an object a peer has, once.
+func (f *Federation) fetch(ctx context.Context, hash string) error {
+	if len(f.order) == 0 || ctx.Value(fromPeerKey{}) != nil {
+		return nil
+	}
+	f.mu.Lock()
+	name := f.origins[hash]
+	f.mu.Unlock()
+	if name == "" {
+		return nil
+	}
+	for {
+		if ok, err := f.home.Has(ctx, hash); err != nil || ok {
+			return err
+		}
+		f.mu.Lock()
+		wait, busy := f.fetching[hash]
+		if !busy {
+			wait = make(chan struct{})
+			f.fetching[hash] = wait
+		}
+		f.mu.Unlock()
+		if busy {
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		err := f.fetchFrom(ctx, f.peers[name], hash)
+		f.mu.Lock()
+		delete(f.fetching, hash)
+		close(wait)
+		f.mu.Unlock()
+		return err
+	}
+}
+
+func (f *Federation) fetchFrom(ctx context.Context, p *peer, hash string) error {
+	rc, err := p.c.Blob(ctx, hash)
+	if err != nil {
+		return peerError(p, fmt.Errorf("object %s: %w", hash, err))
+	}
+	defer rc.Close()
+	if _, _, err := f.home.Keep(ctx, rc, hash); err != nil {
+		return fmt.Errorf("object %s from peer %s: %w", hash, p.name, err)
+	}
+	return nil
+}
+
+// Complete reports a frame's output to the server whose frame it is: a
+// borrowed frame's output is kept here and the lender told, which fetches
+// it from here (TakeOutput).
+func (fr front) Complete(ctx context.Context, name string, l api.LeaseRef, render time.Duration, tarball io.Reader, size int64) error {
+	f := fr.f
+	if l.Server == "" || l.Server == f.name {
+		return f.home.Complete(ctx, name, l, render, tarball, size)
+	}
+	p, err := f.peerOf(l.Server)
+	if err != nil {
+		return fmt.Errorf("%w: %w", worker.ErrRejected, err)
+	}
+	hash, n, err := f.home.Keep(ctx, tarball, "")
+	if err != nil {
+		return err
+	}
+	err = p.c.Lent(ctx, l.Job, l.Frame, api.PeerOutput{Worker: session.PeerWorker(f.name, name), Epoch: l.Epoch,
+		Output: hash, Size: n, RenderMS: render.Milliseconds()})
+	if err == nil || errors.Is(err, worker.ErrStale) || errors.Is(err, worker.ErrRejected) {
+		f.unlend(borrowKey{p.name, l.Job, l.Frame, l.Epoch})
+	}
+	if err == nil {
+		p.borrowedDone.Add(1)
+	}
+	return peerError(p, err)
+}
+
+// Fail reports a failed attempt to the server whose frame it is.
+func (fr front) Fail(ctx context.Context, l api.LeaseRef, fl api.Failure) error {
+	f := fr.f
+	if l.Server == "" || l.Server == f.name {
+		return f.home.Fail(ctx, l, fl)
+	}
+	p, err := f.peerOf(l.Server)
+	if err != nil {
+		return fmt.Errorf("%w: %w", worker.ErrRejected, err)
+	}
+	ref := l
+	ref.Server = ""
+	fl.Worker = session.PeerWorker(f.name, fl.Worker)
+	err = p.c.Fail(ctx, ref, fl)
+	if err == nil || errors.Is(err, worker.ErrStale) || errors.Is(err, worker.ErrRejected) {
+		f.unlend(borrowKey{p.name, l.Job, l.Frame, l.Epoch})
+	}
+	return peerError(p, err)
+}
