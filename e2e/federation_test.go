@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
 
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/client"
@@ -16,27 +19,32 @@ import (
 
 // farmOf is a server of a federation test: its name, URL, process.
 type farmOf struct {
-	name, url string
-	p         *proc
+	name, url, data string
+	p               *proc
 }
 
 // federate starts servers on ports chosen beforehand, so that each can
 // name the others as peers at start: peers[name] lists the servers it
-// names; args[name] are its other flags.
-func federate(t *testing.T, names []string, peers map[string][]string, args map[string][]string) map[string]*farmOf {
+// names (NAME, or NAME=URL to reach it some other way); args[name] are its
+// other flags; ports, if set, are the ports to listen on.
+func federate(t *testing.T, names []string, peers map[string][]string, args map[string][]string, ports ...map[string]string) map[string]*farmOf {
 	t.Helper()
 	out := map[string]*farmOf{}
 	for _, n := range names {
-		out[n] = &farmOf{name: n, url: "http://127.0.0.1:" + freePort(t)}
+		port := freePort(t)
+		if len(ports) > 0 && ports[0][n] != "" {
+			port = ports[0][n]
+		}
+		out[n] = &farmOf{name: n, url: "http://127.0.0.1:" + port, data: filepath.Join(t.TempDir(), "data")}
 	}
 	for _, n := range names {
-		a := []string{"serve", "--data", filepath.Join(t.TempDir(), "data"), "--name", n, "--listen", strings.TrimPrefix(out[n].url, "http://")}
+		a := []string{"serve", "--data", out[n].data, "--name", n, "--listen", strings.TrimPrefix(out[n].url, "http://")}
 		for _, p := range peers[n] {
-			url := out[p].url
-			if out[p] == nil {
-				url = p // a URL given as it is
+			name, url, given := strings.Cut(p, "=")
+			if !given {
+				url = out[p].url
 			}
-			a = append(a, "--peer", fmt.Sprintf("%s=%s", p, url))
+			a = append(a, "--peer", name+"="+url)
 		}
 		a = append(a, args[n]...)
 		out[n].p = start(t, a...)
@@ -52,6 +60,30 @@ func federate(t *testing.T, names []string, peers map[string][]string, args map[
 		})
 	}
 	return out
+}
+
+// gateDirs returns a render log and a gates directory for gatedJob.
+func gateDirs(t *testing.T) (renders, gates string) {
+	t.Helper()
+	dir := t.TempDir()
+	renders, gates = filepath.Join(dir, "renders.log"), filepath.Join(dir, "gates")
+	if err := os.Mkdir(gates, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return renders, gates
+}
+
+// lenderAndTwo starts fa, with no slots and the lease given, and its two
+// peers fb and fc with the slots given, and waits until all are up.
+func lenderAndTwo(t *testing.T, lease string, slotsB, slotsC int) map[string]*farmOf {
+	t.Helper()
+	fs := federate(t, []string{"fa", "fb", "fc"},
+		map[string][]string{"fa": {"fb", "fc"}, "fb": {"fa"}, "fc": {"fa"}},
+		map[string][]string{"fa": {"--workers", "0", "--lease", lease}, "fb": {"--workers", fmt.Sprint(slotsB)}, "fc": {"--workers", fmt.Sprint(slotsC)}})
+	for _, n := range []string{"fa", "fb", "fc"} {
+		waitPeersUp(t, fs[n])
+	}
+	return fs
 }
 
 // peersOf returns a server's peers as `distren peers --json` lists them.
@@ -100,13 +132,8 @@ func numbersJob(n int, sleep string) string {
 // and the same as `distren render`'s; the peers list what they lent and
 // borrowed.
 func TestFederationLends(t *testing.T) {
-	fs := federate(t, []string{"fa", "fb", "fc"},
-		map[string][]string{"fa": {"fb", "fc"}, "fb": {"fa"}, "fc": {"fa"}},
-		map[string][]string{"fa": {"--workers", "0"}, "fb": {"--workers", "1"}, "fc": {"--workers", "1"}})
+	fs := lenderAndTwo(t, "30s", 1, 1)
 	a := fs["fa"]
-	waitPeersUp(t, a)
-	waitPeersUp(t, fs["fb"])
-	waitPeersUp(t, fs["fc"])
 	pkg := writeJob(t, numbersJob(60, "0.1"), nil)
 	jobURL := strings.TrimSpace(run(t, 0, "submit", pkg, "--server", a.url))
 	if !strings.HasPrefix(jobURL, "distren://fa/") {
@@ -173,18 +200,9 @@ func TestFederationLends(t *testing.T) {
 // borrowed frames loses them back to the lender within a lease; the other
 // peer renders them, and every frame is completed once.
 func TestFederationPeerKilled(t *testing.T) {
-	dir := t.TempDir()
-	renders, gates := filepath.Join(dir, "renders.log"), filepath.Join(dir, "gates")
-	if err := os.Mkdir(gates, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	fs := federate(t, []string{"fa", "fb", "fc"},
-		map[string][]string{"fa": {"fb", "fc"}, "fb": {"fa"}, "fc": {"fa"}},
-		map[string][]string{"fa": {"--workers", "0", "--lease", "3s"}, "fb": {"--workers", "2"}, "fc": {"--workers", "1"}})
+	renders, gates := gateDirs(t)
+	fs := lenderAndTwo(t, "3s", 2, 1)
 	a := fs["fa"]
-	waitPeersUp(t, a)
-	waitPeersUp(t, fs["fb"])
-	waitPeersUp(t, fs["fc"])
 	jobURL := strings.TrimSpace(run(t, 0, "submit", writeJob(t, gatedJob(renders, gates, 12), nil), "--server", a.url))
 	c := apiClient(t, a.url)
 	id := jobID(t, jobURL)
@@ -301,5 +319,186 @@ func TestFederationRefusals(t *testing.T) {
 	}
 	if msg := runStderr(t, 1, "serve", "--data", t.TempDir(), "--name", "fx", "--listen", "127.0.0.1:0", "--peer", "fx=http://127.0.0.1:1"); !strings.Contains(msg, "this server's own name") {
 		t.Errorf("a peer named as the server: %s", msg)
+	}
+}
+
+// TestFederationLenderRestarts: a lender killed with SIGKILL while its
+// peers render frames it lent, and started again, lends those frames
+// again; the reports of the renders begun before the kill are refused
+// (their leases are of the dead incarnation), and every frame is
+// completed once.
+func TestFederationLenderRestarts(t *testing.T) {
+	renders, gates := gateDirs(t)
+	fs := lenderAndTwo(t, "3s", 1, 1)
+	a := fs["fa"]
+	jobURL := strings.TrimSpace(run(t, 0, "submit", writeJob(t, gatedJob(renders, gates, 8), nil), "--server", a.url))
+	id := jobID(t, jobURL)
+	c := apiClient(t, a.url)
+	waitFor(t, "both peers to render a frame", func() bool {
+		fr, err := c.Frames(context.Background(), id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		running := map[string]int{}
+		for _, f := range fr {
+			if f.State == api.StateRunning {
+				running[f.Server]++
+			}
+		}
+		return running["fb"] > 0 && running["fc"] > 0
+	})
+	before := readRenders(t, renders)
+	a.p.kill()
+	args := a.p.cmd.Args[1:]
+	a.p = start(t, args...)
+	waitFor(t, "fa to serve again", func() bool { return strings.Contains(a.p.log.String(), "msg=serving") })
+	openGates(t, gates, 1, 2, 3, 4, 5, 6, 7, 8)
+	waitJobDone(t, c, id)
+
+	for f, n := range outputsPerFrame(t, c, id) {
+		if n != 1 {
+			t.Errorf("frame %d completed with %d output files numbered; want 1", f, n)
+		}
+	}
+	files := bundleFiles(t, c, id)
+	if len(files) != 8 {
+		t.Errorf("bundle holds %d files, want 8", len(files))
+	}
+	// The renders running at the kill finished, but their results were
+	// refused: each of those frames' output is from a later render.
+	for _, r := range before {
+		if r.event != "start" {
+			continue
+		}
+		out := string(files[fmt.Sprintf("f-%04d.txt", r.frame)])
+		if strings.Contains(out, r.dir) {
+			t.Errorf("frame %d's output %q is from the render under the dead lender's lease (%s)", r.frame, out, r.dir)
+		}
+	}
+}
+
+// TestFederationPartition: the link between a lender and one of its peers
+// is cut while the peer renders frames it borrowed; the lender's leases
+// run out, the other peer renders the frames, and when the link heals the
+// cut-off peer's results are refused: no frame is completed twice.
+func TestFederationPartition(t *testing.T) {
+	renders, gates := gateDirs(t)
+	ports := map[string]string{"fa": freePort(t), "fb": freePort(t)}
+	toA := newProxy(t, "http://127.0.0.1:"+ports["fa"]) // fb's requests to fa
+	toB := newProxy(t, "http://127.0.0.1:"+ports["fb"]) // fa's requests to fb
+	fs := federate(t, []string{"fa", "fb", "fc"},
+		map[string][]string{"fa": {"fb=http://" + toB.Listen, "fc"}, "fb": {"fa=http://" + toA.Listen}, "fc": {"fa"}},
+		map[string][]string{"fa": {"--workers", "0", "--lease", "2s"}, "fb": {"--workers", "2"}, "fc": {"--workers", "1"}}, ports)
+	a := fs["fa"]
+	waitPeersUp(t, a)
+	waitPeersUp(t, fs["fb"])
+	waitPeersUp(t, fs["fc"])
+	id := jobID(t, strings.TrimSpace(run(t, 0, "submit", writeJob(t, gatedJob(renders, gates, 10), nil), "--server", a.url)))
+	c := apiClient(t, a.url)
+	var cut []int64
+	waitFor(t, "fb to render frames", func() bool {
+		cut = cut[:0]
+		for f := int64(1); f <= 10; f++ {
+			if fr := frameOf(t, c, id, f); fr.State == api.StateRunning && fr.Server == "fb" {
+				cut = append(cut, f)
+			}
+		}
+		return len(cut) >= 2
+	})
+	// The link is cut both ways: nothing passes, nothing is closed.
+	for _, px := range []*toxiproxy.Proxy{toA, toB} {
+		addToxic(t, px, "cut_up", "timeout", "upstream", `{"timeout":0}`)
+		addToxic(t, px, "cut_down", "timeout", "downstream", `{"timeout":0}`)
+	}
+	openGates(t, gates, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+	waitJobDone(t, c, id)
+	for _, f := range cut {
+		if fr := frameOf(t, c, id, f); fr.Server != "fc" || fr.Lost < 1 {
+			t.Errorf("frame %d, cut off on fb: done by %q, lost %d times; want fc, at least once", f, fr.Server, fr.Lost)
+		}
+	}
+	// fb rendered its frames to the end meanwhile; once the link heals it
+	// reports them, and they are refused.
+	waitFor(t, "fb to finish the frames it was cut off with", func() bool {
+		n := 0
+		for _, r := range readRenders(t, renders) {
+			if r.event == "done" && r.by(fs["fb"].data) && slices.Contains(cut, r.frame) {
+				n++
+			}
+		}
+		return n >= len(cut)
+	})
+	for _, px := range []*toxiproxy.Proxy{toA, toB} {
+		removeToxic(t, px, "cut_up")
+		removeToxic(t, px, "cut_down")
+	}
+	waitFor(t, "fb to report what it rendered while cut off", func() bool {
+		return peersOf(t, fs["fb"].url)["fa"].Borrowed == 0 && strings.Contains(fs["fb"].p.log.String(), "lease no longer held")
+	})
+	for f, n := range outputsPerFrame(t, c, id) {
+		if n != 1 {
+			t.Errorf("frame %d completed with %d output files numbered; want 1", f, n)
+		}
+	}
+	files := bundleFiles(t, c, id)
+	for _, f := range cut {
+		if out := string(files[fmt.Sprintf("f-%04d.txt", f)]); !strings.Contains(out, fs["fc"].data+string(filepath.Separator)) {
+			t.Errorf("frame %d's output %q is not fc's render", f, out)
+		}
+	}
+}
+
+// TestFederationOwnWorkFirst: a server whose slot renders a frame it
+// borrowed, with another borrowed frame claimed ahead, gets a job of its
+// own: the frame claimed ahead goes back to the lender unrendered, and the
+// server's own frames take the slot as soon as it is free.
+func TestFederationOwnWorkFirst(t *testing.T) {
+	renders, gates := gateDirs(t)
+	fs := federate(t, []string{"fa", "fb"}, map[string][]string{"fa": {"fb"}, "fb": {"fa"}},
+		map[string][]string{"fa": {"--workers", "0", "--lease", "6s"}, "fb": {"--workers", "1"}})
+	a, b := fs["fa"], fs["fb"]
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("fb's log ends with:\n%s", tail(b.p.log.String(), 30))
+		}
+	})
+	waitPeersUp(t, a)
+	waitPeersUp(t, b)
+	lent := jobID(t, strings.TrimSpace(run(t, 0, "submit", writeJob(t, gatedJob(renders, gates, 6), nil), "--server", a.url)))
+	ca, cb := apiClient(t, a.url), apiClient(t, b.url)
+	var first int64
+	waitFor(t, "fb to render one borrowed frame and hold another", func() bool {
+		starts := readRenders(t, renders)
+		running := 0
+		for f := int64(1); f <= 6; f++ {
+			if frameOf(t, ca, lent, f).State == api.StateRunning {
+				running++
+			}
+		}
+		if len(starts) > 0 {
+			first = starts[0].frame
+		}
+		return len(starts) == 1 && running == 2
+	})
+	ownJob := fmt.Sprintf(`<distrenjob version="1"><name>own</name>
+  <backend name="command"><program>sh</program><arg>-c</arg><arg>echo "own {frame} $$ {dir}" >> %s; echo {frame} > o-{frame}</arg></backend>
+  <frames><range first="1" last="2"/></frames><outputs><output>o-*</output></outputs></distrenjob>`, renders)
+	own := jobID(t, strings.TrimSpace(run(t, 0, "submit", writeJob(t, ownJob, nil), "--server", b.url)))
+	waitFor(t, "fb to give back the frame it held ahead", func() bool {
+		return peersOf(t, b.url)["fa"].GivenBack >= 1
+	})
+	openGates(t, gates, first)
+	waitJobDone(t, cb, own)
+	owned := 0
+	for _, r := range readRenders(t, renders) {
+		switch {
+		case r.event == "own":
+			owned++
+		case r.event == "start" && r.frame != first && owned < 2:
+			t.Errorf("fb began frame %d of fa's job before the frames of its own job", r.frame)
+		}
+	}
+	if fr := frameOf(t, ca, lent, first); fr.State != api.StateDone || fr.Server != "fb" {
+		t.Errorf("the frame fb was rendering: %+v", fr)
 	}
 }

@@ -214,6 +214,10 @@ type LeaseRef struct {
 type LeaseProgress struct {
 	LeaseRef
 	Progress float64 `json:"progress,omitempty"`
+	// Waiting: claimed ahead, its rendering not begun. A server may answer
+	// Stop for it — a frame borrowed from a peer, when frames of the
+	// server's own are ready — and the worker drops it unrendered.
+	Waiting bool `json:"waiting,omitempty"`
 }
 
 // Heartbeat extends a worker's leases (POST /v1/heartbeat).
@@ -307,11 +311,14 @@ type Peer struct {
 	// Lent: frames of this server's jobs its workers hold now; Borrowed:
 	// frames of its jobs this server's workers hold now. LentDone and
 	// BorrowedDone count those completed since this server started.
-	Lent         int        `json:"lent"`
-	Borrowed     int        `json:"borrowed"`
-	LentDone     int64      `json:"lent_done"`
-	BorrowedDone int64      `json:"borrowed_done"`
-	LastContact  *time.Time `json:"last_contact,omitempty"`
+	Lent         int   `json:"lent"`
+	Borrowed     int   `json:"borrowed"`
+	LentDone     int64 `json:"lent_done"`
+	BorrowedDone int64 `json:"borrowed_done"`
+	// GivenBack counts frames borrowed and given back unrendered since
+	// this server started: frames of its own came first.
+	GivenBack   int64      `json:"given_back"`
+	LastContact *time.Time `json:"last_contact,omitempty"`
 }
 
 // Peer states.

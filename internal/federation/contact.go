@@ -19,6 +19,7 @@ type peer struct {
 	c         Peer
 
 	lentDone, borrowedDone counter
+	givenBack              counter // borrowed frames given back unrendered: own work came first
 
 	mu      sync.Mutex
 	state   string
@@ -48,7 +49,7 @@ func (p *peer) info(lent, borrowed int) api.Peer {
 	defer p.mu.Unlock()
 	out := api.Peer{Name: p.name, URL: p.url, State: p.state, Error: p.err, Idle: p.hello.Idle, Workers: p.hello.Workers,
 		Backends: p.hello.Backends, Ready: p.hello.Ready, Lent: lent, Borrowed: borrowed,
-		LentDone: p.lentDone.Load(), BorrowedDone: p.borrowedDone.Load()}
+		LentDone: p.lentDone.Load(), BorrowedDone: p.borrowedDone.Load(), GivenBack: p.givenBack.Load()}
 	if !p.contact.IsZero() {
 		t := p.contact.UTC()
 		out.LastContact = &t

@@ -58,6 +58,9 @@ type Home interface {
 	// and returns its name and size; Has says whether the farm holds one.
 	Keep(ctx context.Context, r io.Reader, want string) (string, int64, error)
 	Has(ctx context.Context, hash string) (bool, error)
+	// ReadyFor reports whether frames of the farm's own are ready that the
+	// worker could take.
+	ReadyFor(worker string) bool
 	// Status is what the farm says of itself to its peers: its live
 	// workers, their backends, its ready frames, and how many of its
 	// frames each peer's workers hold.

@@ -166,17 +166,43 @@ func (fr front) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatR
 	}
 	own := api.Heartbeat{Worker: hb.Worker}
 	lent := map[string][]api.LeaseProgress{}
+	waiting := false
 	for _, l := range hb.Leases {
 		if l.Server == "" || l.Server == f.name {
 			own.Leases = append(own.Leases, l)
 			continue
 		}
 		lent[l.Server] = append(lent[l.Server], l)
+		waiting = waiting || l.Waiting
 	}
 	// Always here, also with no lease of its own: the worker is live.
 	resp, err := f.home.Heartbeat(ctx, own)
 	if err != nil {
 		return api.HeartbeatResponse{}, err
+	}
+	// Borrowed frames not begun go back to their lenders when frames of
+	// this server's own wait for the worker: they come first.
+	if waiting && f.home.ReadyFor(hb.Worker) {
+		for name, ls := range lent {
+			keep := ls[:0]
+			var back []api.Lease
+			for _, l := range ls {
+				if !l.Waiting {
+					keep = append(keep, l)
+					continue
+				}
+				ref := l.LeaseRef
+				ref.Server = name
+				resp.Stop = append(resp.Stop, ref)
+				f.unlend(borrowKey{name, l.Job, l.Frame, l.Epoch})
+				back = append(back, api.Lease{Job: l.Job, Frame: l.Frame, Epoch: l.Epoch})
+			}
+			lent[name] = keep
+			if p := f.peers[name]; p != nil && len(back) > 0 {
+				f.giveBack(ctx, p.c, session.PeerWorker(f.name, hb.Worker), back)
+				p.givenBack.Add(int64(len(back)))
+			}
+		}
 	}
 	now := time.Now()
 	for name, ls := range lent {

@@ -99,6 +99,27 @@ func (s *Scheduler) Claim(now time.Time, w string, backends map[string]string, l
 	return out
 }
 
+// ReadyFor reports whether frames are ready that worker w has the
+// backends for (as it last said), blocklists aside: whether its next claim
+// would likely get frames of this server's own.
+func (s *Scheduler) ReadyFor(w string) bool {
+	wk := s.workers[w]
+	if wk == nil {
+		return false
+	}
+	for _, j := range s.active {
+		if j.Finished() || j.Counts[Ready] == 0 {
+			continue
+		}
+		for k, rq := range j.Reqs {
+			if j.readyN[k] > 0 && wk.Can(rq) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // take leases ready frame i of j to worker w.
 func (s *Scheduler) take(j *Job, i int32, w string, now time.Time, chunk uint64) Grant {
 	f := &j.Frames[i]

@@ -166,6 +166,14 @@ func (s *Session) File(id, n int64) (FileLoc, error) {
 	return FileLoc{}, fmt.Errorf("job %d has no file %d: %w", id, n, ErrNotFound)
 }
 
+// ReadyFor reports whether frames are ready that the worker has the
+// backends for (scheduler.ReadyFor).
+func (s *Session) ReadyFor(worker string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.sched.ReadyFor(worker)
+}
+
 // Workers counts the workers heard from within a lease period.
 func (s *Session) Workers() int {
 	s.mu.RLock()

@@ -191,6 +191,10 @@ func (s *Local) Keep(ctx context.Context, r io.Reader, want string) (string, int
 	return ref.Hash, ref.Size, err
 }
 
+// ReadyFor reports whether frames of the farm's own are ready that the
+// worker could take.
+func (s *Local) ReadyFor(worker string) bool { return s.farm.Session().ReadyFor(worker) }
+
 // Has reports whether the vault holds an object.
 func (s *Local) Has(ctx context.Context, hash string) (bool, error) { return s.farm.Has(ctx, hash) }
 

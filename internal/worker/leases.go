@@ -80,7 +80,7 @@ func (w *Worker) heartbeat() (api.Heartbeat, time.Duration) {
 		if t.sent[r.Frame] {
 			continue // reported: the server no longer holds it as running
 		}
-		hb.Leases = append(hb.Leases, api.LeaseProgress{LeaseRef: r, Progress: t.progress[r.Frame]})
+		hb.Leases = append(hb.Leases, api.LeaseProgress{LeaseRef: r, Progress: t.progress[r.Frame], Waiting: !t.started})
 		if l := time.Duration(t.leases[0].TTLMS) * time.Millisecond; l > 0 {
 			ttl = l
 		}

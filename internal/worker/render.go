@@ -21,6 +21,14 @@ import (
 // claim window) is held until every report is done.
 func (w *Worker) run(ctx context.Context, t *task) {
 	log := w.cfg.Log.With("job", t.job().String(), "frames", frameList(t.frames()))
+	if t.ctx.Err() != nil && ctx.Err() == nil {
+		// Abandoned before a slot took it (the server stopped its lease
+		// while it waited): nothing is started, nothing reported.
+		log.Info("task abandoned before it began")
+		t.pending.Wait()
+		w.release(t)
+		return
+	}
 	err := t.err
 	var took time.Duration
 	var rest []string // files of a single frame whose backend did not report it

@@ -106,6 +106,7 @@ type task struct {
 	pinned   []string // cached objects the task needs
 
 	// Guarded by Worker.mu:
+	started  bool                              // a slot has taken it
 	progress map[int64]float64                 // frame → fraction done
 	done     map[int64]bool                    // frames whose result is sent or being sent
 	sent     map[int64]bool                    // frames whose result has been sent (or given up)
@@ -268,6 +269,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			for {
 				select {
 				case t := <-prepared:
+					w.mu.Lock()
+					t.started = true
+					w.mu.Unlock()
 					w.run(ctx, t)
 				case <-ctx.Done():
 					return
