@@ -161,7 +161,7 @@ func TestTokenCommands(t *testing.T) {
 			}
 		}
 	}
-	expect(t, nil, 2, []string{"--role", "client, worker, read, admin"}, "token", "create", "--data", data, "--name", "x", "--role", "root")
+	expect(t, nil, 2, []string{"--role", "client, worker, read, peer, admin"}, "token", "create", "--data", data, "--name", "x", "--role", "root")
 	expect(t, nil, 1, []string{"already has this name"}, "token", "create", "--data", data, "--name", "ci", "--role", "read")
 
 	expect(t, nil, 0, []string{`revoked token "ci"`}, "token", "revoke", "ci", "--data", data)

@@ -203,6 +203,12 @@ func TestFederationPeerKilled(t *testing.T) {
 	renders, gates := gateDirs(t)
 	fs := lenderAndTwo(t, "3s", 2, 1)
 	a := fs["fa"]
+	t.Cleanup(func() {
+		if t.Failed() || testing.Verbose() {
+			t.Logf("fc's log ends with:\n%s", tail(fs["fc"].p.log.String(), 40))
+			t.Logf("fa's log ends with:\n%s", tail(fs["fa"].p.log.String(), 20))
+		}
+	})
 	jobURL := strings.TrimSpace(run(t, 0, "submit", writeJob(t, gatedJob(renders, gates, 12), nil), "--server", a.url))
 	c := apiClient(t, a.url)
 	id := jobID(t, jobURL)
@@ -500,5 +506,74 @@ func TestFederationOwnWorkFirst(t *testing.T) {
 	}
 	if fr := frameOf(t, ca, lent, first); fr.State != api.StateDone || fr.Server != "fb" {
 		t.Errorf("the frame fb was rendering: %+v", fr)
+	}
+}
+
+// TestFederationRemoteDependency: a frame of a job on fa that depends on
+// a frame of a job on fb waits until that frame is done there, then has
+// its output in its scratch directory; a frame depending on a frame that
+// fails on fb fails with fb's message; a server that is not a peer is
+// refused at submission.
+func TestFederationRemoteDependency(t *testing.T) {
+	renders, gates := gateDirs(t)
+	// Two slots each: fb's frame 2 must not wait behind its frame 1, held
+	// at its gate, and fa's slots may borrow that frame, one is left for
+	// fa's own.
+	fs := federate(t, []string{"fa", "fb"}, map[string][]string{"fa": {"fb"}, "fb": {"fa"}},
+		map[string][]string{"fa": {"--workers", "2"}, "fb": {"--workers", "2"}})
+	a, b := fs["fa"], fs["fb"]
+	waitPeersUp(t, a)
+	waitPeersUp(t, b)
+	// fb's job: frame 1 waits at its gate, then writes f-0001.txt; frame 2
+	// fails.
+	producer := fmt.Sprintf(`<distrenjob version="1"><name>producer</name><retries>0</retries>
+  <backend name="command"><program>sh</program><arg>-c</arg>
+    <arg>if [ {frame} = 2 ]; then echo "no scene for frame 2" >&amp;2; exit 3; fi; echo "start {frame} $$ {dir}" >> %[1]s; while [ ! -e %[2]s/{frame} ]; do sleep 0.05; done; echo "made on fb" > f-{frame:04}.txt</arg>
+  </backend>
+  <frames><range first="1" last="2"/></frames><outputs><output>f-*.txt</output></outputs></distrenjob>`, renders, gates)
+	bJob := jobID(t, strings.TrimSpace(run(t, 0, "submit", writeJob(t, producer, nil), "--server", b.url)))
+	consumer := fmt.Sprintf(`<distrenjob version="1"><name>consumer</name><retries>0</retries>
+  <backend name="command"><program>sh</program><arg>-c</arg><arg>cat f-0001.txt > c-{frame}.txt; echo "and used on fa" >> c-{frame}.txt</arg></backend>
+  <frames>
+    <frame id="1"><depends on="distren://fb/%[1]d/frame/1"/></frame>
+    <frame id="2"><depends on="distren://fb/%[1]d/frame/2"/></frame>
+    <frame id="3"/>
+  </frames>
+  <outputs><output>c-*.txt</output></outputs></distrenjob>`, bJob)
+	ca := apiClient(t, a.url)
+	aJob := jobID(t, strings.TrimSpace(run(t, 0, "submit", writeJob(t, consumer, nil), "--server", a.url)))
+
+	// Frame 3 depends on nothing and is done; frame 2 fails with fb's
+	// message; frame 1 waits for fb's frame 1, held at its gate.
+	t.Cleanup(func() {
+		if t.Failed() {
+			fr, _ := ca.Frames(context.Background(), aJob, "")
+			t.Logf("fa's frames: %+v", fr)
+			t.Logf("fa's log ends with:\n%s", tail(a.p.log.String(), 30))
+		}
+	})
+	waitFor(t, "frames 2 and 3 of fa's job to end", func() bool {
+		return frameOf(t, ca, aJob, 3).State == api.StateDone && frameOf(t, ca, aJob, 2).State == api.StateFailed
+	})
+	want := fmt.Sprintf("depends on distren://fb/%d/frame/2, which failed: ", bJob)
+	if f := frameOf(t, ca, aJob, 2); !strings.HasPrefix(f.Error, want) || !strings.Contains(f.Error, "no scene for frame 2") {
+		t.Errorf("frame 2: %q, want %q… naming fb's error", f.Error, want)
+	}
+	waitRender(t, renders, "fb's frame 1 to start", func(r render) bool { return r.frame == 1 })
+	if f := frameOf(t, ca, aJob, 1); f.State != api.StateWaiting {
+		t.Errorf("frame 1, whose dependency on fb is not done: %s", f.State)
+	}
+	openGates(t, gates, 1)
+	waitFor(t, "fa's frame 1 to end", func() bool { return frameOf(t, ca, aJob, 1).State == api.StateDone })
+	files := bundleFiles(t, ca, aJob)
+	if got := string(files["c-1.txt"]); got != "made on fb\nand used on fa\n" {
+		t.Errorf("fa's frame 1 wrote %q: want fb's output and its own line", got)
+	}
+
+	// A server that is not a peer.
+	bad := strings.ReplaceAll(consumer, "distren://fb/", "distren://fz/")
+	msg := runStderr(t, 5, "submit", writeJob(t, bad, nil), "--server", a.url)
+	if !strings.Contains(msg, `server "fz" is neither this server (fa) nor one of its peers (its peers are fb)`) {
+		t.Errorf("a dependency on a server that is not a peer: %s", msg)
 	}
 }

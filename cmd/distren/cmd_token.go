@@ -60,7 +60,7 @@ frames, read what rendering needs), read (GET requests only), admin (all).`,
 		},
 	}
 	create.Flags().StringVar(&co.name, "name", "", "the token's name: who or what uses it (unique among valid tokens)")
-	create.Flags().StringVar(&co.role, "role", "", "client, worker, read or admin")
+	create.Flags().StringVar(&co.role, "role", "", "client, worker, read, peer (another server, named as it is: docs/federation.md) or admin")
 	create.MarkFlagRequired("name")
 	create.MarkFlagRequired("role")
 

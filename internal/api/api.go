@@ -265,6 +265,17 @@ type GCResult struct {
 	Kept        int   `json:"kept"`         // unreferenced but recent objects kept
 }
 
+// The events of GET /v1/events: a job's summary (its data a Job), or a
+// job deleted (its data {"id": N}).
+const (
+	EventJob     = "job"
+	EventDeleted = "deleted"
+)
+
+// MaxEventJobs is the most jobs one event stream may name (GET
+// /v1/events?job=...).
+const MaxEventJobs = 1000
+
 // PeerHeader is the header a server's requests to a peer carry: its name
 // and its instance (a random id per process), so that a peer tells a
 // server from another that calls itself by the same name.

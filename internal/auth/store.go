@@ -55,7 +55,7 @@ func ParseRole(s string) (Role, error) {
 			return r, nil
 		}
 	}
-	return "", fmt.Errorf("role %q: want one of client, worker, read, admin", s)
+	return "", fmt.Errorf("role %q: want one of client, worker, read, peer, admin", s)
 }
 
 // Roles is a set of roles: who may call a route.

@@ -101,3 +101,23 @@ func (s peerServer) Hello(ctx context.Context, identify bool) (api.PeerHello, er
 func (s peerServer) Lent(ctx context.Context, job, frame int64, out api.PeerOutput) error {
 	return forWorker(s.c.Lent(ctx, job, frame, out))
 }
+
+func (s peerServer) Events(ctx context.Context, job int64) (federation.JobEvents, error) {
+	es, err := s.c.Events(ctx, job)
+	if err != nil {
+		return nil, forWorker(err)
+	}
+	return jobEvents{es}, nil
+}
+
+func (s peerServer) Frame(ctx context.Context, job, frame int64) (api.Frame, error) {
+	f, err := s.c.Frame(ctx, job, frame)
+	return f, forWorker(err)
+}
+
+type jobEvents struct{ *EventStream }
+
+func (e jobEvents) Next() (api.Job, bool, error) {
+	ev, err := e.EventStream.Next()
+	return ev.Job, ev.Type == api.EventDeleted, err
+}

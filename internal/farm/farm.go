@@ -236,7 +236,11 @@ func Run(ctx context.Context, cfg Config) error {
 			if st, err = store.OpenSQLite(filepath.Join(cfg.Data, "state.db")); err != nil {
 				return err
 			}
-			sess, err = session.Open(ctx, st, session.Options{Name: cfg.Name, LeaseTTL: cfg.LeaseTTL,
+			var peers []string
+			for _, p := range cfg.Peers {
+				peers = append(peers, p.Name)
+			}
+			sess, err = session.Open(ctx, st, session.Options{Name: cfg.Name, LeaseTTL: cfg.LeaseTTL, Peers: peers,
 				Chunks: func(name string) bool { b, ok := cfg.Backends[name]; return ok && b.Chunks() }})
 			if err != nil {
 				return err

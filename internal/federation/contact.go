@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distren/distren/internal/api"
@@ -20,21 +21,37 @@ type peer struct {
 
 	lentDone, borrowedDone counter
 	givenBack              counter // borrowed frames given back unrendered: own work came first
+	contacting             atomic.Bool
 
-	mu      sync.Mutex
-	state   string
-	err     string
-	hello   api.PeerHello
-	contact time.Time // last answer
+	mu       sync.Mutex
+	verified string // the instance that last answered a check of a request (Verify)
+	state    string
+	err      string
+	hello    api.PeerHello
+	contact  time.Time // last answer
 }
 
-func (p *peer) instance() string {
+// known reports whether inst is the peer's instance as last seen.
+func (p *peer) known(inst string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.state != api.PeerUp {
-		return ""
-	}
-	return p.hello.Instance
+	return inst == p.verified || (p.state == api.PeerUp && inst == p.hello.Instance)
+}
+
+// verify records the instance that answered a check: the peer's current
+// one, which replaces the one its last contact answered.
+func (p *peer) verify(inst string) {
+	p.mu.Lock()
+	p.verified = inst
+	p.hello.Instance = inst
+	p.mu.Unlock()
+}
+
+// errText is why the last contact failed.
+func (p *peer) errText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
 }
 
 // up reports whether the peer answered as itself at the last contact.
@@ -92,6 +109,10 @@ func (f *Federation) contact(ctx context.Context, p *peer, identify bool) {
 	p.mu.Unlock()
 	if state != was {
 		if state == api.PeerUp {
+			f.mu.Lock()
+			close(f.upCh)
+			f.upCh = make(chan struct{})
+			f.mu.Unlock()
 			f.log.Info("peer up", "peer", p.name, "url", p.url, "instance", h.Instance)
 		} else {
 			f.log.Warn("peer "+state, "peer", p.name, "url", p.url, "err", msg)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/distren/distren/internal/api"
+	"github.com/distren/distren/internal/session"
 	"github.com/distren/distren/internal/worker"
 )
 
@@ -45,6 +46,11 @@ type fakeHome struct {
 	completes  []completion
 	fails      []failure
 	keeps      []string
+
+	// The peers' frames waited for, and what the federation said of them.
+	waits    []session.RemoteFrame
+	remoteCh chan struct{}
+	ends     []remoteEnd
 }
 
 type readyFrame struct {
@@ -271,18 +277,22 @@ type fakePeer struct {
 	t    *testing.T
 	name string
 
-	mu       sync.Mutex
-	hello    api.PeerHello
-	helloErr error
-	answers  []claimAnswer // the answers of the next claims, in order
-	hbStop   []api.LeaseRef
-	hbErr    error
-	failErr  error
-	lentErr  error
-	blobErr  error
-	specs    map[int64]api.JobSpec
-	blobs    map[string][]byte
-	blobGate chan struct{} // if set, Blob waits for it to be closed
+	mu        sync.Mutex
+	hello     api.PeerHello
+	helloErr  error
+	answers   []claimAnswer // the answers of the next claims, in order
+	hbStop    []api.LeaseRef
+	hbErr     error
+	failErr   error
+	lentErr   error
+	blobErr   error
+	specs     map[int64]api.JobSpec
+	blobs     map[string][]byte
+	blobGate  chan struct{}          // if set, Blob waits for it to be closed
+	frames    map[[2]int64]api.Frame // job, frame → its state
+	eventsErr error
+	streams   []*fakeEvents
+	frameGets int
 
 	// What the federation did.
 	hellos     []bool // identify, of each Hello
@@ -505,4 +515,122 @@ func answered(c <-chan claimResult) (claimResult, bool) {
 
 func frameFor(backend string, job, frame int64) readyFrame {
 	return readyFrame{lease: api.Lease{Job: job, Frame: frame, Epoch: 1, TTLMS: 30_000}, backend: backend}
+}
+
+// The peers' frames that frames of the fake farm wait for.
+
+type remoteEnd struct {
+	frame    session.RemoteFrame
+	output   string // RemoteDone's
+	failed   bool
+	canceled bool
+	msg      string
+}
+
+func (h *fakeHome) RemoteWaits() []session.RemoteFrame {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.waits)
+}
+
+func (h *fakeHome) RemoteSignal() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.remoteCh == nil {
+		h.remoteCh = make(chan struct{})
+	}
+	return h.remoteCh
+}
+
+// wait makes frames of the farm wait for r, and signals it.
+func (h *fakeHome) wait(r ...session.RemoteFrame) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.waits = append(h.waits, r...)
+	if h.remoteCh != nil {
+		close(h.remoteCh)
+	}
+	h.remoteCh = make(chan struct{})
+}
+
+func (h *fakeHome) end(e remoteEnd) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.waits = slices.DeleteFunc(h.waits, func(w session.RemoteFrame) bool { return w == e.frame })
+	h.ends = append(h.ends, e)
+}
+
+func (h *fakeHome) RemoteDone(ctx context.Context, r session.RemoteFrame, output string, size int64) error {
+	h.end(remoteEnd{frame: r, output: output})
+	return nil
+}
+
+func (h *fakeHome) RemoteFailed(ctx context.Context, r session.RemoteFrame, canceled bool, msg string) error {
+	h.end(remoteEnd{frame: r, failed: true, canceled: canceled, msg: msg})
+	return nil
+}
+
+func (h *fakeHome) remoteEnds() []remoteEnd {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.ends)
+}
+
+// fakeEvents is an event stream the test feeds.
+type fakeEvents struct {
+	ch     chan api.Job
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (e *fakeEvents) Next() (api.Job, bool, error) {
+	select {
+	case j, ok := <-e.ch:
+		if !ok {
+			return api.Job{}, false, io.EOF
+		}
+		return j, false, nil
+	case <-e.closed:
+		return api.Job{}, false, io.EOF
+	}
+}
+
+func (e *fakeEvents) Close() error {
+	e.once.Do(func() { close(e.closed) })
+	return nil
+}
+
+func (p *fakePeer) Events(ctx context.Context, job int64) (JobEvents, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.eventsErr != nil {
+		return nil, p.eventsErr
+	}
+	e := &fakeEvents{ch: make(chan api.Job, 16), closed: make(chan struct{})}
+	p.streams = append(p.streams, e)
+	return e, nil
+}
+
+// push sends a job summary on every open stream.
+func (p *fakePeer) push(j api.Job) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.streams {
+		select {
+		case <-e.closed:
+		default:
+			e.ch <- j
+		}
+	}
+}
+
+func (p *fakePeer) Frame(ctx context.Context, job, frame int64) (api.Frame, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.frameGets++
+	f, ok := p.frames[[2]int64{job, frame}]
+	if !ok {
+		return api.Frame{}, fmt.Errorf("%w: job %d has no frame %d", worker.ErrRejected, job, frame)
+	}
+	return f, nil
 }

@@ -61,6 +61,12 @@ type Home interface {
 	// ReadyFor reports whether frames of the farm's own are ready that the
 	// worker could take.
 	ReadyFor(worker string) bool
+	// The peers' frames that frames of the farm's jobs depend on
+	// (session.Session's methods of the same names, watch.go).
+	RemoteWaits() []session.RemoteFrame
+	RemoteSignal() <-chan struct{}
+	RemoteDone(ctx context.Context, r session.RemoteFrame, output string, size int64) error
+	RemoteFailed(ctx context.Context, r session.RemoteFrame, canceled bool, msg string) error
 	// Status is what the farm says of itself to its peers: its live
 	// workers, their backends, its ready frames, and how many of its
 	// frames each peer's workers hold.
@@ -89,6 +95,10 @@ type Peer interface {
 	// Lent tells the lender that a frame it lent is rendered and where
 	// its output is (POST /v1/jobs/{job}/frames/{frame}/lent).
 	Lent(ctx context.Context, job, frame int64, out api.PeerOutput) error
+	// Events opens the peer's event stream for one of its jobs; Frame
+	// asks for one of its frames.
+	Events(ctx context.Context, job int64) (JobEvents, error)
+	Frame(ctx context.Context, job, frame int64) (api.Frame, error)
 }
 
 // PeerConfig names a peer.
@@ -134,6 +144,7 @@ type Federation struct {
 	order   []*peer // as configured
 
 	mu       sync.Mutex
+	upCh     chan struct{}        // closed and replaced when a peer comes up
 	waiters  map[*waiter]struct{} // own workers' claims waiting for frames
 	changed  chan struct{}        // closed and replaced when a waiter tries or leaves
 	borrowed map[borrowKey]*loan  // frames of peers this server's workers hold
@@ -155,7 +166,7 @@ func New(cfg Config) (*Federation, error) {
 		cfg.Instance = NewInstance()
 	}
 	f := &Federation{home: cfg.Home, name: cfg.Home.Name(), inst: cfg.Instance, version: cfg.Version, every: cfg.Contact,
-		log: cfg.Log, peers: map[string]*peer{}, waiters: map[*waiter]struct{}{}, changed: make(chan struct{}),
+		log: cfg.Log, peers: map[string]*peer{}, waiters: map[*waiter]struct{}{}, changed: make(chan struct{}), upCh: make(chan struct{}),
 		borrowed: map[borrowKey]*loan{}, origins: map[string]string{}, fetching: map[string]chan struct{}{}}
 	for _, pc := range cfg.Peers {
 		switch {
@@ -221,6 +232,13 @@ func (f *Federation) Work() worker.Server { return front{f} }
 type waiter struct {
 	max   int
 	tried <-chan struct{} // the ready signal current when it last found nothing
+}
+
+// upSignal returns a channel closed when a peer next comes up.
+func (f *Federation) upSignal() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.upCh
 }
 
 func (f *Federation) addWaiter(max int) *waiter {
@@ -306,6 +324,17 @@ func (f *Federation) peerOf(name string) (*peer, error) {
 	return p, nil
 }
 
+// lender returns the peer a worker's request names as the server of its
+// lease or job. A name that is not a peer's refuses the request, not the
+// worker (it may hold a lease of a peer this server no longer has).
+func (f *Federation) lender(name string) (*peer, error) {
+	p := f.peers[name]
+	if p == nil {
+		return nil, fmt.Errorf("%w: server %q is not a peer of server %s: its frames are not rendered here", worker.ErrRejected, name, f.name)
+	}
+	return p, nil
+}
+
 // peerError marks a peer's failure as this server's, not its worker's: a
 // refusal of this server's credential must not stop the worker, and a
 // peer that is unreachable is worth trying again. A stale lease or a
@@ -341,35 +370,53 @@ func (f *Federation) Verify(ctx context.Context, workerName, header string) erro
 	if from != name || inst == "" {
 		return fmt.Errorf("%w: a request for worker %q must carry %s: %s INSTANCE (it carries %q)", ErrNotPeer, workerName, api.PeerHeader, name, header)
 	}
-	if p.instance() == inst {
+	if p.known(inst) {
+		f.recontact(p)
 		return nil
 	}
-	// The peer may have restarted since the last contact: ask it.
-	f.contact(ctx, p, false)
-	if got := p.instance(); got != inst {
-		return fmt.Errorf("%w: a server calls itself %s, but the server %s at %s is another (instance %s, this request's %s): two servers share the name %s",
-			ErrNotPeer, name, name, p.url, orUnknown(got), inst, name)
+	// The peer may have restarted since the last contact: ask it who it
+	// is, without saying who asks (it would check that in turn). What it
+	// answers changes nothing of its state here but the instance known.
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	h, err := p.c.Hello(hctx, false)
+	if err != nil {
+		return fmt.Errorf("%w: cannot reach server %s at %s to check that this request comes from it: %v", ErrPeer, name, p.url, err)
 	}
+	if h.Instance != inst {
+		return fmt.Errorf("%w: a server calls itself %s, but the server %s at %s is another (instance %s, this request's %s): two servers share the name %s",
+			ErrNotPeer, name, name, p.url, h.Instance, inst, name)
+	}
+	p.verify(inst)
+	f.recontact(p)
 	return nil
 }
 
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown: it did not answer"
+// recontact contacts a peer that is not known to be up, now, in the
+// background, once at a time: it has just been heard from, so it may be
+// up since the last contact.
+func (f *Federation) recontact(p *peer) {
+	if p.up() || !p.contacting.CompareAndSwap(false, true) {
+		return
 	}
-	return s
+	go func() {
+		defer p.contacting.Store(false)
+		f.contact(context.Background(), p, true)
+	}()
 }
 
 // Self reports whether a request's api.PeerHeader is this process's own:
 // a server that was given its own URL as a peer's.
 func (f *Federation) Self(header string) bool { return header == f.Header() }
 
-// Run contacts every peer every Contact interval until ctx ends.
+// Run contacts every peer every Contact interval, and follows the peers'
+// jobs that frames here depend on, until ctx ends.
 func (f *Federation) Run(ctx context.Context) error {
 	if len(f.order) == 0 {
 		<-ctx.Done()
 		return nil
 	}
+	go f.watchRemotes(ctx)
 	t := time.NewTicker(f.every)
 	defer t.Stop()
 	for {

@@ -120,10 +120,16 @@ func TestVerify(t *testing.T) {
 		t.Errorf("a request of the peer's former instance: %v, want ErrNotPeer", err)
 	}
 
-	// A peer that does not answer cannot be told from an impostor.
+	// A peer that does not answer cannot be told from an impostor: the
+	// request fails as this server's own trouble (ErrPeer, 502), not as a
+	// refusal of the requester.
 	pb.set(func(p *fakePeer) { p.helloErr = errors.New("connection refused") })
-	if err := f.Verify(ctx, "pb/w", "pb inst-pb-3"); !errors.Is(err, ErrNotPeer) || !strings.Contains(err.Error(), "did not answer") {
-		t.Errorf("a request while the peer is unreachable: %v, want ErrNotPeer saying it did not answer", err)
+	if err := f.Verify(ctx, "pb/w", "pb inst-pb-3"); !errors.Is(err, ErrPeer) || errors.Is(err, ErrNotPeer) || !strings.Contains(err.Error(), "cannot reach server pb") {
+		t.Errorf("a request while the peer is unreachable: %v, want ErrPeer saying it cannot reach pb", err)
+	}
+	// Nor does the check change what the listing says of the peer.
+	if st := f.Peers()[0].State; st != api.PeerUp {
+		t.Errorf("after a failed check the peer is %s; the check changes no state", st)
 	}
 }
 

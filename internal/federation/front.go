@@ -49,6 +49,10 @@ func (fr front) Claim(ctx context.Context, req api.ClaimRequest) (api.ClaimRespo
 			b.stop()
 		}
 	}()
+	// Peers are asked again, while the claim waits, when one comes up or
+	// a while after every peer answered nothing (or could not be asked).
+	var again <-chan time.Time
+	up := f.upSignal()
 	for {
 		sig := f.home.ReadySignal()
 		r, err := f.home.Claim(ctx, now)
@@ -56,17 +60,31 @@ func (fr front) Claim(ctx context.Context, req api.ClaimRequest) (api.ClaimRespo
 			return r, err
 		}
 		f.tried(w, sig)
-		if b == nil && wait > 0 {
+		if b == nil && again == nil && time.Until(deadline) > 0 {
+			up = f.upSignal()
 			b = f.borrow(ctx, req, time.Until(deadline))
 		}
 		var got <-chan api.ClaimResponse
+		var over <-chan struct{}
 		if b != nil {
-			got = b.first
+			got, over = b.first, b.over
 		}
 		select {
 		case <-sig:
 		case r := <-got:
 			return r, nil
+		case <-over:
+			select {
+			case r := <-got: // answered with frames as the last request ended
+				return r, nil
+			default:
+			}
+			b.stop()
+			b, again = nil, time.After(min(borrowAgain, max(time.Until(deadline), 0)))
+		case <-again:
+			again = nil
+		case <-up:
+			again, up = nil, nil
 		case <-timer.C:
 			return api.ClaimResponse{}, nil
 		case <-ctx.Done():
@@ -75,11 +93,16 @@ func (fr front) Claim(ctx context.Context, req api.ClaimRequest) (api.ClaimRespo
 	}
 }
 
+// borrowAgain is how long a claim that every peer answered with nothing
+// waits before it asks them again (sooner if one comes up).
+const borrowAgain = time.Second
+
 // borrowing is a claim's requests to the peers.
 type borrowing struct {
 	cancel context.CancelFunc
 	first  chan api.ClaimResponse // the first frames lent
-	ended  chan struct{}          // the claim has returned
+	over   chan struct{}          // every request has ended
+	ended  chan struct{}          // the claim has returned, or asks anew
 }
 
 // stop ends the requests still waiting; frames that arrive later are
@@ -94,7 +117,7 @@ func (b *borrowing) stop() {
 // ones, and the first if nobody takes it, are given back.
 func (f *Federation) borrow(ctx context.Context, req api.ClaimRequest, wait time.Duration) *borrowing {
 	ctx, cancel := context.WithCancel(ctx)
-	b := &borrowing{cancel: cancel, first: make(chan api.ClaimResponse, 1), ended: make(chan struct{})}
+	b := &borrowing{cancel: cancel, first: make(chan api.ClaimResponse, 1), over: make(chan struct{}), ended: make(chan struct{})}
 	n := 0
 	answers := make(chan struct{}, len(f.order))
 	for _, p := range f.order {
@@ -118,20 +141,23 @@ func (f *Federation) borrow(ctx context.Context, req api.ClaimRequest, wait time
 			if len(r.Leases) == 0 {
 				return
 			}
-			for i := range r.Leases {
+			// Recorded before the worker has them: its first report or
+			// fetch may follow at once.
+			now := time.Now()
+			for i, l := range r.Leases {
 				r.Leases[i].Server = p.name
+				f.lend(borrowKey{p.name, l.Job, l.Frame, l.Epoch}, loan{worker: req.Worker, ttl: time.Duration(l.TTLMS) * time.Millisecond, seen: now})
+				for _, d := range l.Deps {
+					f.origin(d.Output, p.name)
+				}
 			}
 			select {
 			case b.first <- r:
-				now := time.Now()
-				for _, l := range r.Leases {
-					f.lend(borrowKey{p.name, l.Job, l.Frame, l.Epoch}, loan{worker: req.Worker, ttl: time.Duration(l.TTLMS) * time.Millisecond, seen: now})
-					for _, d := range l.Deps {
-						f.origin(d.Output, p.name)
-					}
-				}
 				return
 			default: // another peer was first
+			}
+			for _, l := range r.Leases {
+				f.unlend(borrowKey{p.name, l.Job, l.Frame, l.Epoch})
 			}
 			f.giveBack(context.WithoutCancel(ctx), p.c, as, r.Leases)
 		}()
@@ -140,6 +166,7 @@ func (f *Federation) borrow(ctx context.Context, req api.ClaimRequest, wait time
 		for range n {
 			<-answers
 		}
+		close(b.over)
 		<-b.ended
 		// Frames lent for a claim that returned something else, or
 		// nothing, are given back.
@@ -248,9 +275,9 @@ func (fr front) Spec(ctx context.Context, server string, job int64) (api.JobSpec
 	if server == "" || server == f.name {
 		return f.home.Spec(ctx, "", job)
 	}
-	p, err := f.peerOf(server)
+	p, err := f.lender(server)
 	if err != nil {
-		return api.JobSpec{}, fmt.Errorf("%w: %w", worker.ErrRejected, err)
+		return api.JobSpec{}, err
 	}
 	js, err := p.c.Spec(ctx, "", job)
 	if err != nil {
@@ -350,9 +377,9 @@ func (fr front) Complete(ctx context.Context, name string, l api.LeaseRef, rende
 	if l.Server == "" || l.Server == f.name {
 		return f.home.Complete(ctx, name, l, render, tarball, size)
 	}
-	p, err := f.peerOf(l.Server)
+	p, err := f.lender(l.Server)
 	if err != nil {
-		return fmt.Errorf("%w: %w", worker.ErrRejected, err)
+		return err
 	}
 	hash, n, err := f.home.Keep(ctx, tarball, "")
 	if err != nil {
@@ -375,9 +402,9 @@ func (fr front) Fail(ctx context.Context, l api.LeaseRef, fl api.Failure) error 
 	if l.Server == "" || l.Server == f.name {
 		return f.home.Fail(ctx, l, fl)
 	}
-	p, err := f.peerOf(l.Server)
+	p, err := f.lender(l.Server)
 	if err != nil {
-		return fmt.Errorf("%w: %w", worker.ErrRejected, err)
+		return err
 	}
 	ref := l
 	ref.Server = ""

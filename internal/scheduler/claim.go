@@ -179,6 +179,13 @@ func (s *Scheduler) Complete(j *Job, i int32) {
 	f.Attempts++
 	f.Err = ""
 	delete(s.running, FrameKey{j.ID, f.ID})
+	s.done(j, i)
+}
+
+// done makes frame i of j done and readies the dependents it was the last
+// unmet dependency of.
+func (s *Scheduler) done(j *Job, i int32) {
+	f := &j.Frames[i]
 	j.SetState(i, Done)
 	for _, d := range f.Dependents {
 		df := &d.Job.Frames[d.Idx]

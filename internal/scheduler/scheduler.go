@@ -49,6 +49,9 @@ type Options struct {
 	// Chunks reports whether a backend renders a range of frames in one
 	// task; nil means none does. A job's <chunk> applies only to those.
 	Chunks func(backend string) bool
+	// Peers are the servers whose frames this server's frames may depend
+	// on (remote.go).
+	Peers []string
 }
 
 // FrameKey names a frame of any job.
@@ -64,12 +67,20 @@ type Scheduler struct {
 	boot     int64
 	epochSeq uint64
 	woke     bool // frames became ready since Woke was last called
+	// remote holds the frames of other servers that frames here depend
+	// on, one stand-in job per job there (remote.go).
+	remote     map[remoteKey]*Job
+	nextRemote int64
+	// changed lists the jobs whose frames changed state since
+	// TakeChanged was last called.
+	changed []*Job
 }
 
 // New returns an empty scheduler. Options must be complete (LeaseTTL and
 // BlocklistAfter above zero).
 func New(opt Options) *Scheduler {
-	return &Scheduler{opt: opt, jobs: map[int64]*Job{}, running: map[FrameKey]struct{}{}, workers: map[string]*Worker{}}
+	return &Scheduler{opt: opt, jobs: map[int64]*Job{}, running: map[FrameKey]struct{}{}, workers: map[string]*Worker{},
+		remote: map[remoteKey]*Job{}}
 }
 
 // LeaseTTL returns the lease length.
@@ -85,6 +96,8 @@ func (s *Scheduler) Reset() {
 	s.jobs = map[int64]*Job{}
 	s.active = s.active[:0]
 	s.running = map[FrameKey]struct{}{}
+	s.remote = map[remoteKey]*Job{}
+	s.changed = s.changed[:0]
 }
 
 // Woke reports whether frames became ready since it was last called.
@@ -122,8 +135,7 @@ func (s *Scheduler) Resolve(j *Job, d manifest.Dep) (*Job, int32, error) {
 	t := j
 	if !d.Local() {
 		if d.Server != s.opt.Name {
-			return nil, 0, fmt.Errorf("depends on %s: unknown server %q (this server is %q)",
-				durl.Frame(d.Server, d.Job, d.Frame), d.Server, s.opt.Name)
+			return s.resolveRemote(d)
 		}
 		if t = s.jobs[d.Job]; t == nil || d.Job == j.ID {
 			return nil, 0, fmt.Errorf("depends on %s: job %d does not exist", durl.Frame(d.Server, d.Job, d.Frame), d.Job)
@@ -154,6 +166,7 @@ func (s *Scheduler) Check(j *Job) error {
 // canceled frame of another job is blocked at once rather than wait forever.
 func (s *Scheduler) Submit(j *Job) error {
 	s.jobs[j.ID] = j
+	j.sched = s
 	if err := s.link(j); err != nil {
 		delete(s.jobs, j.ID)
 		return err
@@ -174,7 +187,10 @@ func (s *Scheduler) Submit(j *Job) error {
 
 // Add adds a job being restored from the store, its frames' stored states
 // set already (Job.SetState); Restore links them once all are added.
-func (s *Scheduler) Add(j *Job) { s.jobs[j.ID] = j }
+func (s *Scheduler) Add(j *Job) {
+	s.jobs[j.ID] = j
+	j.sched = s
+}
 
 // Restore links the jobs added (in the order given, by id) with the frames
 // they depend on, makes frames with no unmet dependency ready and blocks

@@ -79,6 +79,16 @@ type Job struct {
 	// ErrFrame is the failed or blocked frame whose message is the job's
 	// error, or -1.
 	ErrFrame int32
+
+	// Remote is set on the stand-in of another server's job (remote.go):
+	// that server's name; RemoteID is the job's id there, and index finds
+	// its frames, which are added as frames here come to depend on them.
+	Remote   string
+	RemoteID int64
+	index    map[int64]int32
+
+	sched   *Scheduler // whose changed list it joins (nil: not added)
+	changed bool       // in sched.changed
 }
 
 // NewJob makes the scheduler's job id of manifest m: every frame waiting,
@@ -106,6 +116,10 @@ func NewJob(id int64, m *manifest.Manifest) *Job {
 
 // FrameIndex finds the frame of the given id.
 func (j *Job) FrameIndex(id int64) (int32, bool) {
+	if j.index != nil {
+		i, ok := j.index[id]
+		return i, ok
+	}
 	lo, hi := 0, len(j.Frames)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
@@ -136,6 +150,10 @@ func (j *Job) SetState(i int32, s State) {
 	f.State = s
 	if s == Ready {
 		j.queue(i)
+	}
+	if !j.changed && j.sched != nil {
+		j.changed = true
+		j.sched.changed = append(j.sched.changed, j)
 	}
 }
 

@@ -67,6 +67,9 @@ var routeAccess = map[string]access{
 	"POST /v1/jobs/{job}/frames/{frame}/output": {roles: auth.Worker, worker: workerInQuery},
 	"POST /v1/jobs/{job}/frames/{frame}/fail":   {roles: working, worker: workerInBody},
 
+	// The change feed: clients, and peers whose frames depend on frames here.
+	"GET /v1/events": {roles: reader | working},
+
 	// Federation (docs/federation.md).
 	"GET /v1/peer":  {roles: reader | working},
 	"GET /v1/peers": {roles: reader},

@@ -33,6 +33,9 @@ type Limits struct {
 	// (default 2 min), so a stalled upload does not hold what its handler
 	// holds — a temporary file, a copy of the upload — forever.
 	UploadIdle time.Duration
+	// EventKeepAlive is how often an idle event stream sends a comment
+	// (default 15 s).
+	EventKeepAlive time.Duration
 }
 
 func (l *Limits) defaults() {
@@ -41,6 +44,9 @@ func (l *Limits) defaults() {
 	}
 	if l.UploadIdle <= 0 {
 		l.UploadIdle = 2 * time.Minute
+	}
+	if l.EventKeepAlive <= 0 {
+		l.EventKeepAlive = 15 * time.Second
 	}
 }
 
@@ -112,6 +118,7 @@ func New(cfg Config) *Server {
 	s.handle("GET /v1/jobs/{job}/frames/{frame}/output", s.stream(s.getFrameOutput))
 	s.handle("GET /v1/jobs/{job}/files/{n}", s.stream(s.getFile))
 	s.handle("GET /v1/blobs/{hash}", s.stream(s.getBlob))
+	s.handle("GET /v1/events", s.stream(s.getEvents))
 	h("GET /v1/peer", s.getPeer)
 	h("GET /v1/peers", s.getPeers)
 	h("POST /v1/jobs/{job}/frames/{frame}/lent", s.postLent)

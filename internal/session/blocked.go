@@ -29,6 +29,9 @@ func (s *Session) blockedMessage(j *job, i int32) string {
 }
 
 func (s *Session) refURL(r frameRef) string {
+	if r.Job.Remote != "" {
+		return remoteURL(r.Job, r.Idx)
+	}
 	return frameURL(s.name, r.Job.ID, r.Job.Frames[r.Idx].ID)
 }
 
@@ -37,6 +40,8 @@ func (s *Session) fault(root frameRef) string {
 	switch {
 	case root.Job.Frames[root.Idx].State == fsFailed:
 		return "failed: " + summary(root.Job.Frames[root.Idx].Err)
+	case root.Job.Remote != "":
+		return "was canceled on " + root.Job.Remote
 	case s.jobs[root.Job.ID].rec.Stop != "":
 		return fmt.Sprintf("was canceled when the farm stopped its job %s for a fault of its own", jobURL(s.name, root.Job.ID))
 	}

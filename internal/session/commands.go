@@ -58,6 +58,8 @@ func (s *Session) Submit(ctx context.Context, sub Submission) (Submitted, error)
 		if err := s.sched.Submit(j.Job); err != nil { // cannot fail: dependencies resolved above
 			return nil, err
 		}
+		s.touched = append(s.touched, rec.ID)
+		s.remoteNew = s.remoteNew || len(s.opt.Peers) > 0
 		return Submitted{ID: rec.ID, URL: jobURL(s.name, rec.ID), Name: rec.Name, Frames: len(j.Frames)}, nil
 	})
 	if err != nil {
@@ -128,6 +130,11 @@ func (s *Session) lease(j *job, i int32) Lease {
 		t, ti, err := s.sched.Resolve(j.Job, d)
 		if err != nil {
 			continue // resolved at submit; jobs are not deleted while depended on
+		}
+		if t.Remote != "" { // a peer's frame, its output fetched here
+			r, o := s.remoteOut(t, ti)
+			l.Deps = append(l.Deps, DepOutput{Job: r.Job, Frame: r.Frame, Output: o.output, Size: o.size})
+			continue
 		}
 		o := &s.jobs[t.ID].outs[ti]
 		l.Deps = append(l.Deps, DepOutput{Job: t.ID, Frame: t.Frames[ti].ID, Output: o.output, Size: o.size})
@@ -448,6 +455,7 @@ func (s *Session) Retry(ctx context.Context, jobID int64, ranges []manifest.Rang
 		}
 		j.suspect = nil
 		s.sched.Retry(j.Job, back)
+		s.remoteNew = s.remoteNew || len(s.opt.Peers) > 0
 		s.notify = true
 		return len(back), nil
 	})

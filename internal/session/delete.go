@@ -41,6 +41,7 @@ func (s *Session) Delete(ctx context.Context, jobID int64) error {
 		}
 		s.sched.Remove(j.Job)
 		delete(s.jobs, jobID)
+		s.touched = append(s.touched, jobID)
 		return nil, nil
 	})
 	return err
@@ -67,6 +68,9 @@ func (s *Session) LiveObjects() map[string]bool {
 		for _, f := range j.files {
 			live[f.Tar] = true
 		}
+	}
+	for _, o := range s.remote { // peers' outputs that frames here use
+		live[o.output] = true
 	}
 	return live
 }

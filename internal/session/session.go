@@ -38,6 +38,9 @@ type Options struct {
 	// nil means the wall clock. Lease expiry is checked every LeaseTTL/4 of
 	// wall time against it.
 	Clock scheduler.Clock
+	// Peers are the servers whose frames the frames of this server's jobs
+	// may depend on (remote.go).
+	Peers []string
 }
 
 // Session is the farm's state. All changes go through its dispatcher.
@@ -60,6 +63,17 @@ type Session struct {
 	boot    int64
 	readyCh chan struct{} // closed and replaced when frames become ready
 	notify  bool          // the batch being applied made frames ready
+	// remote holds what is known of the peers' frames that frames here
+	// depend on (remote.go); remoteCh is closed and replaced when frames
+	// here may have come to wait for more of them.
+	remote    map[scheduler.RemoteFrame]frameOut
+	remoteCh  chan struct{}
+	remoteNew bool
+	// feed is the next change to publish (changes.go); touched lists the
+	// jobs changed by the batch being applied besides their frames'
+	// states (submitted, deleted, canceled).
+	feed    *Change
+	touched []int64
 	// stale, if set, is why memory may be ahead of the store: a commit
 	// failed and reloading failed too. Commands are refused until a
 	// reload succeeds.
@@ -93,9 +107,10 @@ func Open(ctx context.Context, st store.Store, opt Options) (*Session, error) {
 	s := &Session{
 		opt: opt, name: opt.Name, store: st, clock: opt.Clock,
 		sched: scheduler.New(scheduler.Options{Name: opt.Name, LeaseTTL: opt.LeaseTTL,
-			BlocklistAfter: opt.BlocklistAfter, Chunks: opt.Chunks}),
+			BlocklistAfter: opt.BlocklistAfter, Chunks: opt.Chunks, Peers: opt.Peers}),
 		cmds: make(chan *command, 4096), stop: make(chan struct{}), done: make(chan struct{}),
-		readyCh: make(chan struct{}),
+		readyCh: make(chan struct{}), remote: map[scheduler.RemoteFrame]frameOut{}, remoteCh: make(chan struct{}),
+		feed: newChange(1),
 	}
 	snap, err := st.Load(ctx)
 	if err != nil {
@@ -264,6 +279,17 @@ func (s *Session) apply(batch []*command) {
 		close(s.readyCh)
 		s.readyCh = make(chan struct{})
 	}
+	if s.remoteNew {
+		s.remoteNew = false
+		close(s.remoteCh)
+		s.remoteCh = make(chan struct{})
+	}
+	if err == nil {
+		s.publish()
+	} else {
+		s.sched.TakeChanged(nil)
+		s.touched = s.touched[:0]
+	}
 	s.mu.Unlock()
 	for _, c := range batch {
 		close(c.done)
@@ -309,6 +335,8 @@ func (s *Session) reload(batch []*command) bool {
 func (s *Session) rebuild(snap *store.Snapshot) error {
 	s.jobs = make(map[int64]*job, len(snap.Jobs))
 	s.sched.Reset()
+	s.remote = map[scheduler.RemoteFrame]frameOut{} // asked of the peers again
+	s.remoteNew = true
 	s.nextJob = max(snap.Counters["next_job"], 1)
 	var order []*job
 	for _, rec := range snap.Jobs {

@@ -188,12 +188,23 @@ func outcome(err error) error {
 // Keep stores an object no job of the farm references (ops.Farm.Keep).
 func (s *Local) Keep(ctx context.Context, r io.Reader, want string) (string, int64, error) {
 	ref, err := s.farm.Keep(ctx, r, want)
-	return ref.Hash, ref.Size, err
+	return ref.Hash, ref.Size, outcome(err)
 }
 
 // ReadyFor reports whether frames of the farm's own are ready that the
 // worker could take.
 func (s *Local) ReadyFor(worker string) bool { return s.farm.Session().ReadyFor(worker) }
+
+// RemoteWaits, RemoteSignal, RemoteDone and RemoteFailed are the
+// session's: the peers' frames that frames of this farm depend on.
+func (s *Local) RemoteWaits() []session.RemoteFrame { return s.farm.Session().RemoteWaits() }
+func (s *Local) RemoteSignal() <-chan struct{}      { return s.farm.Session().RemoteSignal() }
+func (s *Local) RemoteDone(ctx context.Context, r session.RemoteFrame, output string, size int64) error {
+	return s.farm.Session().RemoteDone(ctx, r, output, size)
+}
+func (s *Local) RemoteFailed(ctx context.Context, r session.RemoteFrame, canceled bool, msg string) error {
+	return s.farm.Session().RemoteFailed(ctx, r, canceled, msg)
+}
 
 // Has reports whether the vault holds an object.
 func (s *Local) Has(ctx context.Context, hash string) (bool, error) { return s.farm.Has(ctx, hash) }

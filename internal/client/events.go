@@ -1,0 +1,98 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/distren/distren/internal/api"
+)
+
+// Event is one event of a server's event stream (GET /v1/events).
+type Event struct {
+	Seq  uint64  // the server's change number
+	Type string  // api.EventJob or api.EventDeleted
+	Job  api.Job // the job's summary (EventJob); for EventDeleted only its ID
+}
+
+// EventStream reads a server's event stream.
+type EventStream struct {
+	body io.ReadCloser
+	r    *bufio.Reader
+}
+
+// Events opens the server's event stream, limited to the jobs given (all
+// jobs if none). Their summaries come first.
+func (c *Client) Events(ctx context.Context, jobs ...int64) (*EventStream, error) {
+	q := url.Values{}
+	for _, j := range jobs {
+		q.Add("job", strconv.FormatInt(j, 10))
+	}
+	path := "/v1/events"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	resp, err := c.req(ctx, "GET", path, nil, 0, "")
+	if err != nil {
+		return nil, err
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: answered %q, not an event stream", path, ct)
+	}
+	return &EventStream{body: resp.Body, r: bufio.NewReaderSize(resp.Body, 64<<10)}, nil
+}
+
+// maxEventLine bounds one line of the stream: a job's summary is small.
+const maxEventLine = 1 << 20
+
+// Next returns the next event; it blocks until one arrives, the stream
+// ends (io.EOF) or its context ends.
+func (s *EventStream) Next() (Event, error) {
+	var ev Event
+	var data strings.Builder
+	for {
+		line, err := s.r.ReadString('\n')
+		if len(line) > maxEventLine {
+			return Event{}, fmt.Errorf("event stream: a line of more than %d bytes", maxEventLine)
+		}
+		if err != nil {
+			if err == io.EOF && line == "" {
+				return Event{}, io.EOF
+			}
+			return Event{}, fmt.Errorf("event stream: %w", err)
+		}
+		line = strings.TrimRight(line, "\r\n")
+		switch {
+		case line == "":
+			if ev.Type == "" && data.Len() == 0 {
+				continue // a keep-alive, or blank lines
+			}
+			if err := json.Unmarshal([]byte(data.String()), &ev.Job); err != nil {
+				return Event{}, fmt.Errorf("event stream: %s event: %w", ev.Type, err)
+			}
+			return ev, nil
+		case strings.HasPrefix(line, ":"):
+		case strings.HasPrefix(line, "id:"):
+			ev.Seq, _ = strconv.ParseUint(strings.TrimSpace(line[3:]), 10, 64)
+		case strings.HasPrefix(line, "event:"):
+			ev.Type = strings.TrimSpace(line[6:])
+		case strings.HasPrefix(line, "data:"):
+			data.WriteString(strings.TrimPrefix(line[5:], " "))
+		}
+	}
+}
+
+// Close ends the stream.
+func (s *EventStream) Close() error { return s.body.Close() }
+
+// Frame returns one frame's state.
+func (c *Client) Frame(ctx context.Context, id, frame int64) (api.Frame, error) {
+	var f api.Frame
+	return f, c.call(ctx, "GET", fmt.Sprintf("/v1/jobs/%d/frames/%d", id, frame), nil, &f)
+}
