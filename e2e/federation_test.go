@@ -525,10 +525,10 @@ func TestFederationRemoteDependency(t *testing.T) {
 	waitPeersUp(t, a)
 	waitPeersUp(t, b)
 	// fb's job: frame 1 waits at its gate, then writes f-0001.txt; frame 2
-	// fails.
+	// fails until gates/fixed exists.
 	producer := fmt.Sprintf(`<distrenjob version="1"><name>producer</name><retries>0</retries>
   <backend name="command"><program>sh</program><arg>-c</arg>
-    <arg>if [ {frame} = 2 ]; then echo "no scene for frame 2" >&amp;2; exit 3; fi; echo "start {frame} $$ {dir}" >> %[1]s; while [ ! -e %[2]s/{frame} ]; do sleep 0.05; done; echo "made on fb" > f-{frame:04}.txt</arg>
+    <arg>if [ {frame} = 2 ] &amp;&amp; [ ! -e %[2]s/fixed ]; then echo "no scene for frame 2" >&amp;2; exit 3; fi; echo "start {frame} $$ {dir}" >> %[1]s; while [ ! -e %[2]s/{frame} ]; do sleep 0.05; done; echo "made on fb" > f-{frame:04}.txt</arg>
   </backend>
   <frames><range first="1" last="2"/></frames><outputs><output>f-*.txt</output></outputs></distrenjob>`, renders, gates)
 	bJob := jobID(t, strings.TrimSpace(run(t, 0, "submit", writeJob(t, producer, nil), "--server", b.url)))
@@ -569,6 +569,17 @@ func TestFederationRemoteDependency(t *testing.T) {
 	if got := string(files["c-1.txt"]); got != "made on fb\nand used on fa\n" {
 		t.Errorf("fa's frame 1 wrote %q: want fb's output and its own line", got)
 	}
+
+	// fb's frame 2 is fixed and retried there; a retry of fa's job asks
+	// fb again, and fa's frame 2 runs.
+	openGates(t, gates, 2)
+	if err := os.WriteFile(filepath.Join(gates, "fixed"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, 0, "retry", fmt.Sprint(bJob), "--server", b.url)
+	waitFor(t, "fb's frame 2 to be done", func() bool { return frameOf(t, apiClient(t, b.url), bJob, 2).State == api.StateDone })
+	run(t, 0, "retry", fmt.Sprint(aJob), "--server", a.url)
+	waitJobDone(t, ca, aJob)
 
 	// A server that is not a peer.
 	bad := strings.ReplaceAll(consumer, "distren://fb/", "distren://fz/")

@@ -140,6 +140,12 @@ func (s *Scheduler) putBack(refs []Ref) {
 	for _, r := range refs {
 		s.place(r)
 	}
+	s.unblockDown(refs)
+}
+
+// unblockDown looks again at the frames blocked because of refs, which
+// are no longer bad: those with nothing else at fault wait again.
+func (s *Scheduler) unblockDown(refs []Ref) {
 	// The frames downstream of them that are blocked, through blocked
 	// frames only: what else stays blocked is decided below.
 	seen := map[Ref]bool{}

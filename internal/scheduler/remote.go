@@ -123,6 +123,20 @@ func (s *Scheduler) RemoteFailed(r RemoteFrame, canceled bool, msg string) bool 
 	return true
 }
 
+// RemoteRetry makes a peer's frame that failed or was canceled there
+// waited for again, to be asked of the peer anew (a retry of the frames
+// here that it blocks: it may have been retried there); those frames wait
+// again. It reports whether anything changed.
+func (s *Scheduler) RemoteRetry(r Ref) bool {
+	if r.Job.Remote == "" || !isRoot(r) {
+		return false
+	}
+	r.Job.Frames[r.Idx].Err = ""
+	r.Job.SetState(r.Idx, Waiting)
+	s.unblockDown([]Ref{r})
+	return true
+}
+
 // TakeChanged returns the ids of the jobs whose frames changed state since
 // it was last called (stand-ins of peers' jobs aside), appended to dst.
 func (s *Scheduler) TakeChanged(dst []int64) []int64 {

@@ -393,6 +393,10 @@ func (s *Session) Retry(ctx context.Context, jobID int64, ranges []manifest.Rang
 		}
 		named := func(id int64) bool { return ranges == nil || manifest.Contains(ranges, id) }
 		found, n, stuck := false, 0, int32(-1)
+		// Frames blocked by a peer's frame that failed or was canceled
+		// there: that frame is asked of the peer again (it may have been
+		// retried there), and they wait for its answer.
+		remote, nRemote := map[frameRef]bool{}, 0
 		for i := range j.Frames {
 			f := &j.Frames[i]
 			if !named(f.ID) {
@@ -402,14 +406,19 @@ func (s *Session) Retry(ctx context.Context, jobID int64, ranges []manifest.Rang
 			switch {
 			case f.State == fsFailed, f.State == fsCanceled, f.State == fsDone && ranges != nil:
 				n++
-			case f.State == fsBlocked && stuck < 0:
-				stuck = int32(i)
+			case f.State == fsBlocked:
+				if root := s.sched.RootOf(frameRef{Job: j.Job, Idx: int32(i)}); root.Job.Remote != "" {
+					remote[root] = true
+					nRemote++
+				} else if stuck < 0 {
+					stuck = int32(i)
+				}
 			}
 		}
 		if !found {
 			return 0, fmt.Errorf("%w: job %d has no frame in the set given", ErrInvalid, jobID)
 		}
-		if n == 0 && stuck >= 0 {
+		if n == 0 && nRemote == 0 && stuck >= 0 {
 			root := s.sched.RootOf(frameRef{Job: j.Job, Idx: stuck})
 			return 0, fmt.Errorf("%w: job %d has no failed or canceled frame to retry: its frame %d %s; retry that frame (distren retry %s --frames %d) and the frames waiting for it run again",
 				ErrInvalid, jobID, j.Frames[stuck].ID, s.blockedMessage(j, stuck), jobURL(s.name, root.Job.ID), root.Job.Frames[root.Idx].ID)
@@ -455,9 +464,12 @@ func (s *Session) Retry(ctx context.Context, jobID int64, ranges []manifest.Rang
 		}
 		j.suspect = nil
 		s.sched.Retry(j.Job, back)
+		for r := range remote {
+			s.sched.RemoteRetry(r)
+		}
 		s.remoteNew = s.remoteNew || len(s.opt.Peers) > 0
 		s.notify = true
-		return len(back), nil
+		return len(back) + nRemote, nil
 	})
 	if err != nil {
 		return 0, err
