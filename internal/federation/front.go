@@ -231,7 +231,16 @@ func (fr front) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatR
 			}
 		}
 	}
-	now := time.Now()
+	// The lenders at once, each given a few seconds: one that hangs must
+	// not hold back the answer about the others, or about the server's
+	// own leases.
+	type answer struct {
+		name string
+		ls   []api.LeaseProgress
+		r    api.HeartbeatResponse
+		err  error
+	}
+	answers := make(chan answer, len(lent))
 	for name, ls := range lent {
 		p := f.peers[name]
 		if p == nil {
@@ -240,32 +249,57 @@ func (fr front) Heartbeat(ctx context.Context, hb api.Heartbeat) (api.HeartbeatR
 			}
 			continue
 		}
-		out := api.Heartbeat{Worker: session.PeerWorker(f.name, hb.Worker), Leases: make([]api.LeaseProgress, len(ls))}
-		for i, l := range ls {
-			out.Leases[i] = l
-			out.Leases[i].Server = ""
-		}
-		r, err := p.c.Heartbeat(ctx, out)
-		if err != nil {
-			f.log.Warn("heartbeat of borrowed frames", "peer", name, "frames", len(ls), "err", err)
+		go func() {
+			out := api.Heartbeat{Worker: session.PeerWorker(f.name, hb.Worker), Leases: make([]api.LeaseProgress, len(ls))}
+			for i, l := range ls {
+				out.Leases[i] = l
+				out.Leases[i].Server = ""
+			}
+			pctx, cancel := context.WithTimeout(ctx, peerHeartbeat)
+			defer cancel()
+			r, err := p.c.Heartbeat(pctx, out)
+			answers <- answer{name, ls, r, err}
+		}()
+	}
+	now := time.Now()
+	for range len(lent) - countMissing(f, lent) {
+		a := <-answers
+		if a.err != nil {
+			f.log.Warn("heartbeat of borrowed frames", "peer", a.name, "frames", len(a.ls), "err", a.err)
 			continue
 		}
 		stop := map[api.LeaseRef]bool{}
-		for _, s := range r.Stop {
-			s.Server = name
+		for _, s := range a.r.Stop {
+			s.Server = a.name
 			stop[s] = true
 			resp.Stop = append(resp.Stop, s)
-			f.unlend(borrowKey{name, s.Job, s.Frame, s.Epoch})
+			f.unlend(borrowKey{a.name, s.Job, s.Frame, s.Epoch})
 		}
 		f.mu.Lock()
-		for _, l := range ls {
-			if k := (borrowKey{name, l.Job, l.Frame, l.Epoch}); !stop[l.LeaseRef] && f.borrowed[k] != nil {
+		for _, l := range a.ls {
+			ref := l.LeaseRef
+			ref.Server = a.name
+			if k := (borrowKey{a.name, l.Job, l.Frame, l.Epoch}); !stop[ref] && f.borrowed[k] != nil {
 				f.borrowed[k].seen = now
 			}
 		}
 		f.mu.Unlock()
 	}
 	return resp, nil
+}
+
+// peerHeartbeat bounds a heartbeat passed on to a lender.
+const peerHeartbeat = 5 * time.Second
+
+// countMissing counts the lenders named in lent that are not peers.
+func countMissing(f *Federation, lent map[string][]api.LeaseProgress) int {
+	n := 0
+	for name := range lent {
+		if f.peers[name] == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // Spec returns a job's spec from the server whose job it is, and notes

@@ -460,3 +460,12 @@ func TestDeniedHeartbeatStopsWorker(t *testing.T) {
 		}
 	})
 }
+
+// TestNameWithSlashRefused: a slash in a worker's name marks a peer
+// server's worker (SERVER/WORKER); a worker of its own may not have one.
+func TestNameWithSlashRefused(t *testing.T) {
+	_, err := New(Config{Server: newFakeServer(), Name: "farm-b/node-1", Dir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "a slash marks a peer server's worker") {
+		t.Fatalf("New with name farm-b/node-1: %v", err)
+	}
+}

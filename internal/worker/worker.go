@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -175,6 +176,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.Name == "" {
 		cfg.Name = DefaultName()
+	}
+	if strings.Contains(cfg.Name, "/") {
+		return nil, fmt.Errorf("worker name %q: a slash marks a peer server's worker (SERVER/WORKER); give a name without one", cfg.Name)
 	}
 	// Renderers run in scratch directories beneath Dir and are given paths
 	// in it (HOME, the scene, the output); relative, they would be taken
