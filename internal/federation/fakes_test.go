@@ -277,22 +277,23 @@ type fakePeer struct {
 	t    *testing.T
 	name string
 
-	mu        sync.Mutex
-	hello     api.PeerHello
-	helloErr  error
-	answers   []claimAnswer // the answers of the next claims, in order
-	hbStop    []api.LeaseRef
-	hbErr     error
-	failErr   error
-	lentErr   error
-	blobErr   error
-	specs     map[int64]api.JobSpec
-	blobs     map[string][]byte
-	blobGate  chan struct{}          // if set, Blob waits for it to be closed
-	frames    map[[2]int64]api.Frame // job, frame → its state
-	eventsErr error
-	streams   []*fakeEvents
-	frameGets int
+	mu         sync.Mutex
+	hello      api.PeerHello
+	helloErr   error
+	answers    []claimAnswer // the answers of the next claims, in order
+	hbStop     []api.LeaseRef
+	hbErr      error
+	failErr    error
+	lentErr    error
+	blobErr    error
+	specs      map[int64]api.JobSpec
+	blobs      map[string][]byte
+	blobGate   chan struct{}          // if set, Blob waits for it to be closed
+	frames     map[[2]int64]api.Frame // job, frame → its state
+	eventsErr  error
+	eventCalls []int64 // the job of each Events call
+	streams    []*fakeEvents
+	frameGets  int
 
 	// What the federation did.
 	hellos     []bool // identify, of each Hello
@@ -576,22 +577,32 @@ func (h *fakeHome) remoteEnds() []remoteEnd {
 	return slices.Clone(h.ends)
 }
 
-// fakeEvents is an event stream the test feeds.
+// fakeEvents is an event stream the test feeds. Like the client's, it
+// ends with the context it was opened with.
 type fakeEvents struct {
-	ch     chan api.Job
+	ctx    context.Context
+	job    int64
+	ch     chan fakeEvent
 	closed chan struct{}
 	once   sync.Once
 }
 
+type fakeEvent struct {
+	job     api.Job
+	deleted bool
+}
+
 func (e *fakeEvents) Next() (api.Job, bool, error) {
 	select {
-	case j, ok := <-e.ch:
+	case ev, ok := <-e.ch:
 		if !ok {
 			return api.Job{}, false, io.EOF
 		}
-		return j, false, nil
+		return ev.job, ev.deleted, nil
 	case <-e.closed:
 		return api.Job{}, false, io.EOF
+	case <-e.ctx.Done():
+		return api.Job{}, false, e.ctx.Err()
 	}
 }
 
@@ -600,28 +611,78 @@ func (e *fakeEvents) Close() error {
 	return nil
 }
 
+func (e *fakeEvents) isClosed() bool {
+	select {
+	case <-e.closed:
+		return true
+	default:
+		return false
+	}
+}
+
 func (p *fakePeer) Events(ctx context.Context, job int64) (JobEvents, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.eventCalls = append(p.eventCalls, job)
 	if p.eventsErr != nil {
 		return nil, p.eventsErr
 	}
-	e := &fakeEvents{ch: make(chan api.Job, 16), closed: make(chan struct{})}
+	e := &fakeEvents{ctx: ctx, job: job, ch: make(chan fakeEvent, 16), closed: make(chan struct{})}
 	p.streams = append(p.streams, e)
 	return e, nil
 }
 
-// push sends a job summary on every open stream.
-func (p *fakePeer) push(j api.Job) {
+// push sends a job summary on every open stream of that job.
+func (p *fakePeer) push(j api.Job) { p.send(fakeEvent{job: j}) }
+
+// pushDeleted sends the deletion of a job on its open streams.
+func (p *fakePeer) pushDeleted(id int64) { p.send(fakeEvent{job: api.Job{ID: id}, deleted: true}) }
+
+func (p *fakePeer) send(ev fakeEvent) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, e := range p.streams {
-		select {
-		case <-e.closed:
-		default:
-			e.ch <- j
+		if e.job == ev.job.ID && !e.isClosed() {
+			e.ch <- ev
 		}
 	}
+}
+
+// drop ends the open streams of a job from the peer's side, as a
+// connection lost does.
+func (p *fakePeer) drop(job int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.streams {
+		if e.job == job && !e.isClosed() {
+			close(e.ch)
+			e.Close()
+		}
+	}
+}
+
+// openStreams lists the jobs of the streams the federation holds open.
+func (p *fakePeer) openStreams() []int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []int64
+	for _, e := range p.streams {
+		if !e.isClosed() {
+			out = append(out, e.job)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// setFrame sets the state of a frame of the peer's.
+func (p *fakePeer) setFrame(job int64, f api.Frame) {
+	p.set(func(p *fakePeer) {
+		if p.frames == nil {
+			p.frames = map[[2]int64]api.Frame{}
+		}
+		p.frames[[2]int64{job, f.ID}] = f
+	})
 }
 
 func (p *fakePeer) Frame(ctx context.Context, job, frame int64) (api.Frame, error) {
