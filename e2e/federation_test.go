@@ -224,6 +224,10 @@ func TestFederationPeerKilled(t *testing.T) {
 		}
 		return len(onB) >= 2
 	})
+	// status shows a lent frame's worker with its server.
+	if out := run(t, 0, "status", jobURL, "--server", a.url); !strings.Contains(out, "fb/fb-local") {
+		t.Errorf("status of the lender does not show fb/fb-local rendering:\n%s", out)
+	}
 	fs["fb"].p.kill()
 	openGates(t, gates, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 	waitJobDone(t, c, id)

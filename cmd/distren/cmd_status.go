@@ -151,7 +151,11 @@ func statusOnce(ctx context.Context, c *client.Client, id int64, asJSON bool, ou
 			prog = fmt.Sprintf("%.0f%%", f.Progress*100)
 		}
 		msg, _, _ := strings.Cut(f.Error, "\n")
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", f.ID, termsafe.Line(f.State), f.Attempts, termsafe.Line(f.Worker), prog, termsafe.Line(msg))
+		who := f.Worker
+		if f.Server != "" && f.Worker != "" && !strings.HasPrefix(f.URL, "distren://"+f.Server+"/") {
+			who = f.Server + "/" + f.Worker // a peer's worker: the frame is lent
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", f.ID, termsafe.Line(f.State), f.Attempts, termsafe.Line(who), prog, termsafe.Line(msg))
 		return nil
 	})
 	if err != nil {

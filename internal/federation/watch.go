@@ -83,34 +83,15 @@ func (f *Federation) watchJob(ctx context.Context, p *peer, job int64) {
 		if len(f.waitsOf(p.name, job)) == 0 {
 			return
 		}
-		ev, err := p.c.Events(ctx, job)
-		if err == nil {
-			backoff = time.Second
-			ended := -1
-			for {
-				j, deleted, err := ev.Next()
-				if err != nil {
-					if ctx.Err() == nil {
-						f.log.Warn("event stream of a peer's job", "peer", p.name, "job", job, "err", err)
-					}
-					break
-				}
-				n := j.Counts[api.StateDone] + j.Counts[api.StateFailed] + j.Counts[api.StateCanceled]
-				if deleted {
-					n = -2
-				}
-				if n == ended {
-					continue
-				}
-				ended = n
-				if !f.settle(ctx, p, job) {
-					ev.Close()
-					return
-				}
+		if ev, err := p.c.Events(ctx, job); err != nil {
+			if ctx.Err() == nil {
+				f.log.Warn("following a peer's job that frames here depend on", "peer", p.name, "job", job, "err", err, "retry_in", backoff)
 			}
-			ev.Close()
-		} else if ctx.Err() == nil {
-			f.log.Warn("following a peer's job that frames here depend on", "peer", p.name, "job", job, "err", err, "retry_in", backoff)
+		} else {
+			backoff = time.Second
+			if f.follow(ctx, p, job, ev) {
+				return
+			}
 		}
 		select {
 		case <-time.After(backoff):
@@ -121,12 +102,79 @@ func (f *Federation) watchJob(ctx context.Context, p *peer, job int64) {
 	}
 }
 
+type jobEvent struct {
+	job     api.Job
+	deleted bool
+	err     error
+}
+
+// follow reads one event stream of the peer's job, settling its frames at
+// the first event and at every event that changes how many of them have
+// ended; a frame that could not be settled (its output could not be
+// fetched, say) is tried again after a while, events or not. It reports
+// whether nothing is waited for any more; false when the stream ended.
+func (f *Federation) follow(ctx context.Context, p *peer, job int64, ev JobEvents) bool {
+	events, done := make(chan jobEvent), make(chan struct{})
+	defer func() {
+		close(done) // the reader stops, once the stream's Close ends its Next
+		ev.Close()
+	}()
+	go func() {
+		for {
+			j, deleted, err := ev.Next()
+			select {
+			case events <- jobEvent{j, deleted, err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	ended := -1
+	var again <-chan time.Time
+	retry := time.Second
+	for {
+		select {
+		case e := <-events:
+			if e.err != nil {
+				if ctx.Err() == nil {
+					f.log.Warn("event stream of a peer's job", "peer", p.name, "job", job, "err", e.err)
+				}
+				return false
+			}
+			n := e.job.Counts[api.StateDone] + e.job.Counts[api.StateFailed] + e.job.Counts[api.StateCanceled]
+			if e.deleted {
+				n = -2
+			}
+			if n == ended {
+				continue
+			}
+			ended = n
+		case <-again:
+			again = nil
+			retry = min(2*retry, 30*time.Second)
+		case <-ctx.Done():
+			return true
+		}
+		left, troubled := f.settle(ctx, p, job)
+		if left == 0 {
+			return true
+		}
+		if troubled && again == nil {
+			again = time.After(retry)
+		}
+	}
+}
+
 // settle asks the peer for the frames of its job that frames here wait
-// for and tells the session those that ended; it reports whether any is
-// still waited for.
-func (f *Federation) settle(ctx context.Context, p *peer, job int64) bool {
+// for and tells the session those that ended; it returns how many are
+// still waited for, and whether any of those could not be settled for a
+// failure (of the peer, or of this server) rather than because it has not
+// ended.
+func (f *Federation) settle(ctx context.Context, p *peer, job int64) (left int, troubled bool) {
 	waits := f.waitsOf(p.name, job)
-	left := 0
 	for _, r := range waits {
 		fr, err := p.c.Frame(ctx, r.Job, r.Frame)
 		switch {
@@ -134,7 +182,7 @@ func (f *Federation) settle(ctx context.Context, p *peer, job int64) bool {
 			err = f.home.RemoteFailed(ctx, r, false, fmt.Sprintf("%s cannot be had: %v", r, err))
 		case err != nil:
 			f.log.Warn("asking a peer for a frame that frames here depend on", "frame", r.String(), "err", err)
-			left++
+			left, troubled = left+1, true
 			continue
 		case fr.State == api.StateDone:
 			if err = f.fetchFrom(ctx, p, fr.Output); err == nil {
@@ -150,8 +198,8 @@ func (f *Federation) settle(ctx context.Context, p *peer, job int64) bool {
 		}
 		if err != nil {
 			f.log.Warn("a peer's frame that frames here depend on", "frame", r.String(), "err", err)
-			left++
+			left, troubled = left+1, true
 		}
 	}
-	return left > 0
+	return left, troubled
 }

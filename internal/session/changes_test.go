@@ -111,9 +111,6 @@ func TestChanges(t *testing.T) {
 // TestChangesAfterRestart: the state loaded at start is not a change of
 // the first batch after it.
 func TestChangesAfterRestart(t *testing.T) {
-	// rebuild's SetStates join the scheduler's changed list after its
-	// Reset, and nothing takes them before the first batch publishes them.
-	t.Skip("known bug (session.go rebuild): the first batch after Open publishes every restored job; see /tmp/notes/remotetest.md")
 	st := store.NewMem()
 	s := open(t, st)
 	submit(t, s, mkjob(t, "", `<range first="1" last="2"/>`))

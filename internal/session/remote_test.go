@@ -189,18 +189,39 @@ func TestRemoteNotAPeer(t *testing.T) {
 }
 
 // TestRetryBlockedByRemote: retrying a job whose frames cannot run only
-// because a peer's frame failed names that frame where it is, on the peer.
+// because a peer's frame failed asks the peer for that frame again (it may
+// have been retried there): the frames wait for it, and fail again, naming
+// it where it is, if it is still failed.
 func TestRetryBlockedByRemote(t *testing.T) {
-	// Retry words the root with jobURL(s.name, root.Job.ID): the
-	// stand-in's negative id on this server.
-	t.Skip("known bug (session/commands.go Retry): names distren://farm/-1 for a peer's frame; see /tmp/notes/remotetest.md")
 	s := openPeered(t, store.NewMem())
 	id := submit(t, s, mkjob(t, "", `<frame id="1"><depends on="distren://b/7/frame/3"/></frame>`))
-	if err := s.RemoteFailed(ctx, RemoteFrame{Server: "b", Job: 7, Frame: 3}, false, "boom"); err != nil {
+	r := RemoteFrame{Server: "b", Job: 7, Frame: 3}
+	if err := s.RemoteFailed(ctx, r, false, "boom"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Retry(ctx, id, nil)
-	if err == nil || strings.Contains(err.Error(), "distren://farm/-") || !strings.Contains(err.Error(), "distren://b/7") {
-		t.Errorf("retry: %v, want a refusal naming b's job 7, not a job of this server", err)
+	if waits := s.RemoteWaits(); len(waits) != 0 {
+		t.Fatalf("waits once b/7/3 failed: %v", waits)
+	}
+	sig := s.RemoteSignal()
+	n, err := s.Retry(ctx, id, nil)
+	if err != nil || n != 1 {
+		t.Fatalf("retry: %d frames, %v; want 1, nil", n, err)
+	}
+	select {
+	case <-sig:
+	default:
+		t.Error("retry did not signal that frames wait for peers' frames again")
+	}
+	if waits := s.RemoteWaits(); !slices.Equal(waits, []RemoteFrame{r}) {
+		t.Errorf("waits after the retry: %v, want [%v]", waits, r)
+	}
+	if f, _ := s.Frame(id, 1); f.State != StateWaiting {
+		t.Errorf("frame 1 after the retry: %s, want waiting", f.State)
+	}
+	if err := s.RemoteFailed(ctx, r, false, "boom again"); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := s.Frame(id, 1); f.State != StateFailed || !strings.Contains(f.Error, "distren://b/7/frame/3, which failed: boom again") {
+		t.Errorf("frame 1 once b/7/3 failed again: %s %q", f.State, f.Error)
 	}
 }

@@ -424,6 +424,7 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 	if err := s.sched.Restore(sj); err != nil {
 		return err
 	}
+	s.sched.TakeChanged(nil) // the state loaded is no change of the next batch's
 	s.notify = true
 	return nil
 }

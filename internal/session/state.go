@@ -190,6 +190,9 @@ func (s *Session) waiting(j *job) string {
 	}
 	now := s.clock.Now()
 	live := s.sched.LiveWorkers(now)
+	if live == 0 && len(s.opt.Peers) > 0 {
+		return fmt.Sprintf("waiting for a worker: none is connected here, and no worker of a peer (%s) has asked for frames yet", strings.Join(s.opt.Peers, ", "))
+	}
 	if live == 0 {
 		return "waiting for a worker: none is connected"
 	}
