@@ -83,6 +83,9 @@ func (s *EventStream) Next() (Event, error) {
 		case strings.HasPrefix(line, "event:"):
 			ev.Type = strings.TrimSpace(line[6:])
 		case strings.HasPrefix(line, "data:"):
+			if data.Len() > 0 {
+				data.WriteByte('\n') // the lines of one event's data join with line feeds
+			}
 			data.WriteString(strings.TrimPrefix(line[5:], " "))
 		}
 	}

@@ -61,6 +61,23 @@ func (s *Scheduler) resolveRemote(d manifest.Dep) (*Job, int32, error) {
 	return t, i, nil
 }
 
+// undone reports whether one of the frames is not done.
+func undone(refs []Ref) bool {
+	for _, r := range refs {
+		if r.Job.Frames[r.Idx].State != Done {
+			return true
+		}
+	}
+	return false
+}
+
+// RemoteDepended reports whether a frame here still depends on the peer's
+// frame (its jobs not deleted).
+func (s *Scheduler) RemoteDepended(r RemoteFrame) bool {
+	t, i, ok := s.remoteFrame(r)
+	return ok && len(t.Frames[i].Dependents) > 0
+}
+
 // remoteFrame finds the stand-in of a peer's frame.
 func (s *Scheduler) remoteFrame(r RemoteFrame) (*Job, int32, bool) {
 	t := s.remote[remoteKey{r.Server, r.Job}]
@@ -72,12 +89,13 @@ func (s *Scheduler) remoteFrame(r RemoteFrame) (*Job, int32, bool) {
 }
 
 // RemoteWaits lists the frames of peers that frames here wait for: those
-// not known done, failed or canceled there.
+// not known done, failed or canceled there, that a frame not done yet
+// depends on.
 func (s *Scheduler) RemoteWaits() []RemoteFrame {
 	var out []RemoteFrame
 	for k, t := range s.remote {
 		for i := range t.Frames {
-			if t.Frames[i].State == Waiting && len(t.Frames[i].Dependents) > 0 {
+			if t.Frames[i].State == Waiting && undone(t.Frames[i].Dependents) {
 				out = append(out, RemoteFrame{k.server, k.job, t.Frames[i].ID})
 			}
 		}

@@ -42,6 +42,11 @@ func (s *Session) Delete(ctx context.Context, jobID int64) error {
 		s.sched.Remove(j.Job)
 		delete(s.jobs, jobID)
 		s.touched = append(s.touched, jobID)
+		for r := range s.remote { // peers' outputs no job here uses any more
+			if !s.sched.RemoteDepended(r) {
+				delete(s.remote, r)
+			}
+		}
 		return nil, nil
 	})
 	return err

@@ -225,3 +225,40 @@ func TestRetryBlockedByRemote(t *testing.T) {
 		t.Errorf("frame 1 once b/7/3 failed again: %s %q", f.State, f.Error)
 	}
 }
+
+// TestRemoteNoLongerNeeded: a peer's frame whose dependents here are all
+// done is not followed again after a restart; once the jobs that used its
+// output are deleted, the output is no longer kept from the collector.
+func TestRemoteNoLongerNeeded(t *testing.T) {
+	st := store.NewMem()
+	s := openPeered(t, st)
+	id := submit(t, s, mkjob(t, "", `<frame id="1"><depends on="distren://b/7/frame/3"/></frame>`))
+	r := RemoteFrame{Server: "b", Job: 7, Frame: 3}
+	const out = "aa00000000000000000000000000000000000000000000000000000000000000"
+	if err := s.RemoteDone(ctx, r, out, 10); err != nil {
+		t.Fatal(err)
+	}
+	complete(t, s, "w", claim(t, s, "w", 1)[0])
+	s.Close()
+
+	s = openPeered(t, st)
+	if waits := s.RemoteWaits(); len(waits) != 0 {
+		t.Errorf("after a restart with every dependent done, waits %v; want none", waits)
+	}
+	s.Close()
+
+	s = openPeered(t, store.NewMem())
+	id = submit(t, s, mkjob(t, "", `<frame id="1"><depends on="distren://b/7/frame/3"/></frame>`))
+	if err := s.RemoteDone(ctx, r, out, 10); err != nil {
+		t.Fatal(err)
+	}
+	if !s.LiveObjects()[out] {
+		t.Fatal("the peer's output is not live while a job uses it")
+	}
+	if err := s.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if s.LiveObjects()[out] {
+		t.Error("the peer's output is still live once the job that used it is deleted")
+	}
+}
