@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
@@ -39,6 +38,7 @@ type serveOptions struct {
 	debugAddr          string
 	security           securityFlags
 	peers              peerFlags
+	logs               logFlags
 }
 
 // vaultFlags are the options that say how the vault's objects are stored:
@@ -108,12 +108,16 @@ example.`,
 	o.policy.add(f)
 	o.security.add(f)
 	o.peers.add(f)
+	o.logs.add(f)
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve net/http/pprof (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060; no authentication")
 	return c
 }
 
 func runServe(ctx context.Context, o serveOptions, _ []string) error {
-	log := slog.New(slog.NewTextHandler(o.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log, err := o.logs.logger(o.stderr)
+	if err != nil {
+		return err
+	}
 	if o.workers < 0 {
 		return usageError{fmt.Errorf("--workers %d: must be 0 or more", o.workers)}
 	}

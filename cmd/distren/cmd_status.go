@@ -36,9 +36,9 @@ func newStatusCommand() *cobra.Command {
 		},
 	}
 	o.connOptions.addFlags(c)
-	c.Flags().BoolVarP(&o.watch, "watch", "w", false, "redraw until the job ends (or until interrupted)")
+	c.Flags().BoolVarP(&o.watch, "watch", "w", false, "redraw as the server's events say the job (or the jobs) changed, until the job ends (or until interrupted)")
 	c.Flags().BoolVar(&o.json, "json", false, "print JSON for scripts")
-	c.Flags().DurationVar(&o.interval, "interval", time.Second, "redraw interval with --watch")
+	c.Flags().DurationVar(&o.interval, "interval", time.Second, "with --watch, redraw at most this often (and this often if the server sends no events)")
 	return c
 }
 
@@ -58,7 +58,14 @@ func runStatus(ctx context.Context, o statusOptions, args []string) error {
 	}
 	out := o.stdout
 	tty := o.watch && !o.json && isTerminal(out)
+	var changed <-chan struct{} // the server's events: a redraw is due
+	if o.watch {
+		sctx, stop := context.WithCancel(ctx) // ends the stream when the report does
+		defer stop()
+		changed = watchEvents(sctx, c, id)
+	}
 	for {
+		drawn := time.Now()
 		// A redraw is written at once; otherwise the report streams (a
 		// job's frames, a page at a time).
 		var buf strings.Builder
@@ -77,12 +84,52 @@ func runStatus(ctx context.Context, o statusOptions, args []string) error {
 		if !o.watch || (id != 0 && ended) {
 			return nil
 		}
+		if changed != nil {
+			select {
+			case _, ok := <-changed:
+				if !ok {
+					changed = nil // the stream ended: redraw every --interval
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		// At most one redraw per interval, however many events came.
 		select {
-		case <-time.After(o.interval):
+		case <-time.After(o.interval - time.Since(drawn)):
 		case <-ctx.Done():
 			return ctx.Err() // interrupted: not a report that ended
 		}
 	}
+}
+
+// watchEvents follows the server's events for the job (all jobs if id is
+// 0): the channel receives when something changed, and is closed if the
+// stream cannot be opened or ends; nil if the server has none.
+func watchEvents(ctx context.Context, c *client.Client, id int64) <-chan struct{} {
+	var jobs []int64
+	if id != 0 {
+		jobs = append(jobs, id)
+	}
+	es, err := c.Events(ctx, jobs...)
+	if err != nil {
+		return nil
+	}
+	ch := make(chan struct{}, 1)
+	go func() {
+		defer close(ch)
+		defer es.Close()
+		for {
+			if _, err := es.Next(); err != nil {
+				return
+			}
+			select {
+			case ch <- struct{}{}:
+			default: // a redraw is due already
+			}
+		}
+	}()
+	return ch
 }
 
 // statusOnce writes one report and says whether the job (if one) has ended.

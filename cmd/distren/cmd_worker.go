@@ -25,6 +25,7 @@ type workerOptions struct {
 	slots, prefetch int
 	cacheSize       string
 	policy          commandPolicy
+	logs            logFlags
 }
 
 // commandPolicy is what a worker (or serve's local slots) lets the command
@@ -70,6 +71,7 @@ func newWorkerCommand() *cobra.Command {
 	f.IntVar(&o.prefetch, "prefetch", 0, "frames claimed ahead of free slots; 0 adapts to frame times (slots ahead for long frames, up to 8×slots for millisecond frames), negative claims none ahead")
 	f.StringVar(&o.dir, "dir", "", "cache and scratch directory (default: the user cache directory)")
 	f.StringVar(&o.name, "name", "", "worker name (default: host-pid-random)")
+	o.logs.add(f)
 	f.StringVar(&o.cacheSize, "cache-size", "20GiB", "byte limit of the object cache (least recently used objects are evicted, never those a task in hand needs)")
 	o.policy.add(f)
 	return c
@@ -98,7 +100,10 @@ func runWorker(ctx context.Context, o workerOptions, _ []string) error {
 		}
 		o.dir = filepath.Join(base, "distren", "worker")
 	}
-	log := slog.New(slog.NewTextHandler(o.stderr, nil))
+	log, err := o.logs.logger(o.stderr)
+	if err != nil {
+		return err
+	}
 	if err := checkWorkerToken(ctx, c, log); err != nil {
 		return err
 	}

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime"
 	"strings"
 
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/distren/distren/internal/client"
 	"github.com/distren/distren/internal/durl"
@@ -167,4 +169,30 @@ func writeJSON(w io.Writer, v any) error {
 	}
 	_, err = w.Write(append(termsafe.JSON(b), '\n'))
 	return err
+}
+
+// logFlags are how serve and worker log: --log-format and --log-level.
+type logFlags struct {
+	format, level string
+}
+
+func (l *logFlags) add(f *pflag.FlagSet) {
+	f.StringVar(&l.format, "log-format", "text", "log lines as text (key=value) or json (one object per line)")
+	f.StringVar(&l.level, "log-level", "info", "least severe level logged: debug, info, warn or error")
+}
+
+// logger returns the logger the flags ask for, writing to w.
+func (l logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", l.level)}
+	}
+	o := &slog.HandlerOptions{Level: level}
+	switch l.format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, usageError{fmt.Errorf("--log-format %q: want text or json", l.format)}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -68,6 +70,34 @@ func TestVerbsCarryTheirOwnConnection(t *testing.T) {
 		}
 		if c.out != strings.Repeat("[]\n", 20) {
 			t.Errorf("status of server %s printed %q", name, c.out)
+		}
+	}
+}
+
+// TestLogFlags: --log-format json writes one JSON object per line, at the
+// --log-level given and above; wrong values are usage errors.
+func TestLogFlags(t *testing.T) {
+	var b bytes.Buffer
+	log, err := logFlags{format: "json", level: "warn"}.logger(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("not shown")
+	log.Warn("shown", "frame", 3)
+	var line map[string]any
+	if err := json.Unmarshal(b.Bytes(), &line); err != nil || line["msg"] != "shown" || line["level"] != "WARN" || line["frame"] != float64(3) {
+		t.Errorf("json log %q: %v %v", b.String(), line, err)
+	}
+	b.Reset()
+	log, _ = logFlags{format: "text", level: "debug"}.logger(&b)
+	log.Debug("detail", "k", "v")
+	if !strings.Contains(b.String(), "level=DEBUG msg=detail k=v") {
+		t.Errorf("text log %q", b.String())
+	}
+	for _, l := range []logFlags{{format: "xml", level: "info"}, {format: "text", level: "loud"}} {
+		var ue usageError
+		if _, err := l.logger(&b); !errors.As(err, &ue) {
+			t.Errorf("%+v: %v, want a usage error", l, err)
 		}
 	}
 }

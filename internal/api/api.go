@@ -270,6 +270,9 @@ type GCResult struct {
 const (
 	EventJob     = "job"
 	EventDeleted = "deleted"
+	// EventReset tells a client that asked to resume (Last-Event-ID)
+	// that the changes since are no longer kept: re-read what it shows.
+	EventReset = "reset"
 )
 
 // MaxEventJobs is the most jobs one event stream may name (GET

@@ -64,6 +64,9 @@ func WithHeader(key, value string) Option {
 
 type plainKey struct{}
 
+// headerKey carries one header of one request in its context.
+type headerKey struct{}
+
 // Plain marks ctx so that requests made with it carry the client's token
 // but none of its WithHeader headers: a server asking a peer who it is, to
 // check a request that names it, does not ask to be checked in turn.
@@ -113,6 +116,9 @@ func (c *Client) req(ctx context.Context, method, path string, body io.Reader, l
 		for k, v := range c.header {
 			r.Header[k] = v
 		}
+	}
+	if h, ok := ctx.Value(headerKey{}).([2]string); ok {
+		r.Header.Set(h[0], h[1])
 	}
 	resp, err := c.hc.Do(r)
 	if err != nil {

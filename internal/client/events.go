@@ -15,8 +15,9 @@ import (
 
 // Event is one event of a server's event stream (GET /v1/events).
 type Event struct {
-	Seq  uint64  // the server's change number
-	Type string  // api.EventJob or api.EventDeleted
+	ID   string  // BOOT-SEQ: the server's incarnation and its change's number (Last-Event-ID)
+	Seq  uint64  // the change's number
+	Type string  // api.EventJob, api.EventDeleted or api.EventReset
 	Job  api.Job // the job's summary (EventJob); for EventDeleted only its ID
 }
 
@@ -29,6 +30,13 @@ type EventStream struct {
 // Events opens the server's event stream, limited to the jobs given (all
 // jobs if none). Their summaries come first.
 func (c *Client) Events(ctx context.Context, jobs ...int64) (*EventStream, error) {
+	return c.EventsAfter(ctx, "", jobs...)
+}
+
+// EventsAfter opens the event stream resuming after the event of that id
+// (Last-Event-ID): the changes since are replayed if the server still
+// keeps them; otherwise an api.EventReset event, then the jobs' summaries.
+func (c *Client) EventsAfter(ctx context.Context, lastID string, jobs ...int64) (*EventStream, error) {
 	q := url.Values{}
 	for _, j := range jobs {
 		q.Add("job", strconv.FormatInt(j, 10))
@@ -37,7 +45,11 @@ func (c *Client) Events(ctx context.Context, jobs ...int64) (*EventStream, error
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	resp, err := c.req(ctx, "GET", path, nil, 0, "")
+	rctx := ctx
+	if lastID != "" {
+		rctx = context.WithValue(ctx, headerKey{}, [2]string{"Last-Event-ID", lastID})
+	}
+	resp, err := c.req(rctx, "GET", path, nil, 0, "")
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +91,12 @@ func (s *EventStream) Next() (Event, error) {
 			return ev, nil
 		case strings.HasPrefix(line, ":"):
 		case strings.HasPrefix(line, "id:"):
-			ev.Seq, _ = strconv.ParseUint(strings.TrimSpace(line[3:]), 10, 64)
+			ev.ID = strings.TrimSpace(line[3:])
+			seq := ev.ID
+			if _, after, ok := strings.Cut(ev.ID, "-"); ok {
+				seq = after
+			}
+			ev.Seq, _ = strconv.ParseUint(seq, 10, 64)
 		case strings.HasPrefix(line, "event:"):
 			ev.Type = strings.TrimSpace(line[6:])
 		case strings.HasPrefix(line, "data:"):

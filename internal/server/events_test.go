@@ -117,10 +117,11 @@ func (s *sse) event() rawEvent {
 	for _, l := range lines {
 		k, v, _ := strings.Cut(l, ": ")
 		switch k {
-		case "id":
-			n, err := strconv.ParseUint(v, 10, 64)
-			if err != nil {
-				s.t.Fatalf("event %q: id %q", lines, v)
+		case "id": // BOOT-SEQ
+			boot, seq, ok := strings.Cut(v, "-")
+			n, err := strconv.ParseUint(seq, 10, 64)
+			if _, berr := strconv.ParseUint(boot, 10, 64); !ok || err != nil || berr != nil {
+				s.t.Fatalf("event %q: id %q, want BOOT-SEQ", lines, v)
 			}
 			ev.seq = n
 		case "event":
@@ -294,5 +295,73 @@ func TestClientEvents(t *testing.T) {
 	cancel()
 	if _, err := stream.Next(); err == nil {
 		t.Error("Next after the context ended returned an event")
+	}
+}
+
+// TestEventsResume: a client that reconnects with the last event's id gets
+// every change since, none twice, and no summary first; an id the server
+// no longer keeps, or of another incarnation, gets "reset" and the
+// summaries.
+func TestEventsResume(t *testing.T) {
+	es := newEventServer(t, time.Hour)
+	a := es.submit(t, 3)
+	c, err := client.New(es.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stream, err := c.Events(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream.Close() // the connection drops; the farm goes on
+	claims := 0
+	for range 3 {
+		ls, err := es.sess.Claim(ctx, session.ClaimRequest{Worker: "w", Max: 1, Backends: map[string]string{"builtin": "1"}})
+		if err != nil || len(ls) != 1 {
+			t.Fatalf("claim: %+v %v", ls, err)
+		}
+		claims++
+	}
+	stream, err = c.EventsAfter(ctx, first.ID, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	for i := range claims {
+		ev, err := stream.Next()
+		if err != nil || ev.Type != api.EventJob || ev.Seq != first.Seq+1+uint64(i) {
+			t.Fatalf("replayed event %d: %+v %v, want change %d", i, ev, err, first.Seq+1+uint64(i))
+		}
+		if ev.Job.Counts[api.StateRunning] != 3 { // a replay carries the state now
+			t.Errorf("replayed event %d: %+v, want the job's state now, 3 running", i, ev.Job)
+		}
+	}
+	// And it goes on live.
+	if _, err := es.sess.Cancel(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := stream.Next(); err != nil || ev.Seq != first.Seq+4 || ev.Job.State != api.JobCanceled {
+		t.Errorf("live after the replay: %+v %v, want change %d, canceled", ev, err, first.Seq+4)
+	}
+
+	for _, id := range []string{"0-1", "garbage", fmt.Sprintf("%d-0", es.sess.Boot()+1)} {
+		s2, err := c.EventsAfter(ctx, id, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := s2.Next()
+		if err != nil || ev.Type != api.EventReset {
+			t.Errorf("resume after %q: %+v %v, want reset", id, ev, err)
+		}
+		if ev, err := s2.Next(); err != nil || ev.Type != api.EventJob || ev.Job.ID != a {
+			t.Errorf("resume after %q, then: %+v %v, want the job's summary", id, ev, err)
+		}
+		s2.Close()
 	}
 }

@@ -30,6 +30,31 @@ func newChange(seq uint64) *Change {
 	return &Change{Seq: seq, Ready: ch, ready: ch}
 }
 
+// KeepChanges is how many published changes the session keeps, so that a
+// reader that lost the feed for a while resumes where it was
+// (ChangesAfter).
+const KeepChanges = 4096
+
+// ChangesAfter returns the change after the one numbered seq, if it is
+// still kept, and true; or, if it is not (too old, or numbered by another
+// process: Boot tells them apart), the next change to be published and
+// false — the reader has missed changes.
+func (s *Session) ChangesAfter(seq uint64) (*Change, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	switch {
+	case seq+1 == s.feed.Seq:
+		return s.feed, true
+	case len(s.recent) > 0 && seq+1 >= s.recent[0].Seq && seq+1 < s.feed.Seq:
+		return s.recent[seq+1-s.recent[0].Seq], true
+	}
+	return s.feed, false
+}
+
+// Boot returns the server's incarnation: change numbers are this
+// process's.
+func (s *Session) Boot() int64 { return s.boot }
+
 // Changes returns the next change to be published: wait on its Ready,
 // read it, go on to its Next. Take it before reading the state it is
 // about, so that no change after the reading is missed.
@@ -52,5 +77,10 @@ func (s *Session) publish() {
 	c.Jobs = out
 	c.Next = newChange(c.Seq + 1)
 	s.feed = c.Next
+	if len(s.recent) == KeepChanges {
+		s.recent[0] = nil
+		s.recent = s.recent[1:]
+	}
+	s.recent = append(s.recent, c)
 	close(c.ready)
 }

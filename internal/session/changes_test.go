@@ -1,6 +1,7 @@
 package session
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -122,4 +123,35 @@ func TestChangesAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.none("a heartbeat after a restart")
+}
+
+// TestChangesAfter: the changes kept are found by number; one evicted (more
+// than KeepChanges ago) or not yet published is not.
+func TestChangesAfter(t *testing.T) {
+	s := open(t, store.NewMem())
+	submit(t, s, mkjob(t, "", fmt.Sprintf(`<range first="1" last="%d"/>`, KeepChanges+10)))
+	start := s.Changes().Seq // the next to be published
+	for range KeepChanges + 5 {
+		claim(t, s, "w", 1) // a change each
+	}
+	next := s.Changes().Seq
+	if next != start+KeepChanges+5 {
+		t.Fatalf("%d changes published, want %d", next-start, KeepChanges+5)
+	}
+	if c, ok := s.ChangesAfter(next - 1); !ok || c.Seq != next {
+		t.Errorf("after the last: %d %v, want the next to come (%d)", c.Seq, ok, next)
+	}
+	if c, ok := s.ChangesAfter(next - 3); !ok || c.Seq != next-2 || len(c.Jobs) != 1 {
+		t.Errorf("after next-3: %d %v %v, want change %d", c.Seq, ok, c.Jobs, next-2)
+	}
+	oldest := next - KeepChanges
+	if c, ok := s.ChangesAfter(oldest - 1); !ok || c.Seq != oldest {
+		t.Errorf("after the one before the oldest kept: %d %v, want %d", c.Seq, ok, oldest)
+	}
+	if _, ok := s.ChangesAfter(oldest - 2); ok {
+		t.Error("a change evicted was found")
+	}
+	if _, ok := s.ChangesAfter(next + 5); ok {
+		t.Error("a change not yet published was found")
+	}
 }

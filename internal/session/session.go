@@ -73,6 +73,7 @@ type Session struct {
 	// jobs changed by the batch being applied besides their frames'
 	// states (submitted, deleted, canceled).
 	feed    *Change
+	recent  []*Change // the last KeepChanges published, oldest first
 	touched []int64
 	// stale, if set, is why memory may be ahead of the store: a commit
 	// failed and reloading failed too. Commands are refused until a
