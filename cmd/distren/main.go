@@ -67,6 +67,6 @@ func newRootCommand() *cobra.Command {
 		return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
 	})
 	root.AddCommand(newServeCommand(), newWorkerCommand(), newRenderCommand(), newSubmitCommand(),
-		newStatusCommand(), newFetchCommand(), newCancelCommand(), newRetryCommand(), newInitCommand(), newValidateCommand(), newWorkersCommand(), newPeersCommand(), newVaultCommand(), newDeleteCommand(), newGCCommand(), newTokenCommand(), newVersionCommand())
+		newStatusCommand(), newFetchCommand(), newCancelCommand(), newRetryCommand(), newPauseCommand(), newResumeCommand(), newPriorityCommand(), newInitCommand(), newValidateCommand(), newWorkersCommand(), newPeersCommand(), newVaultCommand(), newDeleteCommand(), newGCCommand(), newTokenCommand(), newVersionCommand())
 	return root
 }

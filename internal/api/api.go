@@ -22,6 +22,7 @@ const (
 	JobDone     = "done"     // every frame done
 	JobFailed   = "failed"   // a frame failed and nothing else can run
 	JobCanceled = "canceled" // canceled by a user
+	JobPaused   = "paused"   // paused: no frame starts, those running finish (POST /v1/jobs/{job}/pause)
 )
 
 // Error is the body of every non-2xx response.
@@ -250,6 +251,11 @@ type Failure struct {
 // frame set ("1-10,20"); empty means every failed or canceled frame.
 type Retry struct {
 	Frames string `json:"frames,omitempty"`
+}
+
+// Priority changes a job's priority (POST /v1/jobs/{job}/priority).
+type Priority struct {
+	Priority *int `json:"priority"` // 0..100, higher first
 }
 
 // Changed answers cancel and retry: how many frames changed state.

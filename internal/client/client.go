@@ -249,6 +249,23 @@ func (c *Client) Cancel(ctx context.Context, id int64) (api.Changed, error) {
 	return ch, c.call(ctx, "POST", fmt.Sprintf("/v1/jobs/%d/cancel", id), struct{}{}, &ch)
 }
 
+// Pause stops giving out a job's frames (paused), or resumes it; it
+// returns the job.
+func (c *Client) Pause(ctx context.Context, id int64, paused bool) (api.Job, error) {
+	verb := "pause"
+	if !paused {
+		verb = "resume"
+	}
+	var j api.Job
+	return j, c.call(ctx, "POST", fmt.Sprintf("/v1/jobs/%d/%s", id, verb), struct{}{}, &j)
+}
+
+// SetPriority changes a job's priority; it returns the job.
+func (c *Client) SetPriority(ctx context.Context, id int64, priority int) (api.Job, error) {
+	var j api.Job
+	return j, c.call(ctx, "POST", fmt.Sprintf("/v1/jobs/%d/priority", id), api.Priority{Priority: &priority}, &j)
+}
+
 // Retry renders frames of a job again (set "" = the failed ones).
 func (c *Client) Retry(ctx context.Context, id int64, set string) (api.Changed, error) {
 	var ch api.Changed

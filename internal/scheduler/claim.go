@@ -39,7 +39,7 @@ func (s *Scheduler) Claim(now time.Time, w string, backends map[string]string, l
 			continue // leaves the active list; retry brings it back
 		}
 		keep = append(keep, j)
-		if tasks >= limit || j.Counts[Ready] == 0 {
+		if tasks >= limit || j.Counts[Ready] == 0 || j.Paused {
 			continue
 		}
 		if j.Failures[w] >= s.opt.BlocklistAfter && s.otherWorker(now, w, func(v string) bool {
@@ -99,6 +99,34 @@ func (s *Scheduler) Claim(now time.Time, w string, backends map[string]string, l
 	return out
 }
 
+// Pause stops giving out j's frames (paused), or starts again; the frames
+// running are not touched. It reports whether anything changed.
+func (s *Scheduler) Pause(j *Job, paused bool) bool {
+	if j.Paused == paused {
+		return false
+	}
+	j.Paused = paused
+	if !paused && j.Counts[Ready] > 0 {
+		s.addActive(j)
+		s.woke = true
+	}
+	return true
+}
+
+// SetPriority changes j's priority (its manifest's, as held in memory),
+// and its place among the jobs.
+func (s *Scheduler) SetPriority(j *Job, p int) {
+	if j.M.Priority == p {
+		return
+	}
+	s.active = slices.DeleteFunc(s.active, func(a *Job) bool { return a == j })
+	j.M.Priority = p
+	if !j.Finished() {
+		s.addActive(j)
+	}
+	s.woke = true
+}
+
 // ReadyFor reports whether frames are ready that worker w has the
 // backends for (as it last said), blocklists aside: whether its next claim
 // would likely get frames of this server's own.
@@ -108,7 +136,7 @@ func (s *Scheduler) ReadyFor(w string) bool {
 		return false
 	}
 	for _, j := range s.active {
-		if j.Finished() || j.Counts[Ready] == 0 {
+		if j.Finished() || j.Counts[Ready] == 0 || j.Paused {
 			continue
 		}
 		for k, rq := range j.Reqs {

@@ -76,6 +76,8 @@ type Job struct {
 	// Back holds the frames retried since the job was canceled or stopped:
 	// they are not canceled.
 	Back []manifest.Range
+	// Paused: none of its frames is given out; those running finish.
+	Paused bool
 	// ErrFrame is the failed or blocked frame whose message is the job's
 	// error, or -1.
 	ErrFrame int32

@@ -37,13 +37,16 @@ var routeAccess = map[string]access{
 	"GET /v1/whoami": {roles: anyRole},
 	"/":              {roles: anyRole}, // 404 and 405 answers
 
-	"POST /v1/jobs":              {roles: auth.Client},
-	"POST /v1/chunks/missing":    {roles: auth.Client},
-	"PUT /v1/chunks/{hash}":      {roles: auth.Client},
-	"POST /v1/jobs/{job}/cancel": {roles: auth.Client},
-	"POST /v1/jobs/{job}/retry":  {roles: auth.Client},
-	"DELETE /v1/jobs/{job}":      {roles: auth.Client},
-	"POST /v1/gc":                {roles: 0}, // admin only
+	"POST /v1/jobs":                {roles: auth.Client},
+	"POST /v1/chunks/missing":      {roles: auth.Client},
+	"PUT /v1/chunks/{hash}":        {roles: auth.Client},
+	"POST /v1/jobs/{job}/cancel":   {roles: auth.Client},
+	"POST /v1/jobs/{job}/retry":    {roles: auth.Client},
+	"POST /v1/jobs/{job}/pause":    {roles: auth.Client},
+	"POST /v1/jobs/{job}/resume":   {roles: auth.Client},
+	"POST /v1/jobs/{job}/priority": {roles: auth.Client},
+	"DELETE /v1/jobs/{job}":        {roles: auth.Client},
+	"POST /v1/gc":                  {roles: 0}, // admin only
 
 	"GET /v1/jobs":              {roles: reader},
 	"GET /v1/jobs/{job}":        {roles: reader},

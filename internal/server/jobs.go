@@ -73,3 +73,38 @@ func (s *Server) postRetry(r *http.Request) (any, error) {
 	n, err := s.sess.Retry(r.Context(), id, rs)
 	return api.Changed{Frames: n}, err
 }
+
+func (s *Server) postPause(r *http.Request) (any, error) { return s.pause(r, true) }
+
+func (s *Server) postResume(r *http.Request) (any, error) { return s.pause(r, false) }
+
+func (s *Server) pause(r *http.Request, paused bool) (any, error) {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return nil, err
+	}
+	j, err := s.sess.Pause(r.Context(), id, paused)
+	if err != nil {
+		return nil, err
+	}
+	return wireJob(&j), nil
+}
+
+func (s *Server) postPriority(r *http.Request) (any, error) {
+	id, err := pathInt(r, "job", 1)
+	if err != nil {
+		return nil, err
+	}
+	var p api.Priority
+	if err := decode(r, &p); err != nil {
+		return nil, err
+	}
+	if p.Priority == nil {
+		return nil, badRequest("job %d priority: the body must give \"priority\" (0 to %d)", id, manifest.MaxPriority)
+	}
+	j, err := s.sess.SetPriority(r.Context(), id, *p.Priority)
+	if err != nil {
+		return nil, err
+	}
+	return wireJob(&j), nil
+}

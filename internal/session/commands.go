@@ -492,3 +492,62 @@ func mergeRanges(a, b []manifest.Range) []manifest.Range {
 	}
 	return out
 }
+
+// Pause stops (paused) or resumes giving out the job's frames: frames
+// running finish, none starts while it is paused. A job that has ended is
+// left as it is. It returns the job's summary.
+func (s *Session) Pause(ctx context.Context, jobID int64, paused bool) (Job, error) {
+	r, err := s.do(ctx, func(tx store.Tx) (any, error) {
+		j := s.jobs[jobID]
+		if j == nil {
+			return Job{}, fmt.Errorf("job %d: %w", jobID, ErrNotFound)
+		}
+		if j.rec.Paused != paused && (!paused || !j.finished()) {
+			upd := j.rec
+			upd.Paused = paused
+			if err := tx.UpdateJob(&upd); err != nil {
+				return Job{}, err
+			}
+			s.sched.Pause(j.Job, paused)
+			j.setRec(upd)
+			s.touched = append(s.touched, jobID)
+			if !paused {
+				s.notify = true
+			}
+		}
+		return s.jobInfo(j), nil
+	})
+	if err != nil {
+		return Job{}, err
+	}
+	return r.(Job), nil
+}
+
+// SetPriority changes the job's priority (0..manifest.MaxPriority): its
+// place among the jobs whose frames are given out.
+func (s *Session) SetPriority(ctx context.Context, jobID int64, priority int) (Job, error) {
+	if priority < 0 || priority > manifest.MaxPriority {
+		return Job{}, fmt.Errorf("%w: priority %d: want 0 to %d", ErrInvalid, priority, manifest.MaxPriority)
+	}
+	r, err := s.do(ctx, func(tx store.Tx) (any, error) {
+		j := s.jobs[jobID]
+		if j == nil {
+			return Job{}, fmt.Errorf("job %d: %w", jobID, ErrNotFound)
+		}
+		if j.m.Priority != priority {
+			upd := j.rec
+			upd.Priority = &priority
+			if err := tx.UpdateJob(&upd); err != nil {
+				return Job{}, err
+			}
+			s.sched.SetPriority(j.Job, priority)
+			j.setRec(upd)
+			s.touched = append(s.touched, jobID)
+		}
+		return s.jobInfo(j), nil
+	})
+	if err != nil {
+		return Job{}, err
+	}
+	return r.(Job), nil
+}

@@ -431,6 +431,9 @@ func (s *Session) rebuild(snap *store.Snapshot) error {
 }
 
 func newJob(rec store.Job, m *manifest.Manifest, inputs []cdc.File) *job {
+	if rec.Priority != nil { // changed after submission
+		m.Priority = *rec.Priority
+	}
 	sj := scheduler.NewJob(rec.ID, m)
 	j := &job{Job: sj, m: m, inputs: inputs, outs: make([]frameOut, len(m.Frames)), failures: sj.Failures}
 	j.setRec(rec)

@@ -74,6 +74,7 @@ func (j *job) inScope() bool { return j.rec.Canceled || j.rec.Stop != "" }
 func (j *job) setRec(rec store.Job) {
 	j.rec = rec
 	j.Canceled = j.inScope()
+	j.Paused = rec.Paused
 }
 
 // state reports the job's state from its counters. A job some of whose
@@ -88,6 +89,8 @@ func (j *job) state() string {
 	switch {
 	case c[fsDone] == len(j.Frames):
 		return JobDone
+	case j.Paused && c[fsRunning]+c[fsReady]+c[fsWaiting] > 0:
+		return JobPaused
 	case c[fsRunning] > 0:
 		return JobRunning
 	case c[fsReady]+c[fsWaiting] > 0:
@@ -185,7 +188,7 @@ func (s *Session) jobInfo(j *job) Job {
 // waiting says why ready frames of j are not running, if no live worker can
 // run them.
 func (s *Session) waiting(j *job) string {
-	if j.Counts[fsReady] == 0 {
+	if j.Counts[fsReady] == 0 || j.Paused {
 		return ""
 	}
 	now := s.clock.Now()

@@ -24,6 +24,7 @@ const (
 	JobDone     = "done"     // every frame done
 	JobFailed   = "failed"   // a frame failed and nothing else can run
 	JobCanceled = "canceled" // canceled by a user
+	JobPaused   = "paused"   // paused by a user: no frame starts; those running finish
 )
 
 // Submitted is a job just accepted.

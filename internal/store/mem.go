@@ -76,6 +76,7 @@ func (t *memTx) UpdateJob(j *Job) error {
 		if i, found := slices.BinarySearchFunc(s.Jobs, c.ID, func(a Job, id int64) int { return cmp.Compare(a.ID, id) }); found {
 			s.Jobs[i].Canceled, s.Jobs[i].NextFile, s.Jobs[i].Deleted = c.Canceled, c.NextFile, c.Deleted
 			s.Jobs[i].Stop, s.Jobs[i].Back = c.Stop, c.Back
+			s.Jobs[i].Paused, s.Jobs[i].Priority = c.Paused, c.Priority
 		}
 	})
 	return nil

@@ -44,10 +44,10 @@ func (s *SQLite) prepare(ctx context.Context) error {
 	}{
 		{&s.st.counter, `INSERT INTO counters(name, value) VALUES(?, ?)
 			ON CONFLICT(name) DO UPDATE SET value = excluded.value`},
-		{&s.st.addJob, `INSERT INTO jobs(id, name, submitted, canceled, stop, back, next_file, deleted)
-			VALUES(?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&s.st.addJob, `INSERT INTO jobs(id, name, submitted, canceled, stop, back, next_file, deleted, paused, priority)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&s.st.addSpec, `INSERT INTO job_specs(id, manifest, inputs) VALUES(?, ?, ?)`},
-		{&s.st.updateJob, `UPDATE jobs SET canceled = ?, stop = ?, back = ?, next_file = ?, deleted = ? WHERE id = ?`},
+		{&s.st.updateJob, `UPDATE jobs SET canceled = ?, stop = ?, back = ?, next_file = ?, deleted = ?, paused = ?, priority = ? WHERE id = ?`},
 		{&s.st.frame, `INSERT INTO frames(job, id, state, attempts, lost, worker, output, size, error, render_ns, finished)
 			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(job, id) DO UPDATE SET state = excluded.state, attempts = excluded.attempts, lost = excluded.lost,
@@ -142,7 +142,8 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 	if err := rows.Close(); err != nil {
 		return nil, err
 	}
-	rows, err = s.db.QueryContext(ctx, `SELECT j.id, j.name, j.submitted, s.manifest, s.inputs, j.canceled, j.stop, j.back, j.next_file, j.deleted
+	rows, err = s.db.QueryContext(ctx, `SELECT j.id, j.name, j.submitted, s.manifest, s.inputs, j.canceled, j.stop, j.back, j.next_file, j.deleted,
+		j.paused, j.priority
 		FROM jobs j JOIN job_specs s ON s.id = j.id ORDER BY j.id`)
 	if err != nil {
 		return nil, fmt.Errorf("loading jobs: %w", err)
@@ -150,11 +151,17 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 	for rows.Next() {
 		var j Job
 		var sub int64
-		if err := rows.Scan(&j.ID, &j.Name, &sub, &j.Manifest, &j.Inputs, &j.Canceled, &j.Stop, &j.Back, &j.NextFile, &j.Deleted); err != nil {
+		var prio sql.NullInt64
+		if err := rows.Scan(&j.ID, &j.Name, &sub, &j.Manifest, &j.Inputs, &j.Canceled, &j.Stop, &j.Back, &j.NextFile, &j.Deleted,
+			&j.Paused, &prio); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("loading jobs: %w", err)
 		}
 		j.Submitted = time.Unix(0, sub).UTC()
+		if prio.Valid {
+			p := int(prio.Int64)
+			j.Priority = &p
+		}
 		snap.Jobs = append(snap.Jobs, j)
 	}
 	if err := rows.Close(); err != nil {
@@ -244,7 +251,7 @@ func (t *sqliteTx) SetCounter(name string, v int64) error {
 
 func (t *sqliteTx) AddJob(j *Job) error {
 	if _, err := t.stmt(&t.addJob, t.s.st.addJob).ExecContext(t.ctx,
-		j.ID, j.Name, j.Submitted.UnixNano(), j.Canceled, j.Stop, j.Back, j.NextFile, j.Deleted); err != nil {
+		j.ID, j.Name, j.Submitted.UnixNano(), j.Canceled, j.Stop, j.Back, j.NextFile, j.Deleted, j.Paused, j.Priority); err != nil {
 		return full(fmt.Errorf("adding job %d: %w", j.ID, err))
 	}
 	if _, err := t.stmt(&t.addSpec, t.s.st.addSpec).ExecContext(t.ctx, j.ID, j.Manifest, j.Inputs); err != nil {
@@ -254,7 +261,7 @@ func (t *sqliteTx) AddJob(j *Job) error {
 }
 
 func (t *sqliteTx) UpdateJob(j *Job) error {
-	r, err := t.stmt(&t.updateJob, t.s.st.updateJob).ExecContext(t.ctx, j.Canceled, j.Stop, j.Back, j.NextFile, j.Deleted, j.ID)
+	r, err := t.stmt(&t.updateJob, t.s.st.updateJob).ExecContext(t.ctx, j.Canceled, j.Stop, j.Back, j.NextFile, j.Deleted, j.Paused, j.Priority, j.ID)
 	if err != nil {
 		return full(fmt.Errorf("updating job %d: %w", j.ID, err))
 	}

@@ -40,6 +40,11 @@ type Job struct {
 	Back     string
 	NextFile int64 // next file number to issue, as of the job's last update: the files stored may be further (the session takes the greater)
 	Deleted  bool
+	// Paused: no frame of the job starts until it is resumed.
+	Paused bool
+	// Priority, if set, replaces the manifest's <priority> (changed after
+	// submission).
+	Priority *int
 }
 
 // Frame state values stored in Frame.State.
