@@ -28,6 +28,7 @@ import (
 	"github.com/distren/distren/internal/durl"
 	"github.com/distren/distren/internal/federation"
 	"github.com/distren/distren/internal/lifecycle"
+	"github.com/distren/distren/internal/metrics"
 	"github.com/distren/distren/internal/ops"
 	"github.com/distren/distren/internal/server"
 	"github.com/distren/distren/internal/session"
@@ -154,6 +155,7 @@ func Run(ctx context.Context, cfg Config) error {
 		srv    *http.Server
 		farm   *ops.Farm
 		fed    *federation.Federation
+		met    *metrics.Metrics
 		url    string
 	)
 	maxWait := cmp.Or(cfg.API.MaxClaimWait, time.Minute)
@@ -240,11 +242,13 @@ func Run(ctx context.Context, cfg Config) error {
 			for _, p := range cfg.Peers {
 				peers = append(peers, p.Name)
 			}
-			sess, err = session.Open(ctx, st, session.Options{Name: cfg.Name, LeaseTTL: cfg.LeaseTTL, Peers: peers,
+			met = metrics.New(nil) // its gauges read the session, made next with it as its observer
+			sess, err = session.Open(ctx, st, session.Options{Name: cfg.Name, LeaseTTL: cfg.LeaseTTL, Peers: peers, Observer: met,
 				Chunks: func(name string) bool { b, ok := cfg.Backends[name]; return ok && b.Chunks() }})
 			if err != nil {
 				return err
 			}
+			met.SetFarm(gauges{sess: sess, v: v})
 			farm = ops.New(ops.Config{Session: sess, Vault: v, Backends: cfg.Backends, TmpDir: filepath.Join(cfg.Data, "tmp"),
 				DataDir: cfg.Data, Limits: cfg.Limits, GC: cfg.GC, Log: log})
 			fed, err = newFederation(cfg, work.New(farm, maxWait), log)
@@ -268,7 +272,7 @@ func Run(ctx context.Context, cfg Config) error {
 			if tlsCfg != nil {
 				url = "https://" + ln.Addr().String()
 			}
-			h := server.New(server.Config{Farm: farm, Limits: cfg.API, URL: url, Log: log, Auth: guard, Federation: fed})
+			h := server.New(server.Config{Farm: farm, Limits: cfg.API, URL: url, Log: log, Auth: guard, Federation: fed, Metrics: met})
 			srv = &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 				ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn), TLSConfig: tlsCfg}
 			return nil

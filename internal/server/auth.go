@@ -70,6 +70,9 @@ var routeAccess = map[string]access{
 	"POST /v1/jobs/{job}/frames/{frame}/output": {roles: auth.Worker, worker: workerInQuery},
 	"POST /v1/jobs/{job}/frames/{frame}/fail":   {roles: working, worker: workerInBody},
 
+	// Monitoring (docs/metrics.md).
+	"GET /metrics": {roles: reader},
+
 	// The change feed: clients, and peers whose frames depend on frames here.
 	"GET /v1/events": {roles: reader | working},
 

@@ -19,10 +19,12 @@ import (
 	"github.com/distren/distren/internal/api"
 	"github.com/distren/distren/internal/auth"
 	"github.com/distren/distren/internal/federation"
+	"github.com/distren/distren/internal/metrics"
 	"github.com/distren/distren/internal/ops"
 	"github.com/distren/distren/internal/session"
 	"github.com/distren/distren/internal/work"
 	"github.com/distren/distren/internal/worker"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Limits bound what the API lets one request do, beyond the farm's own
@@ -52,16 +54,17 @@ func (l *Limits) defaults() {
 
 // Server serves the API.
 type Server struct {
-	farm   *ops.Farm
-	fed    *federation.Federation
-	work   worker.Server // the farm as workers see it: fed.Work()
-	sess   *session.Session
-	lim    Limits
-	url    string
-	log    *slog.Logger
-	mux    *http.ServeMux
-	auth   *auth.Guard // nil: no authentication
-	routes []string    // the patterns registered, for the role table's test (auth.go)
+	farm    *ops.Farm
+	fed     *federation.Federation
+	work    worker.Server // the farm as workers see it: fed.Work()
+	sess    *session.Session
+	lim     Limits
+	url     string
+	log     *slog.Logger
+	mux     *http.ServeMux
+	auth    *auth.Guard      // nil: no authentication
+	metrics *metrics.Metrics // nil: none
+	routes  []string         // the patterns registered, for the role table's test (auth.go)
 }
 
 // Config assembles a server.
@@ -76,6 +79,9 @@ type Config struct {
 	// Federation, if set, is the server's peers (internal/federation); nil:
 	// none, Farm's operations alone.
 	Federation *federation.Federation
+	// Metrics, if set, counts every request and is served at GET
+	// /metrics; nil: neither.
+	Metrics *metrics.Metrics
 }
 
 // New returns the API handler.
@@ -92,7 +98,7 @@ func New(cfg Config) *Server {
 		cfg.Federation = fed
 	}
 	s := &Server{farm: cfg.Farm, fed: cfg.Federation, work: cfg.Federation.Work(), sess: cfg.Farm.Session(), lim: cfg.Limits,
-		url: cfg.URL, log: cfg.Log, mux: http.NewServeMux(), auth: cfg.Auth}
+		url: cfg.URL, log: cfg.Log, mux: http.NewServeMux(), auth: cfg.Auth, metrics: cfg.Metrics}
 	h := func(pattern string, f func(*http.Request) (any, error)) { s.handle(pattern, s.json(f)) }
 	h("GET /v1/server", s.getServer)
 	h("GET /v1/whoami", s.getWhoami)
@@ -125,8 +131,19 @@ func New(cfg Config) *Server {
 	h("GET /v1/peer", s.getPeer)
 	h("GET /v1/peers", s.getPeers)
 	h("POST /v1/jobs/{job}/frames/{frame}/lent", s.postLent)
+	s.handle("GET /metrics", s.stream(s.getMetrics))
 	s.handle("/", http.HandlerFunc(s.noRoute))
 	return s
+}
+
+// getMetrics serves the metrics in Prometheus's text format
+// (docs/metrics.md).
+func (s *Server) getMetrics(w http.ResponseWriter, r *http.Request) error {
+	if s.metrics == nil {
+		return &httpError{http.StatusNotFound, fmt.Errorf("GET /metrics: this server keeps no metrics")}
+	}
+	promhttp.HandlerFor(s.metrics.Registry(), promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}).ServeHTTP(w, r)
+	return nil
 }
 
 // noRoute answers the requests no route matches, with a JSON error like
@@ -159,9 +176,53 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(r.Context())
 		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: s.lim.UploadIdle}
 	}
-	if r = s.authorize(w, r); r != nil {
-		s.mux.ServeHTTP(w, r)
+	if s.metrics == nil {
+		if r = s.authorize(w, r); r != nil {
+			s.mux.ServeHTTP(w, r)
+		}
+		return
 	}
+	t0 := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	if r = s.authorize(sw, r); r != nil {
+		s.mux.ServeHTTP(sw, r)
+	}
+	route := "refused" // by authorize, before any route
+	if r != nil {
+		route = r.Pattern // set by the mux on the request it served
+	}
+	s.metrics.Request(route, sw.status(), time.Since(t0))
+}
+
+// statusWriter remembers the status of a response, for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection (flushes,
+// deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
 }
 
 // idleBody bounds how long a request body may make no progress: each read

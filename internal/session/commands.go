@@ -94,9 +94,13 @@ func (s *Session) Claim(ctx context.Context, req ClaimRequest) ([]Lease, error) 
 func (s *Session) ClaimWait(ctx context.Context, req ClaimRequest, wait time.Duration) ([]Lease, error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	t0 := time.Now()
 	for {
 		sig := s.ReadySignal()
 		leases, err := s.Claim(ctx, req)
+		if err == nil && len(leases) > 0 {
+			s.opt.Observer.Claimed(len(leases), time.Since(t0))
+		}
 		if err != nil || len(leases) > 0 {
 			return leases, err
 		}
@@ -239,6 +243,7 @@ func (s *Session) Complete(ctx context.Context, c Completion) error {
 		j.nameOutputs()
 		j.outs[i] = frameOut{output: c.Output, size: c.Size, render: c.Render, files: nums}
 		s.sched.Complete(j.Job, i)
+		s.opt.Observer.Rendered(j.Spec(i).Name, c.Render)
 		return nil, nil
 	})
 	return err
@@ -320,7 +325,11 @@ func (s *Session) failAttempt(tx store.Tx, j *job, i int32, msg string, final, l
 func (s *Session) expire(ctx context.Context) error {
 	_, err := s.do(ctx, func(tx store.Tx) (any, error) {
 		now := s.clock.Now()
-		for _, r := range s.sched.Expired(now) {
+		expired := s.sched.Expired(now)
+		if len(expired) > 0 {
+			s.opt.Observer.Expired(len(expired))
+		}
+		for _, r := range expired {
 			j, i := s.jobs[r.Job.ID], r.Idx
 			msg := fmt.Sprintf("lease expired: no word from worker %q for %s", j.Frames[i].Worker, s.opt.LeaseTTL)
 			if err := s.failAttempt(tx, j, i, msg, false, true); err != nil {

@@ -41,7 +41,32 @@ type Options struct {
 	// Peers are the servers whose frames the frames of this server's jobs
 	// may depend on (remote.go).
 	Peers []string
+	// Observer, if set, is told what the session does (metrics).
+	Observer Observer
 }
+
+// Observer is told what the session does, for metrics (internal/metrics).
+// Its methods are called by the dispatcher or a claim's goroutine: they
+// must return quickly and must not call the session.
+type Observer interface {
+	// Batch: a batch of commands applied, and its commit (0 if nothing
+	// durable changed).
+	Batch(commands int, commit time.Duration)
+	// Claimed: a claim got frames after waiting so long for them.
+	Claimed(frames int, waited time.Duration)
+	// Expired: leases ran out.
+	Expired(leases int)
+	// Rendered: a frame completed, rendered by backend in so long (as the
+	// worker measured it).
+	Rendered(backend string, render time.Duration)
+}
+
+type noObserver struct{}
+
+func (noObserver) Batch(int, time.Duration)       {}
+func (noObserver) Claimed(int, time.Duration)     {}
+func (noObserver) Expired(int)                    {}
+func (noObserver) Rendered(string, time.Duration) {}
 
 // Session is the farm's state. All changes go through its dispatcher.
 type Session struct {
@@ -104,6 +129,9 @@ func Open(ctx context.Context, st store.Store, opt Options) (*Session, error) {
 	}
 	if opt.Clock == nil {
 		opt.Clock = scheduler.WallClock{}
+	}
+	if opt.Observer == nil {
+		opt.Observer = noObserver{}
 	}
 	s := &Session{
 		opt: opt, name: opt.Name, store: st, clock: opt.Clock,
@@ -257,13 +285,17 @@ func (s *Session) apply(batch []*command) {
 	notify := s.sched.Woke() || s.notify
 	s.notify = false
 	err := ltx.err
+	var commit time.Duration
 	if ltx.tx != nil {
 		if err != nil {
 			ltx.tx.Rollback()
 		} else {
+			t0 := time.Now()
 			err = ltx.tx.Commit()
+			commit = time.Since(t0)
 		}
 	}
+	s.opt.Observer.Batch(len(batch), commit)
 	if err != nil {
 		// Memory is ahead of the store: rebuild it from what is durable and
 		// fail every command of the batch. Nothing unsaved was acknowledged.

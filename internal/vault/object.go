@@ -234,6 +234,7 @@ func (o *Object) ReadAt(p []byte, off int64) (int, error) {
 			return n, err
 		}
 		c := copy(p, data[off-start:])
+		o.v.bytesOut.Add(int64(c))
 		n, p, off = n+c, p[c:], off+int64(c)
 	}
 	if len(p) > 0 {

@@ -59,6 +59,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distren/distren/internal/cdc"
@@ -97,6 +98,11 @@ const (
 
 // Vault is a content-addressed object store on a storage module.
 type Vault struct {
+	// bytesIn and bytesOut count the bytes of objects given to Put and
+	// read from objects opened: what the farm stores and reads, before
+	// deduplication, compression or encryption (Stats).
+	bytesIn, bytesOut atomic.Int64
+
 	dir     string
 	raw     storage.Module // the module below the filters
 	mod     *filter.Module
@@ -307,9 +313,21 @@ func (v *Vault) Has(ctx context.Context, hash string) (bool, error) {
 // outputs would cost gigabytes of heap.
 const firstRead = 64 << 10
 
+// Stats are the bytes the vault was given to store and has handed out,
+// since it was opened.
+type Stats struct{ BytesIn, BytesOut int64 }
+
+// Stats returns the vault's byte counts.
+func (v *Vault) Stats() Stats { return Stats{BytesIn: v.bytesIn.Load(), BytesOut: v.bytesOut.Load()} }
+
 // Put stores the content of r and returns its name. If want is not empty,
 // the content must hash to it, or Put fails and records nothing.
-func (v *Vault) Put(ctx context.Context, r io.Reader, want string) (Ref, error) {
+func (v *Vault) Put(ctx context.Context, r io.Reader, want string) (ref Ref, err error) {
+	defer func() {
+		if err == nil {
+			v.bytesIn.Add(ref.Size)
+		}
+	}()
 	fp := v.firsts.Get().(*[]byte)
 	defer v.firsts.Put(fp)
 	n, err := io.ReadFull(r, *fp)
