@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -39,6 +40,7 @@ type serveOptions struct {
 	security           securityFlags
 	peers              peerFlags
 	logs               logFlags
+	notify             []string
 }
 
 // vaultFlags are the options that say how the vault's objects are stored:
@@ -109,6 +111,7 @@ example.`,
 	o.security.add(f)
 	o.peers.add(f)
 	o.logs.add(f)
+	f.StringArrayVar(&o.notify, "notify", nil, "POST a JSON notification to this URL when a job ends (done, failed, canceled) or passes its deadline unfinished (repeatable; docs/metrics.md)")
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve net/http/pprof (/debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060; no authentication")
 	return c
 }
@@ -147,6 +150,12 @@ func runServe(ctx context.Context, o serveOptions, _ []string) error {
 	if err := o.peers.apply(&cfg); err != nil {
 		return err
 	}
+	for _, u := range o.notify {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return usageError{fmt.Errorf("--notify %q: expected an http:// or https:// URL", u)}
+		}
+	}
+	cfg.Notify = o.notify
 	return o.listenFailure(farm.Run(ctx, cfg)) // farm.ErrInsecure and ErrName are usage errors (exit.go)
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/distren/distren/internal/federation"
 	"github.com/distren/distren/internal/lifecycle"
 	"github.com/distren/distren/internal/metrics"
+	"github.com/distren/distren/internal/notify"
 	"github.com/distren/distren/internal/ops"
 	"github.com/distren/distren/internal/server"
 	"github.com/distren/distren/internal/session"
@@ -92,6 +93,9 @@ type Config struct {
 	// Peers are the servers this one lends frames to and borrows frames
 	// from (internal/federation, docs/federation.md).
 	Peers []Peer
+	// Notify are the URLs told when a job ends or misses its deadline
+	// (internal/notify).
+	Notify []string
 	// DebugAddr, if set, is a loopback address (127.0.0.1:PORT, [::1]:PORT;
 	// port 0 picks one) on which net/http/pprof's endpoints are served
 	// under /debug/pprof/, apart from the API and without authentication.
@@ -286,6 +290,7 @@ func Run(ctx context.Context, cfg Config) error {
 				go farm.CollectEvery(ctx, every)
 			}
 			go fed.Run(ctx)
+			go notify.Run(ctx, notify.Config{Session: sess, URLs: cfg.Notify, Log: log.With("subsystem", "notify")})
 			return server.Serve(ctx, srv, func() error {
 				serve := srv.Serve
 				if tlsCfg != nil {
